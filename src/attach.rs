@@ -1,0 +1,176 @@
+//! Attaching a handle to a segment: a participant-table entry with a liveness lock, and the
+//! producer/consumer counts that give end of stream and broken pipe.
+//!
+//! Registration claims a free entry (`FREE → CLAIMED` by CAS), takes an OFD lock on the entry's
+//! byte through a private file description, then publishes `ACTIVE`. Detaching frees the entry
+//! *before* the lock is dropped, so nobody ever sees an active entry without its lock unless its
+//! process died: that is the signal crash recovery builds on.
+
+use crate::doorbell;
+use crate::layout::{Ends, Header, Participant, RingCtrl, ENDS_CONSUMER_SEEN, ENDS_PRODUCER_SEEN};
+use crate::layout::{MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE};
+use crate::segment::{byte_is_locked, try_lock_byte, Segment};
+use crate::Error;
+use std::fs::File;
+use std::sync::atomic::Ordering;
+
+/// A handle's entry in the participant table.
+pub(crate) struct Registration {
+    index: usize,
+    /// A private file description holding the liveness lock; closing it releases the lock.
+    lock: Option<File>,
+}
+
+impl Registration {
+    /// Claims a table entry for this process with the given role bits.
+    pub fn new(seg: &Segment, roles: u32) -> Result<Registration, Error> {
+        let lock = seg.reopen()?;
+        let table = &seg.header().participants;
+        for (index, p) in table.iter().enumerate() {
+            if p.state.load(Ordering::Relaxed) != PARTICIPANT_FREE {
+                continue;
+            }
+            if p.state
+                .compare_exchange(
+                    PARTICIPANT_FREE,
+                    PARTICIPANT_CLAIMED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            // A previous owner that just freed the entry may still hold the lock for an instant.
+            if !try_lock_byte(&lock, Participant::lock_offset(index))? {
+                p.state.store(PARTICIPANT_FREE, Ordering::Release);
+                continue;
+            }
+            p.pid.store(std::process::id(), Ordering::Relaxed);
+            p.roles.store(roles, Ordering::Relaxed);
+            p.generation.fetch_add(1, Ordering::Relaxed);
+            // ORDERING: Release, so a reader that sees ACTIVE sees pid and roles.
+            p.state.store(PARTICIPANT_ACTIVE, Ordering::Release);
+            return Ok(Registration {
+                index,
+                lock: Some(lock),
+            });
+        }
+        Err(Error::TooManyParticipants)
+    }
+
+    /// The owner tag this handle puts in the claims it makes (never 0).
+    pub fn owner(&self) -> u16 {
+        self.index as u16 + 1
+    }
+
+    /// Updates the role bits shown for this entry.
+    pub fn set_roles(&self, header: &Header, roles: u32) {
+        header.participants[self.index]
+            .roles
+            .store(roles, Ordering::Relaxed);
+    }
+
+    /// Frees the entry, then drops the liveness lock.
+    pub fn release(&mut self, header: &Header) {
+        if let Some(lock) = self.lock.take() {
+            let p = &header.participants[self.index];
+            p.roles.store(0, Ordering::Relaxed);
+            p.state.store(PARTICIPANT_FREE, Ordering::Release);
+            drop(lock);
+        }
+    }
+}
+
+/// What `shmq ls` / `stat` show about one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// Index in the table.
+    pub index: usize,
+    /// Process id recorded at attach time.
+    pub pid: u32,
+    /// Role bits (producer = 1, consumer = 2, per ring `2 * ring`).
+    pub roles: u32,
+    /// Whether its liveness lock is held (the process is alive).
+    pub alive: bool,
+}
+
+/// Lists active entries and whether each one's liveness lock is still held.
+pub(crate) fn participants(seg: &Segment, probe: &File) -> Vec<ParticipantInfo> {
+    let table = &seg.header().participants;
+    (0..MAX_PARTICIPANTS)
+        .filter_map(|index| {
+            let p = &table[index];
+            (p.state.load(Ordering::Acquire) == PARTICIPANT_ACTIVE).then(|| ParticipantInfo {
+                index,
+                pid: p.pid.load(Ordering::Relaxed),
+                roles: p.roles.load(Ordering::Relaxed),
+                alive: byte_is_locked(probe, Participant::lock_offset(index)).unwrap_or(true),
+            })
+        })
+        .collect()
+}
+
+/// Counts a new producer and/or consumer on `ring`.
+pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) {
+    let ends: &Ends = &ring.ends;
+    if producer {
+        ends.producers.fetch_add(1, Ordering::AcqRel);
+        ends.flags.fetch_or(ENDS_PRODUCER_SEEN, Ordering::AcqRel);
+    }
+    if consumer {
+        ends.consumers.fetch_add(1, Ordering::AcqRel);
+        ends.flags.fetch_or(ENDS_CONSUMER_SEEN, Ordering::AcqRel);
+    }
+}
+
+/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: already taken.
+pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
+    let ends: &Ends = &ring.ends;
+    let (count, seen) = if producer {
+        (&ends.producers, ENDS_PRODUCER_SEEN)
+    } else {
+        (&ends.consumers, ENDS_CONSUMER_SEEN)
+    };
+    if count
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return false;
+    }
+    ends.flags.fetch_or(seen, Ordering::AcqRel);
+    true
+}
+
+/// Uncounts a producer (wakes consumers: they may now see end of stream) or a consumer (wakes
+/// producers: they may now see a broken pipe).
+pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
+    let ends: &Ends = &ring.ends;
+    if producer {
+        // ORDERING: Release: every message this producer committed happens-before a consumer's
+        // Acquire load that sees the count reach zero.
+        ends.producers.fetch_sub(1, Ordering::Release);
+        doorbell::ring_all(&ring.not_empty);
+    }
+    if consumer {
+        ends.consumers.fetch_sub(1, Ordering::Release);
+        doorbell::ring_all(&ring.not_full);
+    }
+}
+
+/// End of stream: a producer was seen and none is attached now.
+#[inline]
+pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
+    let ends: &Ends = &ring.ends;
+    // ORDERING: Acquire, pairs with the Release decrement in `detach`.
+    ends.producers.load(Ordering::Acquire) == 0
+        && ends.flags.load(Ordering::Relaxed) & ENDS_PRODUCER_SEEN != 0
+}
+
+/// Broken pipe: a consumer was seen and none is attached now.
+#[inline]
+pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
+    let ends: &Ends = &ring.ends;
+    ends.consumers.load(Ordering::Acquire) == 0
+        && ends.flags.load(Ordering::Relaxed) & ENDS_CONSUMER_SEEN != 0
+}

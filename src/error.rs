@@ -1,0 +1,127 @@
+//! Error types.
+//!
+//! Opening or creating a segment fails with [`Error`]. Moving a message fails with [`SendError`]
+//! (put/send side) or [`RecvError`] (get/recv side); each operation's docs say which variants it
+//! can return. None of them loses a message: a failed send leaves the caller's bytes untouched, and
+//! a failed receive has taken nothing out of the ring.
+
+use std::io;
+
+/// Why a segment could not be created, opened or attached to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name is not of the form `/name` (one leading slash, no other slash, 1..=250 bytes).
+    #[error("invalid segment name {0:?}: expected \"/name\" with no other '/', at most 250 bytes")]
+    InvalidName(String),
+    /// No segment of that name exists.
+    #[error("no shmq segment named {0:?}")]
+    NotFound(String),
+    /// A segment of that name already exists (names are created exclusively).
+    #[error("a segment named {0:?} already exists")]
+    AlreadyExists(String),
+    /// The operating system refused access to the segment.
+    #[error("permission denied for segment {0:?}")]
+    PermissionDenied(String),
+    /// The file is not a shmq segment (or is one from an unrelated program).
+    #[error("not a shmq segment (bad magic number)")]
+    BadMagic,
+    /// The segment was made by an incompatible version of shmq.
+    #[error("segment layout version {found} is not supported (this build speaks {expected})")]
+    VersionMismatch {
+        /// Version found in the segment.
+        found: u32,
+        /// Version this build understands.
+        expected: u32,
+    },
+    /// The segment is a valid shmq segment of another kind (a pipe opened as a queue, say).
+    #[error("segment is a {found}, expected a {expected}")]
+    WrongKind {
+        /// What the segment holds.
+        found: &'static str,
+        /// What the caller asked for.
+        expected: &'static str,
+    },
+    /// The header's sizes disagree with each other or with the real size of the file.
+    #[error("segment size mismatch: {0}")]
+    SizeMismatch(String),
+    /// The header holds a value outside what shmq ever writes.
+    #[error("corrupt segment header: {0}")]
+    Corrupt(&'static str),
+    /// The creator did not finish building the segment in time.
+    #[error("segment is not ready (its creator did not finish initialising it in time)")]
+    NotReady,
+    /// An argument is out of range (capacity 0, slot size too large, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// Every entry of the segment's participant table is in use.
+    #[error("too many processes attached to this segment")]
+    TooManyParticipants,
+    /// The pipe end is already attached to another handle (one producer, one consumer).
+    #[error("this end of the pipe is already attached")]
+    AlreadyAttached,
+    /// No inherited segment was found in the environment under that key.
+    #[error("no inherited segment in environment variable {0}")]
+    NotInherited(String),
+    /// Any other operating-system error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why a message could not be put into a queue or sent through a pipe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The ring is full (`try_put` / `try_send` only).
+    #[error("the queue is full")]
+    Full,
+    /// The ring stayed full until the deadline (`*_timeout` only).
+    #[error("timed out waiting for room")]
+    Timeout,
+    /// Nobody will ever receive: every consumer has gone, or this handle was closed for sending.
+    #[error("the receiving side is closed")]
+    Closed,
+    /// The message is larger than a slot.
+    #[error("message of {len} bytes does not fit a slot of {max} bytes")]
+    TooLarge {
+        /// Length of the rejected message.
+        len: usize,
+        /// The segment's slot size.
+        max: usize,
+    },
+    /// This handle was opened without the producer role.
+    #[error("this handle cannot send (opened as a consumer)")]
+    WrongRole,
+    /// Another process broke the ring's invariants; the handle stops using the segment.
+    #[error("the shared ring is corrupt: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Why a message could not be taken from a queue or received from a pipe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The ring is empty (`try_get` / `try_recv` only).
+    #[error("the queue is empty")]
+    Empty,
+    /// The ring stayed empty until the deadline (`*_timeout` only).
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// End of stream: every producer has gone and the ring is drained.
+    #[error("end of stream: every sender has closed and the queue is drained")]
+    Closed,
+    /// The value asked for has a different size from the message (typed receive only).
+    #[error("message of {len} bytes cannot be read as a value of {expected} bytes")]
+    SizeMismatch {
+        /// Length of the message (it was consumed).
+        len: usize,
+        /// Size of the requested type.
+        expected: usize,
+    },
+    /// This handle was opened without the consumer role.
+    #[error("this handle cannot receive (opened as a producer)")]
+    WrongRole,
+    /// Another process broke the ring's invariants; the handle stops using the segment.
+    #[error("the shared ring is corrupt: {0}")]
+    Corrupt(&'static str),
+}

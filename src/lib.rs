@@ -1,0 +1,27 @@
+//! shmq
+#![warn(missing_docs)]
+
+pub(crate) mod doorbell;
+mod error;
+pub(crate) mod futex;
+pub mod layout;
+pub(crate) mod mpmc;
+pub(crate) mod ring;
+pub(crate) mod sync;
+
+#[cfg(not(loom))]
+mod attach;
+#[cfg(not(loom))]
+mod inherit;
+#[cfg(not(loom))]
+mod queue;
+#[cfg(not(loom))]
+pub(crate) mod segment;
+#[cfg(not(loom))]
+mod shm;
+
+#[cfg(not(loom))]
+pub use attach::ParticipantInfo;
+pub use error::{Error, RecvError, SendError};
+#[cfg(not(loom))]
+pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};

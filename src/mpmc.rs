@@ -1,0 +1,481 @@
+//! The lock-free multi-producer multi-consumer ring (Vyukov's bounded queue, owner-tagged).
+//!
+//! # Positions
+//! A position is `{ lap, index }` packed as `lap * one_lap + index`, where `one_lap` is
+//! `capacity.next_power_of_two()`, kept to [`POS_BITS`] bits. Slot `index` serves positions
+//! `{ 0, index }, { 1, index }, …` in turn. `tail` and `head` in the control block are *hints*:
+//! the next position to write and to read. Anyone may advance them by one position with a CAS
+//! after seeing that the position was claimed; nobody trusts them further than that.
+//!
+//! # Stamps
+//! Each slot's 64-bit stamp is `{ state: 3, owner: 16, pos: 45 }` and is the only source of truth:
+//!
+//! ```text
+//! EMPTY(p)  --producer CAS-->  WRITING(p, me)  --commit, Release-->  FULL(p)
+//!   ^                              |  abandon (reservation dropped)
+//!   |                              v
+//!   |                          SKIPPED(p)  --consumer CAS-->  EMPTY(p + one_lap)
+//!   |
+//!   +--release, Release--  READING(p, me)  <--consumer CAS--  FULL(p)
+//! ```
+//!
+//! The claim itself names its owner (a participant-table index, 0 = none), so a claim that is
+//! never finished can be traced to the process that made it. Claims are CASes on the stamp, not on
+//! `tail`/`head`, so exactly one producer owns each position and exactly one consumer reads it.
+//!
+//! A producer looking at position `t` compares the slot's stamp position `p` with `t`:
+//! `p == t` and EMPTY: claim it; `p == t` otherwise, or `p` after `t`: `t` is stale, help advance
+//! `tail`; `p` before `t`: the slot still holds the previous lap: the ring is full. A consumer at
+//! `h`: FULL(h): claim; SKIPPED(h): retire it and move on; EMPTY(h)/WRITING(h) or an older lap:
+//! nothing to read yet (empty); READING(h) or a newer lap: `h` is stale, help advance `head`.
+//!
+//! Every index read from shared memory is masked and checked against the process-local capacity
+//! before it is used; a value outside the encoding is reported as corruption.
+
+use crate::doorbell;
+use crate::error::{RecvError, SendError};
+use crate::ring::RingMem;
+use crate::sync::Ordering;
+
+/// Bits of a position.
+pub const POS_BITS: u32 = 45;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+const OWNER_SHIFT: u32 = POS_BITS;
+const STATE_SHIFT: u32 = 61;
+
+/// Stamp states.
+pub const EMPTY: u64 = 0;
+/// Claimed by a producer that has not committed yet.
+pub const WRITING: u64 = 1;
+/// Committed, waiting for a consumer.
+pub const FULL: u64 = 2;
+/// Claimed by a consumer that has not released the slot yet.
+pub const READING: u64 = 3;
+/// Claimed by a producer that gave up (or died): consumers skip it.
+pub const SKIPPED: u64 = 4;
+
+/// Tries of a claim loop before the ring is declared corrupt. Legitimate contention never comes
+/// near this; it only bounds the work a hostile peer can make us do.
+const MAX_SPINS: u32 = 1 << 22;
+
+/// Packs a stamp.
+#[inline]
+pub const fn stamp(state: u64, owner: u16, pos: u64) -> u64 {
+    (state << STATE_SHIFT) | ((owner as u64) << OWNER_SHIFT) | (pos & POS_MASK)
+}
+
+/// Unpacks a stamp into `(state, owner, pos)`.
+#[inline]
+pub const fn unpack(s: u64) -> (u64, u16, u64) {
+    (s >> STATE_SHIFT, (s >> OWNER_SHIFT) as u16, s & POS_MASK)
+}
+
+/// `a - b` for positions, as a signed distance (positions wrap at 2^45).
+#[inline]
+fn dist(a: u64, b: u64) -> i64 {
+    ((a.wrapping_sub(b) << (64 - POS_BITS)) as i64) >> (64 - POS_BITS)
+}
+
+/// A claimed slot: its index and the position it was claimed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub idx: u64,
+    pub pos: u64,
+}
+
+/// The MPMC algorithm over one ring's memory.
+#[derive(Clone, Copy)]
+pub(crate) struct Mpmc {
+    pub mem: RingMem,
+    one_lap: u64,
+}
+
+impl Mpmc {
+    /// Wraps initialised ring memory (see [`Mpmc::init`]).
+    pub fn new(mem: RingMem) -> Self {
+        Mpmc {
+            mem,
+            one_lap: mem.capacity.next_power_of_two(),
+        }
+    }
+
+    /// Writes the initial state: every slot `EMPTY({ 0, index })`, `tail = head = 0`.
+    /// Only the creator calls this, before the segment is published.
+    pub fn init(&self) {
+        for i in 0..self.mem.capacity {
+            self.mem
+                .slot(i)
+                .stamp
+                .store(stamp(EMPTY, 0, i), Ordering::Relaxed);
+            self.mem.slot(i).len.store(0, Ordering::Relaxed);
+        }
+        self.mem.ctrl().tail.store(0, Ordering::Relaxed);
+        self.mem.ctrl().head.store(0, Ordering::Relaxed);
+    }
+
+    /// The slot index of position `pos`, if it is one this ring has.
+    #[inline]
+    fn index(&self, pos: u64) -> Option<u64> {
+        let idx = pos & (self.one_lap - 1);
+        (idx < self.mem.capacity).then_some(idx)
+    }
+
+    /// The position after `pos`.
+    #[inline]
+    fn next(&self, pos: u64, idx: u64) -> u64 {
+        if idx + 1 < self.mem.capacity {
+            pos + 1
+        } else {
+            ((pos & !(self.one_lap - 1)) + self.one_lap) & POS_MASK
+        }
+    }
+
+    /// Claims the next free slot for writing, tagged with `owner`.
+    pub fn try_claim_write(&self, owner: u16) -> Result<Claim, SendError> {
+        let ctrl = self.mem.ctrl();
+        let mut t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+        for _ in 0..MAX_SPINS {
+            let idx = self
+                .index(t)
+                .ok_or(SendError::Corrupt("tail index out of range"))?;
+            let slot = self.mem.slot(idx);
+            // ORDERING: Acquire, pairs with the Release store in `release` (SYNC POINT:
+            // slot-released): the previous reader is done with the payload before we write it.
+            let s = slot.stamp.load(Ordering::Acquire);
+            let (state, _, p) = unpack(s);
+            let d = dist(p, t);
+            if d == 0 && state == EMPTY {
+                let mine = stamp(WRITING, owner, t);
+                // ORDERING: Acquire on success for the same reason as the load above.
+                match slot.stamp.compare_exchange_weak(
+                    s,
+                    mine,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // Best effort: if this fails, someone already advanced the hint for us.
+                        let _ = ctrl.tail.compare_exchange(
+                            t,
+                            self.next(t, idx),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                        return Ok(Claim { idx, pos: t });
+                    }
+                    Err(_) => {
+                        crate::sync::spin_hint();
+                        t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+                    }
+                }
+            } else if d >= 0 {
+                // Position t is taken (or the slot is a lap ahead): the hint is stale. Help it on.
+                let _ = ctrl.tail.compare_exchange(
+                    t,
+                    self.next(t, idx),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+            } else {
+                // The slot still holds the previous lap: full, unless the hint moved meanwhile.
+                let t2 = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+                if t2 == t {
+                    return Err(SendError::Full);
+                }
+                t = t2;
+            }
+        }
+        Err(SendError::Corrupt("tail never settles"))
+    }
+
+    /// Publishes a claimed slot holding `len` payload bytes and wakes a sleeping consumer.
+    #[inline]
+    pub fn commit(&self, c: Claim, len: u32) {
+        let slot = self.mem.slot(c.idx);
+        slot.len.store(len, Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire load in `try_claim_read`. SYNC POINT:
+        // slot-published: payload and len are visible to whoever sees FULL.
+        slot.stamp.store(stamp(FULL, 0, c.pos), Ordering::Release);
+        doorbell::ring(&self.mem.ctrl().not_empty);
+    }
+
+    /// Gives a write claim up: consumers will skip the position.
+    pub fn abandon(&self, c: Claim) {
+        self.mem
+            .slot(c.idx)
+            .stamp
+            .store(stamp(SKIPPED, 0, c.pos), Ordering::Release);
+        doorbell::ring(&self.mem.ctrl().not_empty);
+    }
+
+    /// Claims the oldest committed message for reading, tagged with `owner`.
+    pub fn try_claim_read(&self, owner: u16) -> Result<Claim, RecvError> {
+        let ctrl = self.mem.ctrl();
+        let mut h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+        for _ in 0..MAX_SPINS {
+            let idx = self
+                .index(h)
+                .ok_or(RecvError::Corrupt("head index out of range"))?;
+            let slot = self.mem.slot(idx);
+            // ORDERING: Acquire, pairs with the Release store in `commit`. SYNC POINT:
+            // slot-published.
+            let s = slot.stamp.load(Ordering::Acquire);
+            let (state, _, p) = unpack(s);
+            let d = dist(p, h);
+            if d == 0 && state == FULL {
+                let mine = stamp(READING, owner, h);
+                match slot.stamp.compare_exchange_weak(
+                    s,
+                    mine,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let _ = ctrl.head.compare_exchange(
+                            h,
+                            self.next(h, idx),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                        return Ok(Claim { idx, pos: h });
+                    }
+                    Err(_) => {
+                        crate::sync::spin_hint();
+                        h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                    }
+                }
+            } else if d == 0 && state == SKIPPED {
+                // An abandoned write: retire it for everyone, then look at the next position.
+                let retired = stamp(EMPTY, 0, h + self.one_lap);
+                if slot
+                    .stamp
+                    .compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    doorbell::ring(&ctrl.not_full);
+                }
+                let _ = ctrl.head.compare_exchange(
+                    h,
+                    self.next(h, idx),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+            } else if d > 0 || (d == 0 && state == READING) {
+                // Position h was read already: the hint is stale. Help it on.
+                let _ = ctrl.head.compare_exchange(
+                    h,
+                    self.next(h, idx),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+            } else if d == 0 && state > SKIPPED {
+                return Err(RecvError::Corrupt("slot stamp has an unknown state"));
+            } else {
+                // EMPTY(h) or WRITING(h): not published yet. An older lap: not even written.
+                let h2 = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                if h2 == h {
+                    return Err(RecvError::Empty);
+                }
+                h = h2;
+            }
+        }
+        Err(RecvError::Corrupt("head never settles"))
+    }
+
+    /// Length of the message in a read claim, checked against the slot size (read once).
+    #[inline]
+    pub fn claimed_len(&self, c: Claim) -> Result<usize, RecvError> {
+        let len = self.mem.slot(c.idx).len.load(Ordering::Relaxed) as usize;
+        if len > self.mem.slot_size {
+            return Err(RecvError::Corrupt("message length exceeds the slot size"));
+        }
+        Ok(len)
+    }
+
+    /// Frees a read claim for the producers of the next lap and wakes one that sleeps.
+    #[inline]
+    pub fn release(&self, c: Claim) {
+        let next_lap = (c.pos + self.one_lap) & POS_MASK;
+        // ORDERING: Release, pairs with the Acquire load in `try_claim_write`. SYNC POINT:
+        // slot-released: our reads of the payload happen before the next write of it.
+        self.mem
+            .slot(c.idx)
+            .stamp
+            .store(stamp(EMPTY, 0, next_lap), Ordering::Release);
+        doorbell::ring(&self.mem.ctrl().not_full);
+    }
+
+    /// Messages in the ring, from the hints: approximate under concurrency, always in
+    /// `0..=capacity`.
+    pub fn len(&self) -> usize {
+        let ctrl = self.mem.ctrl();
+        loop {
+            let t = ctrl.tail.load(Ordering::SeqCst) & POS_MASK;
+            let h = ctrl.head.load(Ordering::SeqCst) & POS_MASK;
+            // Re-read tail so the pair is a snapshot (crossbeam's approach).
+            if ctrl.tail.load(Ordering::SeqCst) & POS_MASK != t {
+                continue;
+            }
+            let lap_mask = !(self.one_lap - 1) & POS_MASK;
+            let laps = dist(t & lap_mask, h & lap_mask) / self.one_lap as i64;
+            let cap = self.mem.capacity as i64;
+            let idx_t = (t & (self.one_lap - 1)) as i64;
+            let idx_h = (h & (self.one_lap - 1)) as i64;
+            let n = laps.saturating_mul(cap).saturating_add(idx_t - idx_h);
+            return n.clamp(0, cap) as usize;
+        }
+    }
+
+    /// Capacity of the ring.
+    pub fn capacity(&self) -> u64 {
+        self.mem.capacity
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::ring::HeapRing;
+    use std::sync::atomic::{AtomicUsize, Ordering as O};
+    use std::sync::Arc;
+
+    fn ring(cap: u64) -> (HeapRing, Mpmc) {
+        let h = HeapRing::new(cap, 8);
+        let m = Mpmc::new(h.mem);
+        m.init();
+        (h, m)
+    }
+
+    fn put(m: &Mpmc, v: u64) -> Result<(), SendError> {
+        let c = m.try_claim_write(1)?;
+        // SAFETY: the claim gives us the slot's payload, 8 bytes, 8-aligned on the heap ring.
+        unsafe { (m.mem.payload(c.idx) as *mut u64).write(v) };
+        m.commit(c, 8);
+        Ok(())
+    }
+
+    fn get(m: &Mpmc) -> Result<u64, RecvError> {
+        let c = m.try_claim_read(2)?;
+        assert_eq!(m.claimed_len(c)?, 8);
+        // SAFETY: as in `put`: we own the slot until `release`.
+        let v = unsafe { (m.mem.payload(c.idx) as *const u64).read() };
+        m.release(c);
+        Ok(v)
+    }
+
+    #[test]
+    fn capacity_is_exact_for_non_powers_of_two() {
+        for cap in [1u64, 2, 3, 5, 7, 8, 100] {
+            let (_h, m) = ring(cap);
+            for i in 0..cap {
+                put(&m, i).unwrap();
+                assert_eq!(m.len(), i as usize + 1);
+            }
+            assert_eq!(put(&m, 99), Err(SendError::Full));
+            for i in 0..cap {
+                assert_eq!(get(&m), Ok(i));
+            }
+            assert_eq!(get(&m), Err(RecvError::Empty));
+            assert_eq!(m.len(), 0);
+        }
+    }
+
+    #[test]
+    fn wraps_around_many_laps_in_order() {
+        let (_h, m) = ring(3);
+        for i in 0..10_000u64 {
+            put(&m, i).unwrap();
+            if i % 2 == 1 {
+                assert_eq!(get(&m), Ok(i - 1));
+                assert_eq!(get(&m), Ok(i));
+            }
+            assert!(m.len() <= 3);
+        }
+    }
+
+    #[test]
+    fn abandoned_claim_is_skipped_and_frees_its_slot() {
+        let (_h, m) = ring(2);
+        let c = m.try_claim_write(1).unwrap();
+        put(&m, 7).unwrap();
+        assert_eq!(
+            get(&m),
+            Err(RecvError::Empty),
+            "position 0 is still being written"
+        );
+        m.abandon(c);
+        assert_eq!(get(&m), Ok(7));
+        put(&m, 8).unwrap();
+        put(&m, 9).unwrap();
+        assert_eq!(put(&m, 10), Err(SendError::Full));
+        assert_eq!(get(&m), Ok(8));
+        assert_eq!(get(&m), Ok(9));
+    }
+
+    #[test]
+    fn corrupt_tail_is_reported_not_followed() {
+        let (h, m) = ring(3);
+        h.ctrl.tail.store(3, O::Relaxed.into()); // index 3 of a 3-slot ring (one_lap is 4)
+        assert_eq!(
+            put(&m, 1),
+            Err(SendError::Corrupt("tail index out of range"))
+        );
+        h.ctrl.head.store(3, O::Relaxed.into());
+        assert_eq!(get(&m), Err(RecvError::Corrupt("head index out of range")));
+    }
+
+    #[test]
+    fn len_stays_within_bounds_when_hints_are_garbage() {
+        let (h, m) = ring(5);
+        for (t, hd) in [(0u64, 1u64 << 40), (1 << 40, 0), (u64::MAX, 0), (7, 3)] {
+            h.ctrl.tail.store(t, O::Relaxed.into());
+            h.ctrl.head.store(hd, O::Relaxed.into());
+            assert!(m.len() <= 5);
+        }
+    }
+
+    /// crossbeam's test: many threads, tiny capacity, every value seen exactly once.
+    #[test]
+    fn exact_count_stress_through_capacity_3() {
+        const THREADS: u64 = 4;
+        const PER: u64 = 50_000;
+        let h = Arc::new(ring(3));
+        let seen: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..THREADS * PER).map(|_| AtomicUsize::new(0)).collect());
+        let received = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for p in 0..THREADS {
+                let h = h.clone();
+                s.spawn(move || {
+                    for i in 0..PER {
+                        let v = p * PER + i;
+                        while put(&h.1, v).is_err() {
+                            std::thread::yield_now();
+                        }
+                    }
+                });
+            }
+            for _ in 0..THREADS {
+                let (h, seen, received) = (h.clone(), seen.clone(), received.clone());
+                s.spawn(move || {
+                    while received.load(O::Relaxed) < (THREADS * PER) as usize {
+                        match get(&h.1) {
+                            Ok(v) => {
+                                seen[v as usize].fetch_add(1, O::Relaxed);
+                                received.fetch_add(1, O::Relaxed);
+                            }
+                            Err(_) => std::thread::yield_now(),
+                        }
+                    }
+                });
+            }
+        });
+        assert!(
+            seen.iter().all(|c| c.load(O::Relaxed) == 1),
+            "every value exactly once"
+        );
+    }
+}

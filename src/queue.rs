@@ -1,0 +1,575 @@
+//! The public MPMC queue handle.
+
+use crate::attach::{self, ParticipantInfo, Registration};
+use crate::doorbell;
+use crate::futex;
+use crate::inherit;
+use crate::layout::{Geometry, Kind, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::mpmc::{Claim, Mpmc};
+use crate::segment::Segment;
+use crate::shm::{self, Place};
+use crate::{Error, RecvError, SendError};
+use bytemuck::Pod;
+use std::fmt;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Which ends of a queue a handle uses.
+///
+/// End of stream is decided by counting handles: once every handle with the producer role has
+/// been closed or dropped (and at least one existed), consumers get [`RecvError::Closed`] after
+/// draining; once every consumer has gone, producers get [`SendError::Closed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Puts only.
+    Producer,
+    /// Gets only.
+    Consumer,
+    /// Puts and gets, like a Python `multiprocessing.Queue` (the default).
+    #[default]
+    Both,
+}
+
+impl Role {
+    fn bits(self) -> u32 {
+        match self {
+            Role::Producer => ROLE_PRODUCER,
+            Role::Consumer => ROLE_CONSUMER,
+            Role::Both => ROLE_PRODUCER | ROLE_CONSUMER,
+        }
+    }
+}
+
+/// Spin iterations before a blocking call sleeps, by default.
+pub const DEFAULT_SPIN: u32 = 4096;
+
+/// Options for creating or opening a [`Queue`] (see [`Queue::builder`]).
+#[derive(Clone, Debug)]
+pub struct QueueBuilder {
+    capacity: u64,
+    slot_size: u64,
+    mode: u32,
+    unlink_on_drop: bool,
+    role: Role,
+    spin: u32,
+}
+
+impl Default for QueueBuilder {
+    fn default() -> Self {
+        QueueBuilder {
+            capacity: 1024,
+            slot_size: 256,
+            mode: 0o600,
+            unlink_on_drop: true,
+            role: Role::Both,
+            spin: DEFAULT_SPIN,
+        }
+    }
+}
+
+impl QueueBuilder {
+    /// Messages the queue holds (exact, 1..=2^24). Default 1024.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity as u64;
+        self
+    }
+
+    /// Largest message in bytes. Default 256.
+    pub fn slot_size(mut self, slot_size: usize) -> Self {
+        self.slot_size = slot_size as u64;
+        self
+    }
+
+    /// Permission bits of a named segment. Default `0o600`.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Whether the creator removes the name when its handle is dropped. Default `true`.
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.unlink_on_drop = yes;
+        self
+    }
+
+    /// Which ends this handle uses. Default [`Role::Both`].
+    pub fn role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// Busy-poll iterations before a blocking call sleeps on the futex (0: sleep at once).
+    pub fn spin(mut self, iterations: u32) -> Self {
+        self.spin = iterations;
+        self
+    }
+
+    /// Creates a named queue (`/name`, exclusively; fails if it exists).
+    pub fn create(self, name: &str) -> Result<Queue, Error> {
+        let place = Place::Named {
+            name,
+            mode: self.mode,
+            unlink_on_drop: self.unlink_on_drop,
+        };
+        self.build(place)
+    }
+
+    /// Creates an anonymous queue (memfd), to hand to child processes with [`Queue::share_with`].
+    pub fn create_anonymous(self) -> Result<Queue, Error> {
+        self.build(Place::Anonymous)
+    }
+
+    fn build(self, place: Place<'_>) -> Result<Queue, Error> {
+        let g = Geometry::new(Kind::Queue, 1, self.capacity, self.slot_size)
+            .map_err(Error::InvalidArgument)?;
+        let seg = shm::create(place, &g)?;
+        Mpmc::new(shm::ring_mem(&seg, &g, 0)).init();
+        seg.publish();
+        Queue::attach(seg, g, self.role, self.spin)
+    }
+
+    /// Opens an existing named queue.
+    pub fn open(self, name: &str) -> Result<Queue, Error> {
+        let seg = Segment::open_named(name)?;
+        let g = shm::validate(&seg, Kind::Queue)?;
+        Queue::attach(seg, g, self.role, self.spin)
+    }
+
+    /// Opens the queue a parent shared under `key` with [`Queue::share_with`].
+    pub fn open_inherited(self, key: &str) -> Result<Queue, Error> {
+        let seg = Segment::open_inherited(inherit::inherited_fd(key)?)?;
+        let g = shm::validate(&seg, Kind::Queue)?;
+        Queue::attach(seg, g, self.role, self.spin)
+    }
+}
+
+/// A bounded multi-producer multi-consumer queue in shared memory.
+///
+/// `Send + Sync`: threads of one process can share a handle by reference or in an `Arc`. Each
+/// process opens its own handle. See the crate docs for an example.
+pub struct Queue {
+    ring: Mpmc,
+    reg: Registration,
+    /// Role bits this handle still holds (`close` drops the producer bit).
+    roles: AtomicU32,
+    spin: u32,
+    geometry: Geometry,
+    seg: Segment,
+}
+
+/// When a blocking call gives up.
+#[derive(Clone, Copy)]
+enum Wait {
+    Never,
+    Until(u64),
+    Forever,
+}
+
+impl Wait {
+    fn after(d: Duration) -> Wait {
+        Wait::Until(futex::now().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+    }
+}
+
+impl Queue {
+    /// Options for creating or opening a queue.
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder::default()
+    }
+
+    /// Creates a named queue of `capacity` messages of at most `slot_size` bytes.
+    pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Queue, Error> {
+        Queue::builder()
+            .capacity(capacity)
+            .slot_size(slot_size)
+            .create(name)
+    }
+
+    /// Creates an anonymous queue; hand it to children with [`Queue::share_with`].
+    pub fn anonymous(capacity: usize, slot_size: usize) -> Result<Queue, Error> {
+        Queue::builder()
+            .capacity(capacity)
+            .slot_size(slot_size)
+            .create_anonymous()
+    }
+
+    /// Opens a named queue as producer and consumer.
+    pub fn open(name: &str) -> Result<Queue, Error> {
+        Queue::builder().open(name)
+    }
+
+    /// Opens a queue inherited from the parent process under `key`, as producer and consumer.
+    pub fn from_env(key: &str) -> Result<Queue, Error> {
+        Queue::builder().open_inherited(key)
+    }
+
+    fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
+        let ring = Mpmc::new(shm::ring_mem(&seg, &geometry, 0));
+        let reg = Registration::new(&seg, role.bits())?;
+        let bits = role.bits();
+        attach::attach(
+            ring.mem.ctrl(),
+            bits & ROLE_PRODUCER != 0,
+            bits & ROLE_CONSUMER != 0,
+        );
+        Ok(Queue {
+            ring,
+            reg,
+            roles: AtomicU32::new(bits),
+            spin,
+            geometry,
+            seg,
+        })
+    }
+
+    /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`.
+    ///
+    /// Works for anonymous and named queues alike: the child inherits the segment's descriptor.
+    pub fn share_with(&self, cmd: &mut Command, key: &str) {
+        inherit::share_fd(cmd, self.seg.file().as_raw_fd(), key);
+    }
+
+    // ----- put -----
+
+    fn claim_put(&self, len: usize, wait: Wait) -> Result<Claim, SendError> {
+        if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
+            return Err(SendError::WrongRole);
+        }
+        if len > self.geometry.slot_size as usize {
+            return Err(SendError::TooLarge {
+                len,
+                max: self.geometry.slot_size as usize,
+            });
+        }
+        let ctrl = self.ring.mem.ctrl();
+        let owner = self.reg.owner();
+        let attempt = || {
+            if attach::consumers_gone(ctrl) {
+                return Some(Err(SendError::Closed));
+            }
+            match self.ring.try_claim_write(owner) {
+                Err(SendError::Full) => None,
+                r => Some(r),
+            }
+        };
+        let deadline = match wait {
+            Wait::Never => return attempt().unwrap_or(Err(SendError::Full)),
+            Wait::Until(d) => Some(d),
+            Wait::Forever => None,
+        };
+        doorbell::block_on(&ctrl.not_full, deadline, self.spin, attempt)
+            .unwrap_or(Err(SendError::Timeout))
+    }
+
+    fn put_bytes(&self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
+        let c = self.claim_put(msg.len(), wait)?;
+        // SAFETY: we own the claimed slot until commit; msg.len() <= slot_size was checked, and
+        // the payload region holds slot_size bytes that do not overlap `msg` (ours, not shared).
+        unsafe {
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.mem.payload(c.idx), msg.len())
+        };
+        self.ring.commit(c, msg.len() as u32);
+        Ok(())
+    }
+
+    /// Puts a message, blocking while the queue is full.
+    ///
+    /// Errors: `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    pub fn put(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_bytes(msg, Wait::Forever)
+    }
+
+    /// Puts a message, blocking at most `timeout` while the queue is full.
+    ///
+    /// Errors: `Timeout`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.put_bytes(msg, Wait::after(timeout))
+    }
+
+    /// Puts a message if there is room now (Python's `put_nowait`).
+    ///
+    /// Errors: `Full`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    pub fn try_put(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_bytes(msg, Wait::Never)
+    }
+
+    /// Puts a `Pod` value (its bytes, no serialisation), blocking while the queue is full.
+    pub fn put_value<T: Pod>(&self, value: &T) -> Result<(), SendError> {
+        self.put(bytemuck::bytes_of(value))
+    }
+
+    /// Puts a `Pod` value if there is room now.
+    pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<(), SendError> {
+        self.try_put(bytemuck::bytes_of(value))
+    }
+
+    /// Reserves a slot to write a message in place (zero-copy), blocking while the queue is full.
+    ///
+    /// Write into [`Reservation::buf`], then [`Reservation::commit`] the length. Dropping the
+    /// reservation uncommitted gives the slot up: consumers skip it.
+    pub fn reserve(&self) -> Result<Reservation<'_>, SendError> {
+        self.claim_put(0, Wait::Forever).map(|claim| Reservation {
+            q: self,
+            claim: Some(claim),
+        })
+    }
+
+    /// As [`Queue::reserve`], but fails with `Full` instead of blocking.
+    pub fn try_reserve(&self) -> Result<Reservation<'_>, SendError> {
+        self.claim_put(0, Wait::Never).map(|claim| Reservation {
+            q: self,
+            claim: Some(claim),
+        })
+    }
+
+    /// Reserves a slot, lets `write` fill it and return the length, and commits.
+    pub fn put_with(&self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<(), SendError> {
+        let mut r = self.reserve()?;
+        let len = write(r.buf());
+        r.commit(len)
+    }
+
+    // ----- get -----
+
+    fn claim_get(&self, wait: Wait) -> Result<Claim, RecvError> {
+        if self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0 {
+            return Err(RecvError::WrongRole);
+        }
+        let ctrl = self.ring.mem.ctrl();
+        let owner = self.reg.owner();
+        let attempt = || match self.ring.try_claim_read(owner) {
+            Err(RecvError::Empty) if attach::producers_gone(ctrl) => {
+                // Every producer detached after committing (Acquire in producers_gone): one more
+                // look sees anything they left, and only then is it the end of the stream.
+                match self.ring.try_claim_read(owner) {
+                    Err(RecvError::Empty) => Some(Err(RecvError::Closed)),
+                    r => Some(r),
+                }
+            }
+            Err(RecvError::Empty) => None,
+            r => Some(r),
+        };
+        let deadline = match wait {
+            Wait::Never => return attempt().unwrap_or(Err(RecvError::Empty)),
+            Wait::Until(d) => Some(d),
+            Wait::Forever => None,
+        };
+        doorbell::block_on(&ctrl.not_empty, deadline, self.spin, attempt)
+            .unwrap_or(Err(RecvError::Timeout))
+    }
+
+    fn message(&self, claim: Claim) -> Result<Message<'_>, RecvError> {
+        match self.ring.claimed_len(claim) {
+            Ok(len) => Ok(Message {
+                ring: &self.ring,
+                claim,
+                len,
+            }),
+            Err(e) => {
+                self.ring.release(claim);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the oldest message, blocking while the queue is empty. The bytes are read in place
+    /// through the returned guard; the slot is freed when it is dropped.
+    ///
+    /// Errors: `Closed` (end of stream), `WrongRole`, `Corrupt`.
+    pub fn get(&self) -> Result<Message<'_>, RecvError> {
+        self.claim_get(Wait::Forever).and_then(|c| self.message(c))
+    }
+
+    /// Takes the oldest message, blocking at most `timeout`.
+    ///
+    /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Message<'_>, RecvError> {
+        self.claim_get(Wait::after(timeout))
+            .and_then(|c| self.message(c))
+    }
+
+    /// Takes the oldest message if there is one now (Python's `get_nowait`).
+    ///
+    /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`.
+    pub fn try_get(&self) -> Result<Message<'_>, RecvError> {
+        self.claim_get(Wait::Never).and_then(|c| self.message(c))
+    }
+
+    /// Takes a `Pod` value, blocking while the queue is empty. The bytes are copied out, so `T`
+    /// may have any alignment. A message of another size is consumed and reported as
+    /// [`RecvError::SizeMismatch`].
+    pub fn get_value<T: Pod>(&self) -> Result<T, RecvError> {
+        self.get()?.read_value()
+    }
+
+    /// Takes a `Pod` value if there is one now.
+    pub fn try_get_value<T: Pod>(&self) -> Result<T, RecvError> {
+        self.try_get()?.read_value()
+    }
+
+    // ----- state -----
+
+    /// Stops this handle from putting (Python's `close`). When every producer has closed or gone,
+    /// consumers see end of stream once the queue is drained. Idempotent.
+    pub fn close(&self) {
+        let was = self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel);
+        if was & ROLE_PRODUCER != 0 {
+            self.reg.set_roles(self.seg.header(), was & !ROLE_PRODUCER);
+            attach::detach(self.ring.mem.ctrl(), true, false);
+        }
+    }
+
+    /// Messages in the queue (Python's `qsize`): approximate while others operate on it, but
+    /// always within `0..=capacity`.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether [`Queue::len`] is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether [`Queue::len`] is the capacity.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.geometry.capacity as usize
+    }
+
+    /// Largest message in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.geometry.slot_size as usize
+    }
+
+    /// The segment's name (`None` for anonymous queues).
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// The handles attached to this queue, with whether their processes are alive.
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        match self.seg.reopen() {
+            Ok(probe) => attach::participants(&self.seg, &probe),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let bits = self.roles.swap(0, Ordering::AcqRel);
+        attach::detach(
+            self.ring.mem.ctrl(),
+            bits & ROLE_PRODUCER != 0,
+            bits & ROLE_CONSUMER != 0,
+        );
+        self.reg.release(self.seg.header());
+    }
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.geometry.capacity)
+            .field("slot_size", &self.geometry.slot_size)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// A message read in place. Dereferences to its bytes; frees its slot when dropped.
+pub struct Message<'q> {
+    ring: &'q Mpmc,
+    claim: Claim,
+    len: usize,
+}
+
+impl Message<'_> {
+    /// A `Pod` view of the bytes, if size and alignment fit (payloads are 16-byte aligned).
+    pub fn as_value<T: Pod>(&self) -> Option<&T> {
+        bytemuck::try_from_bytes(self).ok()
+    }
+
+    fn read_value<T: Pod>(self) -> Result<T, RecvError> {
+        if self.len != std::mem::size_of::<T>() {
+            return Err(RecvError::SizeMismatch {
+                len: self.len,
+                expected: std::mem::size_of::<T>(),
+            });
+        }
+        Ok(bytemuck::pod_read_unaligned(&self))
+    }
+}
+
+impl std::ops::Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: we hold the read claim on this slot until drop, so no producer writes it;
+        // `len` was read once and checked <= slot_size, the payload region's size.
+        unsafe { std::slice::from_raw_parts(self.ring.mem.payload(self.claim.idx), self.len) }
+    }
+}
+
+impl Drop for Message<'_> {
+    fn drop(&mut self) {
+        self.ring.release(self.claim);
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("len", &self.len).finish()
+    }
+}
+
+/// A slot claimed for writing in place (see [`Queue::reserve`]).
+pub struct Reservation<'q> {
+    q: &'q Queue,
+    claim: Option<Claim>,
+}
+
+impl Reservation<'_> {
+    /// The whole slot (`slot_size` bytes; contents unspecified) to write the message into.
+    pub fn buf(&mut self) -> &mut [u8] {
+        let c = self.claim.expect("claim is present until commit or drop");
+        // SAFETY: we own the write claim on this slot until commit or drop; the payload region is
+        // slot_size bytes, and `&mut self` keeps this the only live reference to it.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.q.ring.mem.payload(c.idx),
+                self.q.geometry.slot_size as usize,
+            )
+        }
+    }
+
+    /// Publishes the first `len` bytes of [`Reservation::buf`] as the message. `len` larger than
+    /// the slot gives the slot up and returns `TooLarge`.
+    pub fn commit(mut self, len: usize) -> Result<(), SendError> {
+        let c = self
+            .claim
+            .take()
+            .expect("claim is present until commit or drop");
+        let max = self.q.geometry.slot_size as usize;
+        if len > max {
+            self.q.ring.abandon(c);
+            return Err(SendError::TooLarge { len, max });
+        }
+        self.q.ring.commit(c, len as u32);
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.claim.take() {
+            self.q.ring.abandon(c);
+        }
+    }
+}
