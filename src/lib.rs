@@ -7,12 +7,15 @@ pub(crate) mod futex;
 pub mod layout;
 pub(crate) mod mpmc;
 pub(crate) mod ring;
+pub(crate) mod spsc;
 pub(crate) mod sync;
 
 #[cfg(not(loom))]
 mod attach;
 #[cfg(not(loom))]
 mod inherit;
+#[cfg(not(loom))]
+mod pipe;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
@@ -24,4 +27,11 @@ mod shm;
 pub use attach::ParticipantInfo;
 pub use error::{Error, RecvError, SendError};
 #[cfg(not(loom))]
+pub use pipe::{
+    channel, pipe, Connection, Handover, Pipe, PipeBuilder, PipeMessage, PipeReservation, Receiver,
+    Sender,
+};
+#[cfg(not(loom))]
 pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};
+#[cfg(not(loom))]
+pub use segment::unlink;
