@@ -1,4 +1,47 @@
-//! shmq
+//! Lock-free queues and pipes between processes, through shared memory.
+//!
+//! shmq gives Rust programs the model of Python's `multiprocessing.Queue` and `Pipe` at the speed
+//! of the hardware: a message crosses from one process to another through a ring buffer in a
+//! memory-mapped segment, with no lock and no system call on the fast path.
+//!
+//! - [`Queue`]: bounded multi-producer multi-consumer. Blocking `put`/`get` (with timeouts) sleep
+//!   on a futex shared between processes; `try_put`/`try_get` never block.
+//! - [`Connection`] ([`pipe`], [`Pipe::builder`]): single-producer single-consumer, one-way or
+//!   duplex, with `send`/`recv`/`poll` and end of file: the fastest path in the crate.
+//! - Zero-copy both ways: [`Queue::reserve`] / [`Sender::reserve`] write in place, and
+//!   [`Message`] / [`PipeMessage`] read in place; `bytemuck::Pod` values travel as their bytes.
+//! - Named segments (`/name`, in `/dev/shm`) for unrelated processes; anonymous ones (memfd) for
+//!   children ([`Queue::share_with`], [`Connection::share_with`]).
+//!
+//! # Quick start
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let name = format!("/shmq-doc-{}", std::process::id());
+//! // process A
+//! let q = shmq::Queue::create(&name, 1024, 256)?; // name, capacity, slot size (bytes)
+//! q.put(b"hello")?;                               // blocks while full
+//! // process B
+//! let q2 = shmq::Queue::open(&name)?;
+//! let msg = q2.get()?;                            // blocks while empty; read in place
+//! assert_eq!(&*msg, b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! A pipe, Python style:
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut a, mut b) = shmq::pipe(true)?; // hand `b` to a child with `b.share_with(&mut cmd, "KEY")`
+//! a.send(b"ping")?;
+//! assert_eq!(&*b.recv()?, b"ping");
+//! drop(a);
+//! assert_eq!(b.recv().unwrap_err(), shmq::RecvError::Closed); // EOFError
+//! # Ok(()) }
+//! ```
+//!
+//! Shared memory is input from another process: opening validates the whole header against the
+//! file, and every index and length read from the segment is checked before use. A misbehaving
+//! peer can make operations fail with `Corrupt`, never make this process read out of bounds.
+//! The layout and the protocols are described in `docs/DESIGN.md`.
 #![warn(missing_docs)]
 
 pub(crate) mod doorbell;
