@@ -14,6 +14,8 @@ mod attach;
 #[cfg(not(loom))]
 mod inherit;
 #[cfg(not(loom))]
+pub mod inspect;
+#[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
 pub(crate) mod segment;
