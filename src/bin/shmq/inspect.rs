@@ -230,6 +230,9 @@ pub struct RmArgs {
     /// Remove every shmq segment that has no live participant.
     #[arg(long)]
     stale: bool,
+    /// With --stale: consider only segments whose name starts with this (`/name` or `name`).
+    #[arg(long, requires = "stale")]
+    prefix: Option<String>,
     /// Remove even if a participant is alive, or if the file is not a shmq segment.
     #[arg(long)]
     force: bool,
@@ -248,7 +251,8 @@ pub fn rm(args: RmArgs) -> Result<(), String> {
     }
     if args.stale {
         let names = inspect::list().map_err(|e| format!("cannot read /dev/shm: {e}"))?;
-        for name in names {
+        let prefix = args.prefix.as_deref().map(normalize).unwrap_or_default();
+        for name in names.into_iter().filter(|n| n.starts_with(&prefix)) {
             match inspect::probe(&name) {
                 Ok(p) if p.kind == FileKind::Shmq && p.live == 0 => match inspect::unlink(&name) {
                     Ok(()) => println!("removed {name}"),
