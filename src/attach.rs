@@ -59,6 +59,55 @@ impl Registration {
         Err(Error::TooManyParticipants)
     }
 
+    /// Takes over entry `index` that a parent handed to this process (see `pipe::Handover`).
+    ///
+    /// The entry must still be active with the same generation; its liveness lock passes to us as
+    /// soon as the parent lets it go (waited for a bounded time).
+    pub fn adopt(seg: &Segment, index: usize, generation: u32) -> Result<Registration, Error> {
+        let p = seg
+            .header()
+            .participants
+            .get(index)
+            .ok_or(Error::NotInherited("participant index out of range".into()))?;
+        let lock = seg.reopen()?;
+        let start = std::time::Instant::now();
+        loop {
+            if p.state.load(Ordering::Acquire) != PARTICIPANT_ACTIVE
+                || p.generation.load(Ordering::Relaxed) != generation
+            {
+                return Err(Error::NotInherited(
+                    "the handed-over pipe end was released".into(),
+                ));
+            }
+            if try_lock_byte(&lock, Participant::lock_offset(index))? {
+                p.pid.store(std::process::id(), Ordering::Relaxed);
+                return Ok(Registration {
+                    index,
+                    lock: Some(lock),
+                });
+            }
+            if start.elapsed() > crate::segment::READY_TIMEOUT {
+                return Err(Error::NotReady);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// Table index and generation, for handing the entry to a child.
+    pub fn id(&self, header: &Header) -> (usize, u32) {
+        (
+            self.index,
+            header.participants[self.index]
+                .generation
+                .load(Ordering::Relaxed),
+        )
+    }
+
+    /// Lets the liveness lock go but leaves the entry active, for a child to adopt.
+    pub fn hand_over(&mut self) {
+        self.lock = None;
+    }
+
     /// The owner tag this handle puts in the claims it makes (never 0).
     pub fn owner(&self) -> u16 {
         self.index as u16 + 1
@@ -124,7 +173,8 @@ pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) {
     }
 }
 
-/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: already taken.
+/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: that end was
+/// attached before (it may be in use, or closed: a closed pipe end is never reopened).
 pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
     let ends: &Ends = &ring.ends;
     let (count, seen) = if producer {
@@ -132,13 +182,13 @@ pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
     } else {
         (&ends.consumers, ENDS_CONSUMER_SEEN)
     };
-    if count
-        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    // Count first, then mark seen: nobody may observe "seen and zero attached" for an end that is
+    // only now being attached (that would be a false end of stream).
+    count.fetch_add(1, Ordering::AcqRel);
+    if ends.flags.fetch_or(seen, Ordering::AcqRel) & seen != 0 {
+        count.fetch_sub(1, Ordering::AcqRel);
         return false;
     }
-    ends.flags.fetch_or(seen, Ordering::AcqRel);
     true
 }
 

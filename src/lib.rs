@@ -7,6 +7,7 @@ pub(crate) mod futex;
 pub mod layout;
 pub(crate) mod mpmc;
 pub(crate) mod ring;
+pub(crate) mod spsc;
 pub(crate) mod sync;
 
 #[cfg(not(loom))]
@@ -15,6 +16,8 @@ mod attach;
 mod inherit;
 #[cfg(not(loom))]
 pub mod inspect;
+#[cfg(not(loom))]
+mod pipe;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
@@ -26,4 +29,11 @@ mod shm;
 pub use attach::ParticipantInfo;
 pub use error::{Error, RecvError, SendError};
 #[cfg(not(loom))]
+pub use pipe::{
+    channel, pipe, Connection, Handover, Pipe, PipeBuilder, PipeMessage, PipeReservation, Receiver,
+    Sender,
+};
+#[cfg(not(loom))]
 pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};
+#[cfg(not(loom))]
+pub use segment::unlink;

@@ -437,6 +437,16 @@ impl Queue {
         self.len() == self.capacity()
     }
 
+    /// Handles attached with the producer role (and not closed) across all processes.
+    pub fn producer_count(&self) -> usize {
+        self.ring.mem.ctrl().ends.producers.load(Ordering::Acquire) as usize
+    }
+
+    /// Handles attached with the consumer role across all processes.
+    pub fn consumer_count(&self) -> usize {
+        self.ring.mem.ctrl().ends.consumers.load(Ordering::Acquire) as usize
+    }
+
     /// Messages the queue holds.
     pub fn capacity(&self) -> usize {
         self.geometry.capacity as usize

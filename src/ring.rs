@@ -58,7 +58,8 @@ impl RingMem {
 pub(crate) struct HeapRing {
     pub ctrl: Box<RingCtrl>,
     pub hdrs: Box<[SlotHeader]>,
-    pub data: Box<[u64]>,
+    /// Owns the payload bytes `mem` points at.
+    pub _data: Box<[u64]>,
     pub mem: RingMem,
 }
 
@@ -81,7 +82,7 @@ impl HeapRing {
         HeapRing {
             ctrl,
             hdrs,
-            data,
+            _data: data,
             mem,
         }
     }

@@ -254,11 +254,6 @@ impl Segment {
         self.name.as_deref()
     }
 
-    /// Marks a named segment to be unlinked when this handle is dropped.
-    pub fn set_unlink_on_drop(&mut self, v: bool) {
-        self.unlink_on_drop = v && self.name.is_some();
-    }
-
     /// Opens a new, close-on-exec file description of the same file, for liveness locks.
     pub fn reopen(&self) -> Result<File, Error> {
         Ok(open_raw(

@@ -1,0 +1,247 @@
+//! The single-producer single-consumer ring behind pipes (no compare-and-swap anywhere).
+//!
+//! `tail` counts messages ever published and `head` messages ever consumed; each is written by
+//! one side only. Each side keeps its own position, slot index and a *cached* copy of the other
+//! side's counter, and reloads the shared counter only when the cache says "maybe full" / "maybe
+//! empty" (rtrb's technique): most operations touch no cache line the other side writes.
+//!
+//! The counter read from the other side is untrusted: `head <= tail <= head + capacity` is checked
+//! on every reload, and a slot's length is read once and checked against the slot size.
+
+use crate::doorbell;
+use crate::ring::RingMem;
+use crate::sync::Ordering;
+
+/// The other side broke the ring's invariants (the reason, for the error message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub &'static str);
+
+/// The producing side's private state.
+pub(crate) struct Producer {
+    pub mem: RingMem,
+    tail: u64,
+    idx: u64,
+    cached_head: u64,
+}
+
+/// The consuming side's private state.
+pub(crate) struct Consumer {
+    pub mem: RingMem,
+    head: u64,
+    idx: u64,
+    cached_tail: u64,
+}
+
+fn check(head: u64, tail: u64, cap: u64) -> Result<(), Corrupt> {
+    if tail.wrapping_sub(head) > cap {
+        return Err(Corrupt("pipe counters out of range"));
+    }
+    Ok(())
+}
+
+impl Producer {
+    /// Takes over the producing side of a ring at its current state.
+    pub fn new(mem: RingMem) -> Result<Self, Corrupt> {
+        let tail = mem.ctrl().tail.load(Ordering::Acquire);
+        let head = mem.ctrl().head.load(Ordering::Acquire);
+        check(head, tail, mem.capacity)?;
+        Ok(Producer {
+            mem,
+            tail,
+            idx: tail % mem.capacity,
+            cached_head: head,
+        })
+    }
+
+    /// Free slots, reloading the consumer's counter only if the cached one shows none.
+    #[inline]
+    pub fn room(&mut self) -> Result<u64, Corrupt> {
+        let cap = self.mem.capacity;
+        let mut used = self.tail.wrapping_sub(self.cached_head);
+        if used >= cap {
+            // ORDERING: Acquire, pairs with the Release store in `Consumer::release`. SYNC POINT:
+            // pipe-released: the consumer is done with the slots we are about to reuse.
+            let head = self.mem.ctrl().head.load(Ordering::Acquire);
+            check(head, self.tail, cap)?;
+            self.cached_head = head;
+            used = self.tail.wrapping_sub(head);
+        }
+        Ok(cap - used)
+    }
+
+    /// The slot index of the `n`th unpublished message (`n < room()`).
+    #[inline]
+    pub fn slot(&self, n: u64) -> u64 {
+        let i = self.idx + n;
+        if i >= self.mem.capacity {
+            i - self.mem.capacity
+        } else {
+            i
+        }
+    }
+
+    /// Records the length of the `n`th unpublished message.
+    #[inline]
+    pub fn set_len(&self, n: u64, len: u32) {
+        self.mem
+            .slot(self.slot(n))
+            .len
+            .store(len, Ordering::Relaxed);
+    }
+
+    /// Publishes the next `n` messages (written with [`Producer::set_len`] and their payloads)
+    /// and wakes the consumer if it sleeps.
+    #[inline]
+    pub fn publish(&mut self, n: u64) {
+        self.idx = self.slot(n);
+        self.tail = self.tail.wrapping_add(n);
+        // ORDERING: Release, pairs with the Acquire load in `Consumer::available`. SYNC POINT:
+        // pipe-published: lengths and payloads are visible before the new tail.
+        self.mem.ctrl().tail.store(self.tail, Ordering::Release);
+        doorbell::ring(&self.mem.ctrl().not_empty);
+    }
+}
+
+impl Consumer {
+    /// Takes over the consuming side of a ring at its current state.
+    pub fn new(mem: RingMem) -> Result<Self, Corrupt> {
+        let tail = mem.ctrl().tail.load(Ordering::Acquire);
+        let head = mem.ctrl().head.load(Ordering::Acquire);
+        check(head, tail, mem.capacity)?;
+        Ok(Consumer {
+            mem,
+            head,
+            idx: head % mem.capacity,
+            cached_tail: tail,
+        })
+    }
+
+    /// Messages ready to read, reloading the producer's counter only if the cached one shows none.
+    #[inline]
+    pub fn available(&mut self) -> Result<u64, Corrupt> {
+        let mut n = self.cached_tail.wrapping_sub(self.head);
+        if n == 0 {
+            // ORDERING: Acquire, pairs with the Release store in `Producer::publish`. SYNC POINT:
+            // pipe-published.
+            let tail = self.mem.ctrl().tail.load(Ordering::Acquire);
+            check(self.head, tail, self.mem.capacity)?;
+            self.cached_tail = tail;
+            n = tail.wrapping_sub(self.head);
+        }
+        Ok(n)
+    }
+
+    /// The slot index and checked length of the `n`th unread message (`n < available()`).
+    #[inline]
+    pub fn peek(&self, n: u64) -> Result<(u64, usize), Corrupt> {
+        let i = self.idx + n;
+        let idx = if i >= self.mem.capacity {
+            i - self.mem.capacity
+        } else {
+            i
+        };
+        let len = self.mem.slot(idx).len.load(Ordering::Relaxed) as usize;
+        if len > self.mem.slot_size {
+            return Err(Corrupt("message length exceeds the slot size"));
+        }
+        Ok((idx, len))
+    }
+
+    /// Frees the next `n` messages for the producer and wakes it if it sleeps.
+    #[inline]
+    pub fn release(&mut self, n: u64) {
+        let i = self.idx + n;
+        self.idx = if i >= self.mem.capacity {
+            i - self.mem.capacity
+        } else {
+            i
+        };
+        self.head = self.head.wrapping_add(n);
+        // ORDERING: Release, pairs with the Acquire load in `Producer::room`. SYNC POINT:
+        // pipe-released: our reads of the payloads happen before the producer rewrites them.
+        self.mem.ctrl().head.store(self.head, Ordering::Release);
+        doorbell::ring(&self.mem.ctrl().not_full);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::ring::HeapRing;
+
+    fn send(p: &mut Producer, v: u64) -> bool {
+        if p.room().unwrap() == 0 {
+            return false;
+        }
+        let idx = p.slot(0);
+        // SAFETY: slot `idx` is ours until published; 8 bytes, 8-aligned on the heap ring.
+        unsafe { (p.mem.payload(idx) as *mut u64).write(v) };
+        p.set_len(0, 8);
+        p.publish(1);
+        true
+    }
+
+    fn recv(c: &mut Consumer) -> Option<u64> {
+        if c.available().unwrap() == 0 {
+            return None;
+        }
+        let (idx, len) = c.peek(0).unwrap();
+        assert_eq!(len, 8);
+        // SAFETY: published and not yet released: the producer does not touch it.
+        let v = unsafe { (c.mem.payload(idx) as *const u64).read() };
+        c.release(1);
+        Some(v)
+    }
+
+    #[test]
+    fn order_is_kept_across_many_wraps() {
+        let h = HeapRing::new(3, 8);
+        let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
+        let mut next = 0;
+        for i in 0..10_000u64 {
+            assert!(send(&mut p, i));
+            if i % 3 == 2 {
+                assert!(!send(&mut p, 99), "capacity is exact");
+                while let Some(v) = recv(&mut c) {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_counters_are_corruption() {
+        let h = HeapRing::new(4, 8);
+        let mut c = Consumer::new(h.mem).unwrap();
+        h.ctrl.tail.store(5, Ordering::Relaxed);
+        assert!(c.available().is_err());
+        h.ctrl.tail.store(1, Ordering::Relaxed);
+        h.hdrs[0].len.store(9, Ordering::Relaxed);
+        assert_eq!(c.available(), Ok(1));
+        assert!(c.peek(0).is_err());
+    }
+
+    #[test]
+    fn threads_pass_a_million_values_in_order() {
+        let h = HeapRing::new(7, 8);
+        let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
+        const N: u64 = 1_000_000;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for i in 0..N {
+                    while !send(&mut p, i) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            let mut next = 0;
+            while next < N {
+                if let Some(v) = recv(&mut c) {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,66 @@
+//! Helpers for tests that run real processes.
+//!
+//! A multi-process test re-runs its own test binary as the child, selecting one `#[test]` function
+//! (the "child entry") with `--exact`, and passing what the child should do in environment
+//! variables. The child entry returns at once when it is not running as a child.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The environment variable naming the child's job.
+pub const JOB: &str = "SHMQ_TEST_JOB";
+
+/// A command that re-runs this test binary's `entry` test as a child doing `job`.
+pub fn child(entry: &str, job: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(JOB, job)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+/// The job this process was started for, if it is a child.
+pub fn job() -> Option<String> {
+    std::env::var(JOB).ok()
+}
+
+/// Waits for `child` at most `limit`; kills it and panics if it runs over. Returns its stdout.
+pub fn finish(mut child: Child, limit: Duration) -> String {
+    let start = Instant::now();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let s = reader.join().unwrap();
+            assert!(status.success(), "child failed: {status}; output:\n{s}");
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child did not finish within {limit:?} (hung queue?)");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Lines the child printed that start with `tag `, without the tag.
+pub fn tagged<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')))
+        .collect()
+}
+
+/// A segment name unique to this process and `what`.
+pub fn unique(what: &str) -> String {
+    format!("/shmq-test-{}-{}", std::process::id(), what)
+}

@@ -1,0 +1,247 @@
+//! Pipes in one process and between processes.
+
+use shmq::{channel, pipe, Connection, Error, Pipe, RecvError, SendError};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{child, finish, job, tagged, unique};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn child_entry() {
+    let Some(job) = job() else { return };
+    let mut words = job.split(':');
+    match words.next().unwrap() {
+        "echo" => {
+            // Replies to every message with the same bytes reversed, until end of file.
+            let mut c = Connection::from_env("P").unwrap();
+            let mut n = 0;
+            loop {
+                let reply: Vec<u8> = match c.recv() {
+                    Ok(m) => m.iter().rev().copied().collect(),
+                    Err(RecvError::Closed) => break,
+                    Err(e) => panic!("{e}"),
+                };
+                c.send(&reply).unwrap();
+                n += 1;
+            }
+            println!("echoed {n}");
+        }
+        "send-then-exit" => {
+            let mut c = Connection::from_env("P").unwrap();
+            for i in 0..words.next().unwrap().parse::<u64>().unwrap() {
+                c.send_value(&i).unwrap();
+            }
+        }
+        "recv-few-then-exit" => {
+            let mut c = Connection::from_env("P").unwrap();
+            for _ in 0..3 {
+                c.recv().unwrap();
+            }
+        }
+        "open-named" => {
+            let name = words.next().unwrap();
+            let mut c = Pipe::builder().open(name).unwrap();
+            assert!(matches!(
+                Pipe::builder().open(name),
+                Err(Error::AlreadyAttached)
+            ));
+            c.send(b"from child").unwrap();
+            println!("reply {}", String::from_utf8_lossy(&c.recv().unwrap()));
+        }
+        other => panic!("unknown job {other}"),
+    }
+}
+
+#[test]
+fn duplex_ping_pong_between_processes_checks_every_reply() {
+    let (mut a, b) = Pipe::builder()
+        .capacity(4)
+        .slot_size(64)
+        .create_anonymous()
+        .unwrap();
+    let mut cmd = child("child_entry", "echo");
+    let handover = b.share_with(&mut cmd, "P");
+    let c = cmd.spawn().unwrap();
+    drop(handover);
+    const ROUNDS: u32 = 5_000;
+    for i in 0..ROUNDS {
+        let msg = format!("ping {i} {}", "x".repeat((i % 40) as usize));
+        a.send(msg.as_bytes()).unwrap();
+        let reply = a.recv_timeout(Duration::from_secs(20)).unwrap();
+        let expect: Vec<u8> = msg.bytes().rev().collect();
+        assert_eq!(&*reply, &expect[..], "round {i}");
+    }
+    drop(a); // end of file for the child
+    assert_eq!(tagged(&finish(c, LIMIT), "echoed"), [ROUNDS.to_string()]);
+}
+
+#[test]
+fn end_of_file_after_drain_when_the_sender_process_exits() {
+    let (mut rx, tx) = pipe(false).unwrap();
+    let mut cmd = child("child_entry", "send-then-exit:500");
+    let h = tx.share_with(&mut cmd, "P");
+    let c = cmd.spawn().unwrap();
+    drop(h);
+    finish(c, LIMIT);
+    for i in 0..500u64 {
+        assert_eq!(rx.recv_value::<u64>().unwrap(), i);
+    }
+    assert_eq!(rx.recv().unwrap_err(), RecvError::Closed);
+    assert!(
+        rx.poll(Some(Duration::from_secs(5))),
+        "poll is ready at end of file"
+    );
+}
+
+#[test]
+fn broken_pipe_when_the_receiver_process_exits() {
+    let (rx, mut tx) = Pipe::builder()
+        .duplex(false)
+        .capacity(2)
+        .slot_size(8)
+        .create_anonymous()
+        .unwrap();
+    let mut cmd = child("child_entry", "recv-few-then-exit");
+    let h = rx.share_with(&mut cmd, "P");
+    let c = cmd.spawn().unwrap();
+    drop(h);
+    let r = loop {
+        if let Err(e) = tx.send_timeout(b"x", Duration::from_secs(30)) {
+            break e;
+        }
+    };
+    assert_eq!(r, SendError::Closed);
+    finish(c, LIMIT);
+}
+
+#[test]
+fn named_pipe_between_unrelated_processes_and_second_attach_refused() {
+    let name = unique("named-pipe");
+    let mut end0 = Pipe::builder().create(&name).unwrap();
+    let c = child("child_entry", &format!("open-named:{name}"))
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        &*end0.recv_timeout(Duration::from_secs(30)).unwrap(),
+        b"from child"
+    );
+    end0.send(b"from parent").unwrap();
+    assert_eq!(tagged(&finish(c, LIMIT), "reply"), ["from parent"]);
+    // The child's end was attached once: nobody may take it again.
+    assert!(matches!(
+        Pipe::builder().open(&name),
+        Err(Error::AlreadyAttached)
+    ));
+}
+
+#[test]
+fn one_way_ends_cannot_be_used_the_wrong_way_round() {
+    let (mut rx, mut tx) = pipe(false).unwrap();
+    assert_eq!(rx.send(b"x"), Err(SendError::WrongRole));
+    assert_eq!(tx.recv().unwrap_err(), RecvError::WrongRole);
+    assert!(!tx.poll(Some(Duration::ZERO)));
+    tx.send(b"ok").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"ok");
+    // Compile-time halves: a Sender has no recv, a Receiver no send.
+    let (mut s, mut r) = channel(4, 8).unwrap();
+    s.send(b"typed").unwrap();
+    assert_eq!(&*r.recv().unwrap(), b"typed");
+}
+
+#[test]
+fn order_is_kept_across_wrap_around_with_batches() {
+    let (mut s, mut r) = channel(5, 16).unwrap();
+    let mut next_send = 0u64;
+    let mut next_recv = 0u64;
+    while next_recv < 10_000 {
+        let batch: Vec<[u8; 8]> = (next_send..next_send + 3)
+            .map(|v| v.to_le_bytes())
+            .collect();
+        next_send += s.send_batch(batch.iter().map(|b| &b[..])).unwrap() as u64;
+        r.recv_batch(2, |m| {
+            assert_eq!(u64::from_le_bytes(m.try_into().unwrap()), next_recv);
+            next_recv += 1;
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn poll_with_and_without_timeout() {
+    let (mut a, mut b) = pipe(true).unwrap();
+    assert!(!a.poll(Some(Duration::ZERO)));
+    let t = Instant::now();
+    assert!(!a.poll(Some(Duration::from_millis(50))));
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    b.send(b"x").unwrap();
+    assert!(a.poll(None));
+    assert!(a.poll(Some(Duration::ZERO)), "poll does not consume");
+    assert_eq!(&*a.recv().unwrap(), b"x");
+}
+
+#[test]
+fn oversize_and_full_are_typed_and_lose_nothing() {
+    let (mut s, mut r) = channel(2, 8).unwrap();
+    assert_eq!(
+        s.try_send(&[0; 9]),
+        Err(SendError::TooLarge { len: 9, max: 8 })
+    );
+    s.try_send(b"a").unwrap();
+    s.try_send(b"b").unwrap();
+    assert_eq!(s.try_send(b"c"), Err(SendError::Full));
+    assert_eq!(
+        s.send_timeout(b"c", Duration::from_millis(20)),
+        Err(SendError::Timeout)
+    );
+    assert_eq!(&*r.recv().unwrap(), b"a");
+    assert_eq!(&*r.recv().unwrap(), b"b");
+    assert_eq!(r.try_recv().unwrap_err(), RecvError::Empty);
+    assert_eq!(
+        r.recv_timeout(Duration::from_millis(20)).unwrap_err(),
+        RecvError::Timeout
+    );
+}
+
+#[test]
+fn reserve_writes_in_place_and_pod_views_are_aligned() {
+    let (mut s, mut r) = channel(4, 64).unwrap();
+    let mut res = s.reserve().unwrap();
+    res.buf()[..16].copy_from_slice(bytemuck::bytes_of(&[7u64, 9u64]));
+    res.commit(16).unwrap();
+    let _ = s.reserve().unwrap(); // uncommitted: nothing sent
+    let m = r.recv().unwrap();
+    assert_eq!(m.as_value::<[u64; 2]>(), Some(&[7, 9]));
+    drop(m);
+    assert_eq!(r.try_recv().unwrap_err(), RecvError::Empty);
+    drop(s);
+    assert_eq!(r.recv().unwrap_err(), RecvError::Closed);
+}
+
+#[test]
+fn split_halves_work_from_two_threads() {
+    let (a, b) = pipe(true).unwrap();
+    let (Some(mut atx), Some(mut arx)) = a.split() else {
+        panic!()
+    };
+    let (Some(mut btx), Some(mut brx)) = b.split() else {
+        panic!()
+    };
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..10_000u64 {
+                atx.send_value(&i).unwrap();
+            }
+        });
+        s.spawn(move || {
+            for i in 0..10_000u64 {
+                assert_eq!(brx.recv_value::<u64>().unwrap(), i);
+                btx.send_value(&i).unwrap();
+            }
+        });
+        for i in 0..10_000u64 {
+            assert_eq!(arx.recv_value::<u64>().unwrap(), i);
+        }
+    });
+}

@@ -1,0 +1,254 @@
+//! The queue in one process: API behaviour, typed errors, threads.
+
+use shmq::{Error, Queue, RecvError, Role, SendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::unique;
+
+#[test]
+fn named_queue_round_trip_between_two_handles() {
+    let name = unique("roundtrip");
+    let a = Queue::create(&name, 8, 64).unwrap();
+    let b = Queue::open(&name).unwrap();
+    a.put(b"hello").unwrap();
+    let msg = b.get().unwrap();
+    assert_eq!(&*msg, b"hello");
+    drop(msg);
+    assert!(a.is_empty());
+    drop((a, b));
+    assert!(
+        matches!(Queue::open(&name), Err(Error::NotFound(_))),
+        "creator unlinks on drop"
+    );
+}
+
+#[test]
+fn fourth_put_on_capacity_three_is_full() {
+    let q = Queue::anonymous(3, 16).unwrap();
+    for i in 0..3u8 {
+        q.try_put(&[i]).unwrap();
+    }
+    assert!(q.is_full());
+    assert_eq!(q.len(), 3);
+    assert_eq!(q.try_put(b"x"), Err(SendError::Full));
+    let t = Instant::now();
+    assert_eq!(
+        q.put_timeout(b"x", Duration::from_millis(50)),
+        Err(SendError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert_eq!(&*q.get().unwrap(), &[0]);
+    q.try_put(b"x").unwrap();
+}
+
+#[test]
+fn get_timeout_on_empty_returns_after_about_the_timeout() {
+    let q = Queue::anonymous(4, 16).unwrap();
+    assert_eq!(q.try_get().unwrap_err(), RecvError::Empty);
+    let t = Instant::now();
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(80)).unwrap_err(),
+        RecvError::Timeout
+    );
+    let e = t.elapsed();
+    assert!(
+        e >= Duration::from_millis(80) && e < Duration::from_secs(5),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn oversize_message_is_a_typed_error_and_nothing_is_lost() {
+    let q = Queue::anonymous(2, 8).unwrap();
+    q.put(b"12345678").unwrap();
+    assert_eq!(
+        q.try_put(b"123456789"),
+        Err(SendError::TooLarge { len: 9, max: 8 })
+    );
+    assert_eq!(q.len(), 1);
+    assert_eq!(&*q.get().unwrap(), b"12345678");
+}
+
+#[test]
+fn pod_values_travel_without_serialisation() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Tick {
+        id: u64,
+        px: f64,
+        qty: u32,
+        side: u32,
+    }
+    let q = Queue::anonymous(4, 64).unwrap();
+    let t = Tick {
+        id: 7,
+        px: 101.25,
+        qty: 3,
+        side: 1,
+    };
+    q.put_value(&t).unwrap();
+    q.put_value(&t).unwrap();
+    {
+        let m = q.get().unwrap();
+        assert_eq!(
+            m.as_value::<Tick>(),
+            Some(&t),
+            "payloads are aligned for a Pod view"
+        );
+    }
+    assert_eq!(q.get_value::<Tick>().unwrap(), t);
+    q.put_value(&1u8).unwrap();
+    assert_eq!(
+        q.get_value::<u64>(),
+        Err(RecvError::SizeMismatch {
+            len: 1,
+            expected: 8
+        })
+    );
+}
+
+#[test]
+fn reserve_commit_writes_in_place_and_drop_gives_the_slot_up() {
+    // An abandoned slot stays taken until a consumer passes it, so give it room: capacity 3.
+    let q = Queue::anonymous(3, 32).unwrap();
+    {
+        let mut r = q.reserve().unwrap();
+        r.buf()[..3].copy_from_slice(b"abc");
+        r.commit(3).unwrap();
+    }
+    drop(q.reserve().unwrap()); // abandoned: consumers skip it
+    q.put_with(|buf| {
+        buf[..2].copy_from_slice(b"xy");
+        2
+    })
+    .unwrap();
+    assert_eq!(&*q.get().unwrap(), b"abc");
+    assert_eq!(&*q.get().unwrap(), b"xy");
+    assert_eq!(q.try_get().unwrap_err(), RecvError::Empty);
+    let r = q.reserve().unwrap();
+    assert_eq!(r.commit(33), Err(SendError::TooLarge { len: 33, max: 32 }));
+    assert_eq!(q.try_get().unwrap_err(), RecvError::Empty);
+}
+
+#[test]
+fn roles_are_enforced_and_end_of_stream_follows_the_producers() {
+    let name = unique("roles");
+    let owner = Queue::builder()
+        .capacity(4)
+        .slot_size(8)
+        .role(Role::Consumer)
+        .create(&name)
+        .unwrap();
+    let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
+    assert_eq!(owner.try_put(b"x"), Err(SendError::WrongRole));
+    assert_eq!(p.try_get().unwrap_err(), RecvError::WrongRole);
+    p.put(b"last").unwrap();
+    p.close();
+    assert_eq!(p.try_put(b"x"), Err(SendError::WrongRole));
+    assert_eq!(
+        &*owner.get().unwrap(),
+        b"last",
+        "drained before end of stream"
+    );
+    assert_eq!(owner.get().unwrap_err(), RecvError::Closed);
+    assert_eq!(
+        owner.get_timeout(Duration::from_secs(5)).unwrap_err(),
+        RecvError::Closed
+    );
+}
+
+#[test]
+fn put_reports_closed_once_every_consumer_is_gone() {
+    let name = unique("broken");
+    let p = Queue::builder()
+        .capacity(4)
+        .slot_size(8)
+        .role(Role::Producer)
+        .create(&name)
+        .unwrap();
+    p.put(b"early").unwrap(); // no consumer yet: that is not a broken pipe
+    let c = Queue::builder().role(Role::Consumer).open(&name).unwrap();
+    assert_eq!(&*c.get().unwrap(), b"early");
+    drop(c);
+    assert_eq!(p.put(b"x"), Err(SendError::Closed));
+}
+
+#[test]
+fn blocked_get_wakes_on_close_from_another_thread() {
+    let q = Queue::anonymous(4, 8).unwrap();
+    std::thread::scope(|s| {
+        let h = s.spawn(|| q.get().map(|m| m.to_vec()));
+        std::thread::sleep(Duration::from_millis(50));
+        q.close();
+        assert_eq!(h.join().unwrap(), Err(RecvError::Closed));
+    });
+}
+
+#[test]
+fn threads_share_one_handle_and_count_every_message() {
+    let q = Queue::anonymous(3, 8).unwrap();
+    const P: u64 = 3;
+    const N: u64 = 20_000;
+    let got = AtomicUsize::new(0);
+    let sum = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for p in 0..P {
+            let q = &q;
+            s.spawn(move || {
+                for i in 0..N {
+                    q.put_value(&(p * N + i)).unwrap();
+                }
+            });
+        }
+        for _ in 0..P {
+            s.spawn(|| {
+                while got.load(Ordering::Relaxed) < (P * N) as usize {
+                    if let Ok(v) = q.get_timeout(Duration::from_millis(10)) {
+                        sum.fetch_add(
+                            u64::from_ne_bytes((*v).try_into().unwrap()) as usize,
+                            Ordering::Relaxed,
+                        );
+                        got.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let n = P * N;
+    assert_eq!(got.into_inner() as u64, n);
+    assert_eq!(sum.into_inner() as u64, n * (n - 1) / 2);
+}
+
+#[test]
+fn bad_parameters_and_names_are_typed_errors() {
+    assert!(matches!(
+        Queue::anonymous(0, 8),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Queue::anonymous(8, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    for bad in ["jobs", "/a/b", "/", ""] {
+        assert!(
+            matches!(Queue::create(bad, 1, 1), Err(Error::InvalidName(_))),
+            "{bad}"
+        );
+        assert!(
+            matches!(Queue::open(bad), Err(Error::InvalidName(_))),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        Queue::open("/shmq-test-does-not-exist"),
+        Err(Error::NotFound(_))
+    ));
+    let name = unique("exists");
+    let _q = Queue::create(&name, 1, 1).unwrap();
+    assert!(matches!(
+        Queue::create(&name, 1, 1),
+        Err(Error::AlreadyExists(_))
+    ));
+}

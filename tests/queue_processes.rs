@@ -1,0 +1,206 @@
+//! The queue between real processes. Each test re-runs this binary as its children (see
+//! `common`), bounds every child in time, and removes its segments.
+
+use shmq::{Error, Queue, RecvError, Role, SendError};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{child, finish, job, tagged, unique};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The child side of every test here. Does nothing unless started as a child.
+#[test]
+fn child_entry() {
+    let Some(job) = job() else { return };
+    let mut words = job.split(':');
+    match words.next().unwrap() {
+        "produce" => {
+            let (id, n): (u64, u64) = (
+                words.next().unwrap().parse().unwrap(),
+                words.next().unwrap().parse().unwrap(),
+            );
+            let q = Queue::builder()
+                .role(Role::Producer)
+                .open_inherited("Q")
+                .unwrap();
+            for i in 0..n {
+                q.put_value(&((id << 32) | i)).unwrap();
+            }
+        }
+        "consume" => {
+            let q = Queue::builder()
+                .role(Role::Consumer)
+                .open_inherited("Q")
+                .unwrap();
+            let mut got = Vec::new();
+            loop {
+                match q.get_value::<u64>() {
+                    Ok(v) => got.push(v),
+                    Err(RecvError::Closed) => break,
+                    Err(e) => panic!("consumer: {e}"),
+                }
+            }
+            // One line per message: the parent checks each is seen exactly once.
+            let mut out = String::with_capacity(got.len() * 12);
+            for v in got {
+                out.push_str(&format!("got {v}\n"));
+            }
+            print!("{out}");
+        }
+        "get-one" => {
+            let q = Queue::open(words.next().unwrap()).unwrap();
+            let m = q.get_timeout(Duration::from_secs(20)).unwrap();
+            println!("msg {}", String::from_utf8_lossy(&m));
+        }
+        "hold-consumer" => {
+            let q = Queue::builder()
+                .role(Role::Consumer)
+                .open(words.next().unwrap())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(
+                words.next().unwrap().parse().unwrap(),
+            ));
+            drop(q);
+        }
+        "drain-then-eof" => {
+            let q = Queue::builder()
+                .role(Role::Consumer)
+                .open_inherited("Q")
+                .unwrap();
+            let mut n = 0;
+            loop {
+                match q.get_timeout(Duration::from_secs(20)) {
+                    Ok(_) => n += 1,
+                    Err(RecvError::Closed) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            println!("drained {n}");
+        }
+        other => panic!("unknown job {other}"),
+    }
+}
+
+/// The seed's demo: 10 producer processes, 10 consumer processes, capacity 3; every message
+/// exactly once.
+#[test]
+fn ten_producers_ten_consumers_capacity_three_exactly_once() {
+    const P: u64 = 10;
+    const C: usize = 10;
+    const N: u64 = 2_000;
+    let q = Queue::builder()
+        .capacity(3)
+        .slot_size(8)
+        .spin(256)
+        .create_anonymous()
+        .unwrap();
+    let spawn = |job: String| {
+        let mut cmd = child("child_entry", &job);
+        q.share_with(&mut cmd, "Q");
+        cmd.spawn().unwrap()
+    };
+    let consumers: Vec<_> = (0..C).map(|_| spawn("consume".into())).collect();
+    let producers: Vec<_> = (0..P)
+        .map(|id| spawn(format!("produce:{id}:{N}")))
+        .collect();
+    // Like `p.join()` then `q.close()` in Python: our producer role keeps the stream open until
+    // every producer child has finished, so no consumer can see end of stream too early.
+    for p in producers {
+        finish(p, LIMIT);
+    }
+    q.close();
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for c in consumers {
+        for v in tagged(&finish(c, LIMIT), "got") {
+            *seen.entry(v.parse().unwrap()).or_default() += 1;
+        }
+    }
+    let expected: Vec<u64> = (0..P)
+        .flat_map(|id| (0..N).map(move |i| (id << 32) | i))
+        .collect();
+    let lost = expected.iter().filter(|v| !seen.contains_key(v)).count();
+    let duplicated = seen.values().filter(|&&c| c > 1).count();
+    let unexpected = seen
+        .keys()
+        .filter(|v| (**v >> 32) >= P || (**v & 0xffff_ffff) >= N)
+        .count();
+    assert_eq!(
+        (lost, duplicated, unexpected),
+        (0, 0, 0),
+        "lost, duplicated, unexpected"
+    );
+    assert_eq!(seen.len() as u64, P * N);
+}
+
+#[test]
+fn put_blocks_on_full_until_another_process_gets() {
+    let name = unique("block");
+    let q = Queue::create(&name, 2, 32).unwrap();
+    q.put(b"one").unwrap();
+    q.put(b"two").unwrap();
+    assert_eq!(q.try_put(b"three"), Err(SendError::Full));
+    let c = child("child_entry", &format!("get-one:{name}"))
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    q.put_timeout(b"three", Duration::from_secs(30)).unwrap(); // blocks until the child gets
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert_eq!(tagged(&finish(c, LIMIT), "msg"), ["one"]);
+    assert_eq!(&*q.get().unwrap(), b"two");
+    assert_eq!(&*q.get().unwrap(), b"three");
+}
+
+#[test]
+fn producer_sees_closed_when_the_consumer_process_exits() {
+    let name = unique("epipe");
+    let q = Queue::builder()
+        .capacity(2)
+        .slot_size(8)
+        .role(Role::Producer)
+        .create(&name)
+        .unwrap();
+    let c = child("child_entry", &format!("hold-consumer:{name}:100"))
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while q.consumer_count() == 0 {
+        assert!(start.elapsed() < LIMIT);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let r = loop {
+        match q.put_timeout(b"x", Duration::from_secs(30)) {
+            Ok(()) => continue, // fills the queue, then blocks until the consumer leaves
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(r, SendError::Closed);
+    finish(c, LIMIT);
+}
+
+#[test]
+fn anonymous_queue_is_inherited_and_consumer_sees_end_of_stream() {
+    let q = Queue::builder()
+        .capacity(4)
+        .slot_size(8)
+        .role(Role::Producer)
+        .create_anonymous()
+        .unwrap();
+    let mut cmd = child("child_entry", "drain-then-eof");
+    q.share_with(&mut cmd, "Q");
+    let c = cmd.spawn().unwrap();
+    for i in 0..100u64 {
+        q.put_value(&i).unwrap();
+    }
+    drop(q);
+    assert_eq!(tagged(&finish(c, LIMIT), "drained"), ["100"]);
+}
+
+#[test]
+fn from_env_without_a_parent_is_a_typed_error() {
+    assert!(matches!(
+        Queue::from_env("NOT_SHARED"),
+        Err(Error::NotInherited(_))
+    ));
+}
