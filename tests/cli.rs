@@ -304,7 +304,7 @@ fn quick_bench_writes_valid_json() {
         "--rounds",
         "2000",
         "--rows",
-        "atomic-limit,pipe(2),shmq-queue-spin,shmq-queue-1to1-64",
+        "atomic-limit,pipe(2),shmq-queue-spin,shmq-pipe-spin,shmq-queue-1to1-64",
         "--json",
         json.to_str().unwrap(),
         "--plot",
@@ -321,19 +321,23 @@ fn quick_bench_writes_valid_json() {
             "atomic-limit",
             "pipe(2)",
             "shmq-queue-spin",
+            "shmq-pipe-spin",
             "shmq-queue-1to1-64"
         ]
     );
-    for r in &rows[..3] {
+    for r in &rows[..4] {
         assert_eq!(r["kind"], "latency");
         assert_eq!(r["samples"], 2000);
         let p = |k: &str| r[k].as_u64().unwrap();
         assert!(p("p50_ns") > 0 && p("p50_ns") <= p("p99_ns") && p("p99_ns") <= p("max_ns"));
     }
-    assert!(rows[2]["ratio_to_limit"].as_f64().unwrap() > 0.0);
-    assert_eq!(rows[3]["kind"], "throughput");
-    assert!(rows[3]["msgs_per_sec"].as_f64().unwrap() > 0.0);
-    assert_eq!(rows[3]["msg_size"], 64);
+    for r in &rows[2..4] {
+        assert!(r["ratio_to_limit"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["limit"], "atomic-limit");
+    }
+    assert_eq!(rows[4]["kind"], "throughput");
+    assert!(rows[4]["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(rows[4]["msg_size"], 64);
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg"));
     let _ = std::fs::remove_dir_all(&dir);

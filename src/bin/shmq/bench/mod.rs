@@ -197,13 +197,13 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
             "shmq-pipe-spin",
             L,
             Some(Limit::Spin),
-            Box::new(|_| shmq_rows::pipe_unavailable()),
+            Box::new(|c| shmq_rows::pipe_latency(c, Mode::Spin)),
         ),
         row(
             "shmq-pipe-block",
             L,
             Some(Limit::Block),
-            Box::new(|_| shmq_rows::pipe_unavailable()),
+            Box::new(|c| shmq_rows::pipe_latency(c, Mode::Block)),
         ),
         row(
             "python-mp-pipe",
@@ -231,7 +231,7 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
             &format!("shmq-pipe-1to1-{size}"),
             T,
             None,
-            Box::new(|_| shmq_rows::pipe_unavailable()),
+            Box::new(move |c| shmq_rows::pipe_throughput(c, size)),
         ));
     }
     v.push(row(

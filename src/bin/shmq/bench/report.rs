@@ -362,6 +362,24 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
     o
 }
 
+/// Distinct line colours (Tableau 10, then a few darker ones).
+const COLORS: [(u8, u8, u8); 14] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (0, 0, 0),
+    (0, 0, 128),
+    (128, 0, 0),
+    (0, 100, 0),
+];
+
 /// Latency by percentile, HdrHistogram style: x is `1 / (1 - quantile)` on a log axis (so 90%,
 /// 99%, 99.9% are evenly spaced), y is the round trip in nanoseconds on a log axis.
 pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
@@ -419,7 +437,8 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
         .draw()
         .map_err(|x| e(&x))?;
     for (k, (name, l)) in rows.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
+        let (r, g, b) = COLORS[k % COLORS.len()];
+        let color = RGBColor(r, g, b).to_rgba();
         let points = l
             .curve
             .iter()

@@ -3,8 +3,9 @@
 
 use super::harness::{spin_until, time_rounds, ChildSpec, Deadline, Peer, Victim, Watchdog};
 use super::{ChildArgs, Ctx, Measured, RowError};
-use shmq::{Queue, RecvError, Role, SendError};
-use std::sync::atomic::AtomicBool;
+use shmq::{Connection, Handover, Pipe, Queue, RecvError, Role, SendError};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Slots per direction for the latency rows.
@@ -29,6 +30,14 @@ impl Mode {
         match self {
             Mode::Spin => Queue::builder(),
             Mode::Block => Queue::builder().spin(0),
+        }
+    }
+
+    /// Spin budget for the pipe's blocking calls (the spin rows only use `try_*`).
+    fn pipe_spin(self) -> u32 {
+        match self {
+            Mode::Spin => 4096,
+            Mode::Block => 0,
         }
     }
 
@@ -108,7 +117,7 @@ fn reply(ba: &Queue, mode: Mode, abort: &AtomicBool, i: u64) -> Result<(), Strin
         })?,
         Mode::Block => loop {
             match ba.get_timeout(SLICE) {
-                Err(RecvError::Timeout) if abort.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(RecvError::Timeout) if abort.load(Ordering::Relaxed) => {
                     return Err(super::harness::ABORTED.into())
                 }
                 Err(RecvError::Timeout) => continue,
@@ -189,25 +198,23 @@ fn queue_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
     Ok(())
 }
 
-// ----- queue throughput, N producer processes to M consumer processes -----
+// ----- throughput, N producer processes to M consumer processes -----
 
-/// Producers (pinned to core A) put `size`-byte messages for `ctx.duration`; consumers (core B)
-/// get and copy out every message until end of stream. Counts must match exactly.
-pub fn queue_throughput(
+/// Producers (pinned to core A) send `size`-byte messages for `ctx.duration`; consumers (core B)
+/// receive and copy out every message until end of stream. Counts must match exactly.
+///
+/// `share(cmd, k)` hands the segment to child `k` (producers first) and may return a guard to
+/// drop once that child is spawned; `after_go` runs once every child has been told to start.
+#[allow(clippy::too_many_arguments)]
+fn run_throughput(
     ctx: &Ctx,
+    row: &str,
     size: usize,
     producers: usize,
     consumers: usize,
+    mut share: impl FnMut(&mut Command, usize) -> Option<Handover>,
+    after_go: impl FnOnce(),
 ) -> Result<Measured, RowError> {
-    // The bench holds a producer role until every child is running, so that no consumer can
-    // see end of stream before the last producer has even attached.
-    let q = Queue::builder()
-        .capacity(TPUT_CAPACITY)
-        .slot_size(size)
-        .role(Role::Producer)
-        .create_anonymous()
-        .map_err(err("creating queue"))?;
-    let row = "shmq-queue-tput";
     let mut peers = Vec::new();
     for k in 0..producers + consumers {
         let producer = k < producers;
@@ -216,8 +223,10 @@ pub fn queue_throughput(
         spec.size = size;
         spec.duration = ctx.duration;
         spec.role = Some(if producer { "producer" } else { "consumer" }.into());
-        let peer = Peer::spawn(&spec, |cmd| q.share_with(cmd, "Q"))
+        let mut handover = None;
+        let peer = Peer::spawn(&spec, |cmd| handover = share(cmd, k))
             .map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
+        drop(handover);
         peers.push(peer);
     }
     let victims = peers.iter().map(|p| Victim::Pid(p.pid())).collect();
@@ -230,8 +239,9 @@ pub fn queue_throughput(
         for p in peers.iter_mut() {
             p.go()?;
         }
-        q.close();
+        after_go();
         let mut counts = [0u64; 2];
+        // Consumers first: they finish last, and their "done" ends the measurement.
         for (k, p) in peers.iter_mut().enumerate().rev() {
             let line = p.line()?;
             let n: u64 = line
@@ -257,7 +267,7 @@ pub fn queue_throughput(
         Err(e) => Err(RowError::Failed(format!("{e} {}", child_errors.join("; ")))),
         Ok(_) if !child_errors.is_empty() => Err(RowError::Failed(child_errors.join("; "))),
         Ok((sent, received, _)) if sent != received => Err(RowError::Failed(format!(
-            "producers put {sent} messages but consumers got {received}"
+            "producers sent {sent} messages but consumers got {received}"
         ))),
         Ok((_, received, elapsed)) => Ok(Measured::Throughput {
             size,
@@ -267,77 +277,271 @@ pub fn queue_throughput(
     }
 }
 
-fn queue_throughput_child(a: &ChildArgs) -> Result<(), String> {
+/// One anonymous queue; N producer and M consumer processes.
+pub fn queue_throughput(
+    ctx: &Ctx,
+    size: usize,
+    producers: usize,
+    consumers: usize,
+) -> Result<Measured, RowError> {
+    // The bench holds a producer role until every child is running, so that no consumer can
+    // see end of stream before the last producer has even attached.
+    let q = Queue::builder()
+        .capacity(TPUT_CAPACITY)
+        .slot_size(size)
+        .role(Role::Producer)
+        .create_anonymous()
+        .map_err(err("creating queue"))?;
+    run_throughput(
+        ctx,
+        "shmq-queue-tput",
+        size,
+        producers,
+        consumers,
+        |cmd, _| {
+            q.share_with(cmd, "Q");
+            None
+        },
+        || q.close(),
+    )
+}
+
+/// One one-way anonymous pipe: its sending end to the producer, its receiving end to the consumer.
+pub fn pipe_throughput(ctx: &Ctx, size: usize) -> Result<Measured, RowError> {
+    let (rx, tx) = Pipe::builder()
+        .duplex(false)
+        .capacity(TPUT_CAPACITY)
+        .slot_size(size)
+        .create_anonymous()
+        .map_err(err("creating pipe"))?;
+    let mut ends = [Some(tx), Some(rx)];
+    run_throughput(
+        ctx,
+        "shmq-pipe-tput",
+        size,
+        1,
+        1,
+        |cmd, k| ends[k].take().map(|end| end.share_with(cmd, "P")),
+        || {},
+    )
+}
+
+/// The producer loop: sends until `duration` has passed (clock read every 256 messages) or the
+/// receiving side has gone. `send` returns `Ok(false)` for "closed".
+fn produce(
+    a: &ChildArgs,
+    mut send: impl FnMut(&[u8]) -> Result<bool, String>,
+) -> Result<u64, String> {
+    let mut buf = vec![0u8; a.size];
+    let k = a.size.min(8);
+    let start = Instant::now();
+    let mut i = 0u64;
+    loop {
+        for _ in 0..256 {
+            buf[..k].copy_from_slice(&i.to_le_bytes()[..k]);
+            if !send(&buf)? {
+                return Ok(i);
+            }
+            i += 1;
+        }
+        if start.elapsed() >= Duration::from_millis(a.duration_ms) {
+            return Ok(i);
+        }
+    }
+}
+
+/// The consumer loop: receives into a private buffer (a real consumer copies the message out)
+/// until end of stream. `recv` returns `Ok(false)` at end of stream.
+fn consume(
+    a: &ChildArgs,
+    mut recv: impl FnMut(&mut [u8]) -> Result<bool, String>,
+) -> Result<u64, String> {
+    let mut buf = vec![0u8; a.size];
+    let mut n = 0u64;
+    while recv(&mut buf)? {
+        std::hint::black_box(&buf);
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn throughput_child(a: &ChildArgs) -> Result<(), String> {
     let producer = match a.role.as_deref() {
         Some("producer") => true,
         Some("consumer") => false,
         r => return Err(format!("bad role {r:?}")),
     };
-    let q = Queue::builder()
-        .role(if producer {
-            Role::Producer
+    // Blocking calls without a deadline (no clock read per message): the bench's watchdog and
+    // PR_SET_PDEATHSIG bound this process.
+    let n = if a.row == "shmq-queue-tput" {
+        let q = Queue::builder()
+            .role(if producer {
+                Role::Producer
+            } else {
+                Role::Consumer
+            })
+            .open_inherited("Q")
+            .map_err(|e| format!("opening queue: {e}"))?;
+        super::harness::child_ready_go()?;
+        if producer {
+            let n = produce(a, |m| match q.put(m) {
+                Ok(()) => Ok(true),
+                Err(SendError::Closed) => Ok(false),
+                Err(e) => Err(format!("put: {e}")),
+            })?;
+            // Detach before reporting, so consumers can see end of stream.
+            drop(q);
+            n
         } else {
-            Role::Consumer
-        })
-        .open_inherited("Q")
-        .map_err(|e| format!("opening queue: {e}"))?;
-    super::harness::child_ready_go()?;
-    let mut buf = vec![0u8; a.size];
-    let n = if producer {
-        let start = Instant::now();
-        let mut i = 0u64;
-        'outer: loop {
-            for _ in 0..256 {
-                let k = a.size.min(8);
-                buf[..k].copy_from_slice(&i.to_le_bytes()[..k]);
-                // Blocking put without a deadline (no clock read per message): the bench's
-                // watchdog and PR_SET_PDEATHSIG bound this process.
-                match q.put(&buf) {
-                    Ok(()) => i += 1,
-                    Err(SendError::Closed) => break 'outer,
-                    Err(e) => return Err(format!("put: {e}")),
-                }
-            }
-            if start.elapsed() >= Duration::from_millis(a.duration_ms) {
-                break;
-            }
-        }
-        // Detach before reporting, so consumers can see end of stream.
-        drop(q);
-        i
-    } else {
-        let mut n = 0u64;
-        loop {
-            match q.get() {
+            consume(a, |buf| match q.get() {
                 Ok(m) => {
                     buf[..m.len()].copy_from_slice(&m);
-                    std::hint::black_box(&buf);
-                    n += 1;
+                    Ok(true)
                 }
-                Err(RecvError::Closed) => break,
-                Err(e) => return Err(format!("get: {e}")),
-            }
+                Err(RecvError::Closed) => Ok(false),
+                Err(e) => Err(format!("get: {e}")),
+            })?
         }
-        n
+    } else {
+        let mut c = Connection::from_env("P").map_err(|e| format!("opening pipe: {e}"))?;
+        super::harness::child_ready_go()?;
+        if producer {
+            let n = produce(a, |m| match c.send(m) {
+                Ok(()) => Ok(true),
+                Err(SendError::Closed) => Ok(false),
+                Err(e) => Err(format!("send: {e}")),
+            })?;
+            drop(c);
+            n
+        } else {
+            consume(a, |buf| match c.recv() {
+                Ok(m) => {
+                    buf[..m.len()].copy_from_slice(&m);
+                    Ok(true)
+                }
+                Err(RecvError::Closed) => Ok(false),
+                Err(e) => Err(format!("recv: {e}")),
+            })?
+        }
     };
     println!("done {n}");
     Ok(())
 }
 
-// ----- pipe rows -----
+// ----- pipe round trips -----
 
-/// The pipe API is not in this build yet.
-pub fn pipe_unavailable() -> Result<Measured, RowError> {
-    Err(RowError::Skipped(
-        "shmq::pipe is not in this build yet".into(),
-    ))
+/// One duplex anonymous pipe; side A keeps one end, side B gets the other.
+pub fn pipe_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
+    let row = match mode {
+        Mode::Spin => "shmq-pipe-spin",
+        Mode::Block => "shmq-pipe-block",
+    };
+    let (mut a, b) = Pipe::builder()
+        .duplex(true)
+        .capacity(PINGPONG_CAPACITY)
+        .slot_size(PINGPONG_SLOT)
+        .spin(mode.pipe_spin())
+        .create_anonymous()
+        .map_err(err("creating pipe"))?;
+    let spec = ctx.child_spec(row);
+    let mut handover = None;
+    let peer = Peer::spawn(&spec, |cmd| handover = Some(b.share_with(cmd, "P")))
+        .map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
+    drop(handover);
+    let dog = Watchdog::arm(ctx.row_timeout, vec![Victim::Pid(peer.pid())], None);
+    let abort = dog.flag();
+    let timed = time_rounds(ctx.warmup, ctx.rounds, |i| {
+        let msg = i.to_le_bytes();
+        let mut echo = [0u8; 8];
+        let got = match mode {
+            Mode::Spin => {
+                let mut sent = Ok(());
+                spin_until(abort, || match a.try_send(&msg) {
+                    Err(SendError::Full) => false,
+                    r => {
+                        sent = r;
+                        true
+                    }
+                })?;
+                sent.map_err(|e| e.to_string())?;
+                let mut got = Ok(0);
+                spin_until(abort, || match a.try_recv() {
+                    Err(RecvError::Empty) => false,
+                    r => {
+                        got = r.map(|m| copy_echo(&m, &mut echo));
+                        true
+                    }
+                })?;
+                got
+            }
+            Mode::Block => {
+                a.send(&msg).map_err(|e| e.to_string())?;
+                loop {
+                    match a.recv_timeout(SLICE) {
+                        Err(RecvError::Timeout) if abort.load(Ordering::Relaxed) => {
+                            return Err(super::harness::ABORTED.into())
+                        }
+                        Err(RecvError::Timeout) => continue,
+                        r => break r.map(|m| copy_echo(&m, &mut echo)),
+                    }
+                }
+            }
+        };
+        match got {
+            Ok(8) if echo == msg => Ok(()),
+            Ok(n) => Err(format!("round {i}: echo carried {:?}", &echo[..n])),
+            Err(e) => Err(format!("round {i}: {e}")),
+        }
+    });
+    let fired = dog.disarm();
+    finish(peer, timed, fired, ctx)
+}
+
+fn copy_echo(m: &[u8], echo: &mut [u8; 8]) -> usize {
+    let n = m.len().min(8);
+    echo[..n].copy_from_slice(&m[..n]);
+    m.len()
+}
+
+fn pipe_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
+    let mode = Mode::of_row(&a.row);
+    let mut c = Connection::from_env_with("P", mode.pipe_spin())
+        .map_err(|e| format!("opening pipe: {e}"))?;
+    let mut buf = [0u8; PINGPONG_SLOT];
+    for _ in 0..a.rounds {
+        let len = match mode {
+            Mode::Spin => {
+                let mut len = 0;
+                dl.spin_until(|| match c.try_recv() {
+                    Ok(m) => {
+                        len = m.len();
+                        buf[..len].copy_from_slice(&m);
+                        true
+                    }
+                    Err(_) => false,
+                })?;
+                len
+            }
+            Mode::Block => {
+                let m = c.recv_timeout(dl.left()).map_err(|e| e.to_string())?;
+                buf[..m.len()].copy_from_slice(&m);
+                m.len()
+            }
+        };
+        match mode {
+            Mode::Spin => dl.spin_until(|| c.try_send(&buf[..len]).is_ok())?,
+            Mode::Block => c.send(&buf[..len]).map_err(|e| e.to_string())?,
+        }
+    }
+    Ok(())
 }
 
 /// Runs side B of a shmq row; `None` if the row is not one of these.
 pub fn child(a: &ChildArgs, dl: Deadline) -> Option<Result<(), String>> {
     Some(match a.row.as_str() {
         "shmq-queue-spin" | "shmq-queue-block" => queue_latency_child(a, dl),
-        "shmq-queue-tput" => queue_throughput_child(a),
+        "shmq-queue-tput" | "shmq-pipe-tput" => throughput_child(a),
+        "shmq-pipe-spin" | "shmq-pipe-block" => pipe_latency_child(a, dl),
         _ => return None,
     })
 }
