@@ -346,3 +346,21 @@ fn quick_bench_writes_valid_json() {
     assert_eq!(code, 1);
     assert!(err.contains("no bench row"), "{err}");
 }
+
+#[test]
+fn a_bench_row_that_overruns_is_killed_and_reported() {
+    let start = Instant::now();
+    let (code, out, err) = fails(&[
+        "bench",
+        "--rows",
+        "futex-limit,shmq-queue-spin",
+        "--rounds",
+        "1000000000",
+        "--row-timeout",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("FAILED: timed out after 1s"), "{out}");
+    assert!(err.contains("futex-limit, shmq-queue-spin"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+}

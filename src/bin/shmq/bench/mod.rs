@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Consumer processes of the N→M throughput row.
     #[arg(long, default_value_t = 2)]
     consumers: usize,
+    /// Kill a row's processes and report it failed after this many seconds.
+    /// Default: 20 quick, 180 full.
+    #[arg(long, value_name = "SECS")]
+    row_timeout: Option<u64>,
     /// Write every row as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -326,7 +330,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             .rounds
             .unwrap_or(if args.quick { 20_000 } else { 200_000 }),
         duration: Duration::from_millis(if args.quick { 250 } else { 2_000 }),
-        row_timeout: Duration::from_secs(if args.quick { 20 } else { 180 }),
+        row_timeout: Duration::from_secs(
+            args.row_timeout
+                .unwrap_or(if args.quick { 20 } else { 180 })
+                .max(1),
+        ),
     };
 
     let pb = if std::io::stderr().is_terminal() {
