@@ -417,6 +417,29 @@ mod tests {
     }
 
     #[test]
+    fn a_duplex_pipe_shows_both_rings_and_their_counts() {
+        let name = unique("pipe");
+        let mut a = crate::Pipe::builder()
+            .capacity(4)
+            .slot_size(16)
+            .create(&name)
+            .unwrap();
+        let mut b = crate::Pipe::builder().open(&name).unwrap();
+        a.send(b"x").unwrap();
+        b.send(b"y").unwrap();
+        b.send(b"z").unwrap();
+        let i = inspect(&name).unwrap();
+        assert!(i.is_valid(), "{:?}", i.problem);
+        assert_eq!(i.header.as_ref().unwrap().kind(), Some(Kind::Pipe));
+        // End 1 sends on ring 0, end 0 on ring 1.
+        let lens: Vec<u64> = i.rings.iter().map(|r| r.len).collect();
+        assert_eq!(lens, [2, 1]);
+        assert!(i.rings.iter().all(|r| r.producers == 1 && r.consumers == 1));
+        assert_eq!((i.participants.len(), i.alive()), (2, 2));
+        drop((a, b));
+    }
+
+    #[test]
     fn a_truncated_file_with_the_magic_is_reported_not_waited_for() {
         let name = unique("trunc");
         std::fs::write(path_of(&name), b"SHMQSEG\0rest").unwrap();
