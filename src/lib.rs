@@ -58,6 +58,8 @@ mod attach;
 #[cfg(not(loom))]
 mod inherit;
 #[cfg(not(loom))]
+pub mod inspect;
+#[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
 mod queue;

@@ -1,0 +1,635 @@
+//! The rows shmq is compared with: the hardware and kernel limits (raw atomics, raw futex), the
+//! classic kernel channels (pipe, socketpair, eventfd), Python's multiprocessing, and in-process
+//! SPSC/MPMC rings (crossbeam `ArrayQueue`, `rtrb`) between two threads.
+//!
+//! Each latency row has a parent side (side A: send, wait for the reply, time it) and a child
+//! side (side B: wait, reply), in the same place so the protocol reads as one.
+
+use super::harness::{self, spin_until, time_rounds, ChildSpec, Deadline, Peer, Victim, Watchdog};
+use super::{ChildArgs, Ctx, Measured, RowError};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+fn os_err(what: &str) -> String {
+    format!("{what}: {}", io::Error::last_os_error())
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: only called on descriptors just returned by the kernel and owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+// ----- a page of shared memory with words on separate 128-byte lines -----
+
+/// One page of `MAP_SHARED` memory from a memfd, seen as words 128 bytes apart.
+pub struct SharedPage {
+    map: MmapRaw,
+    _file: File,
+}
+
+impl SharedPage {
+    pub fn create() -> Result<SharedPage, String> {
+        // SAFETY: a valid C string label and known flags.
+        let fd = unsafe { libc::memfd_create(c"shmq-bench".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(os_err("memfd_create"));
+        }
+        // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(4096)
+            .map_err(|e| format!("sizing memfd: {e}"))?;
+        Self::map(file)
+    }
+
+    /// Maps the page a parent passed as descriptor `fd`.
+    pub fn inherit(fd: RawFd) -> Result<SharedPage, String> {
+        // SAFETY: the parent passed this descriptor for us to own; nothing else in this process
+        // uses it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        Self::map(file)
+    }
+
+    fn map(file: File) -> Result<SharedPage, String> {
+        let map = MmapOptions::new()
+            .len(4096)
+            .map_raw(&file)
+            .map_err(|e| format!("mmap: {e}"))?;
+        Ok(SharedPage { map, _file: file })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self._file.as_raw_fd()
+    }
+
+    pub fn u64_at(&self, line: usize) -> &AtomicU64 {
+        assert!(line < 4096 / 128);
+        // SAFETY: the mapping is one page, page-aligned, alive as long as `self`; line * 128 is
+        // inside it and 8-byte aligned. Every access to it is atomic, in both processes.
+        unsafe { &*(self.map.as_ptr().add(line * 128) as *const AtomicU64) }
+    }
+
+    pub fn u32_at(&self, line: usize) -> &AtomicU32 {
+        assert!(line < 4096 / 128);
+        // SAFETY: as for `u64_at`, with 4-byte alignment.
+        unsafe { &*(self.map.as_ptr().add(line * 128) as *const AtomicU32) }
+    }
+}
+
+// ----- raw futex, without FUTEX_PRIVATE_FLAG (the word is shared between processes) -----
+
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned AtomicU32 in a shared mapping; `ts` outlives the call.
+    // FUTEX_WAIT takes a relative timeout. Any return is re-checked by the caller.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: the address is only a key for the kernel's wait queue; no memory is accessed.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
+    }
+}
+
+/// Sleeps on `word` until it holds `want`: never spins, so every round trip sleeps on each side.
+fn futex_wait_for(word: &AtomicU32, want: u32, give_up: impl Fn() -> bool) -> Result<(), String> {
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v == want {
+            return Ok(());
+        }
+        if give_up() {
+            return Err(harness::ABORTED.into());
+        }
+        futex_wait(word, v, Duration::from_millis(100));
+    }
+}
+
+// ----- fd rows: read and write exactly 8 bytes -----
+
+fn write8(fd: RawFd, v: u64) -> Result<(), String> {
+    let b = v.to_ne_bytes();
+    // SAFETY: `b` is 8 readable bytes that outlive the call.
+    let n = unsafe { libc::write(fd, b.as_ptr().cast(), 8) };
+    if n == 8 {
+        Ok(())
+    } else {
+        Err(os_err("write"))
+    }
+}
+
+/// Reads 8 bytes (a stream may deliver them in pieces). EOF: the peer is gone.
+fn read8(fd: RawFd) -> Result<u64, String> {
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        // SAFETY: the destination is the unfilled tail of `b`, 8 - got writable bytes.
+        let n = unsafe { libc::read(fd, b[got..].as_mut_ptr().cast(), 8 - got) };
+        if n > 0 {
+            got += n as usize;
+        } else if n == 0 {
+            return Err("peer closed its end".into());
+        } else if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(os_err("read"));
+        }
+    }
+    Ok(u64::from_ne_bytes(b))
+}
+
+fn pipe_pair() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut p = [0; 2];
+    // SAFETY: `p` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(os_err("pipe2"));
+    }
+    Ok((owned(p[0]), owned(p[1])))
+}
+
+fn eventfd() -> Result<OwnedFd, String> {
+    // SAFETY: no pointers; known flags.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(os_err("eventfd"));
+    }
+    Ok(owned(fd))
+}
+
+/// Runs a ping-pong row: spawns side B with `spec`, arms the watchdog, times the rounds.
+fn run_pingpong(
+    ctx: &Ctx,
+    spec: ChildSpec,
+    share: impl FnOnce(&mut Command),
+    after_spawn: impl FnOnce(),
+    unblock: Option<Box<dyn FnOnce() + Send>>,
+    mut round: impl FnMut(&AtomicBool, u64) -> Result<(), String>,
+) -> Result<Measured, RowError> {
+    let peer = Peer::spawn(&spec, share).map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
+    after_spawn();
+    let dog = Watchdog::arm(ctx.row_timeout, vec![Victim::Pid(peer.pid())], unblock);
+    let timed = time_rounds(ctx.warmup, ctx.rounds, |i| round(dog.flag(), i));
+    let fired = dog.disarm();
+    let finished = peer.finish(Duration::from_secs(5));
+    match (timed, fired) {
+        (Ok(h), _) => {
+            finished.map_err(RowError::Failed)?;
+            Ok(Measured::Latency(h))
+        }
+        (Err(_), true) => Err(RowError::Failed(format!(
+            "timed out after {:?}",
+            ctx.row_timeout
+        ))),
+        (Err(e), false) => Err(RowError::Failed(match finished {
+            Err(c) => format!("{e} ({c})"),
+            Ok(()) => e,
+        })),
+    }
+}
+
+// ----- atomic-limit -----
+
+pub fn atomic_limit(ctx: &Ctx) -> Result<Measured, RowError> {
+    let page = SharedPage::create().map_err(RowError::Failed)?;
+    let mut spec = ctx.child_spec("atomic-limit");
+    spec.fds = vec![page.fd()];
+    let (ping, pong) = (page.u64_at(0), page.u64_at(1));
+    run_pingpong(
+        ctx,
+        spec,
+        |_| {},
+        || {},
+        None,
+        |abort, i| {
+            ping.store(i + 1, Ordering::Release);
+            spin_until(abort, || pong.load(Ordering::Acquire) == i + 1)
+        },
+    )
+}
+
+fn atomic_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
+    let page = SharedPage::inherit(a.fd(0)?)?;
+    let (ping, pong) = (page.u64_at(0), page.u64_at(1));
+    for i in 0..a.rounds {
+        dl.spin_until(|| ping.load(Ordering::Acquire) == i + 1)?;
+        pong.store(i + 1, Ordering::Release);
+    }
+    Ok(())
+}
+
+// ----- futex-limit -----
+
+pub fn futex_limit(ctx: &Ctx) -> Result<Measured, RowError> {
+    let page = SharedPage::create().map_err(RowError::Failed)?;
+    let mut spec = ctx.child_spec("futex-limit");
+    spec.fds = vec![page.fd()];
+    let (ping, pong) = (page.u32_at(0), page.u32_at(1));
+    run_pingpong(
+        ctx,
+        spec,
+        |_| {},
+        || {},
+        None,
+        |abort, i| {
+            let v = (i + 1) as u32;
+            ping.store(v, Ordering::Release);
+            futex_wake(ping);
+            futex_wait_for(pong, v, || abort.load(Ordering::Relaxed))
+        },
+    )
+}
+
+fn futex_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
+    let page = SharedPage::inherit(a.fd(0)?)?;
+    let (ping, pong) = (page.u32_at(0), page.u32_at(1));
+    for i in 0..a.rounds {
+        let v = (i + 1) as u32;
+        futex_wait_for(ping, v, || dl.passed())?;
+        pong.store(v, Ordering::Release);
+        futex_wake(pong);
+    }
+    Ok(())
+}
+
+// ----- pipe(2), socketpair, eventfd -----
+
+pub fn pipe2_row(ctx: &Ctx) -> Result<Measured, RowError> {
+    let fail = RowError::Failed;
+    let (ab_r, ab_w) = pipe_pair().map_err(fail)?;
+    let (ba_r, ba_w) = pipe_pair().map_err(fail)?;
+    let mut spec = ctx.child_spec("pipe(2)");
+    spec.fds = vec![ab_r.as_raw_fd(), ba_w.as_raw_fd()];
+    let (w, r) = (ab_w.as_raw_fd(), ba_r.as_raw_fd());
+    // Once the child holds its ends, ours go: the child's death then reads as EOF here.
+    let close_theirs = move || drop((ab_r, ba_w));
+    run_pingpong(
+        ctx,
+        spec,
+        |_| {},
+        close_theirs,
+        None,
+        |_, i| {
+            write8(w, i)?;
+            read8(r).map(drop)
+        },
+    )
+}
+
+fn echo_fds(r: RawFd, w: RawFd, rounds: u64) -> Result<(), String> {
+    for _ in 0..rounds {
+        let v = read8(r)?;
+        write8(w, v)?;
+    }
+    Ok(())
+}
+
+pub fn socketpair_row(ctx: &Ctx) -> Result<Measured, RowError> {
+    let mut s = [0; 2];
+    // SAFETY: `s` has room for the two descriptors socketpair writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            s.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(RowError::Failed(os_err("socketpair")));
+    }
+    let (mine, theirs) = (owned(s[0]), owned(s[1]));
+    let mut spec = ctx.child_spec("socketpair");
+    spec.fds = vec![theirs.as_raw_fd()];
+    let fd = mine.as_raw_fd();
+    run_pingpong(
+        ctx,
+        spec,
+        |_| {},
+        move || drop(theirs),
+        None,
+        |_, i| {
+            write8(fd, i)?;
+            read8(fd).map(drop)
+        },
+    )
+}
+
+pub fn eventfd_row(ctx: &Ctx) -> Result<Measured, RowError> {
+    let ab = eventfd().map_err(RowError::Failed)?;
+    let ba = eventfd().map_err(RowError::Failed)?;
+    let mut spec = ctx.child_spec("eventfd");
+    spec.fds = vec![ab.as_raw_fd(), ba.as_raw_fd()];
+    let (w, r) = (ab.as_raw_fd(), ba.as_raw_fd());
+    // Both processes hold both eventfds, so a dead child is no EOF: the watchdog posts to the
+    // eventfd we read. `ba` outlives the watchdog (disarmed inside run_pingpong).
+    let unblock: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = write8(r, 1);
+    });
+    run_pingpong(
+        ctx,
+        spec,
+        |_| {},
+        || {},
+        Some(unblock),
+        |abort, _| {
+            write8(w, 1)?;
+            read8(r)?;
+            if abort.load(Ordering::Relaxed) {
+                return Err(harness::ABORTED.into());
+            }
+            Ok(())
+        },
+    )
+}
+
+// ----- python multiprocessing -----
+
+const PYTHON: &str = r#"
+import json, os, sys, time
+import multiprocessing as mp
+
+def pin(core):
+    try:
+        os.sched_setaffinity(0, {core})
+    except (AttributeError, OSError):
+        pass
+
+def echo_pipe(conn, n, core):
+    pin(core)
+    for _ in range(n):
+        conn.send_bytes(conn.recv_bytes())
+
+def echo_queue(qin, qout, n, core):
+    pin(core)
+    for _ in range(n):
+        qout.put(qin.get())
+
+def main():
+    mode = sys.argv[1]
+    rounds, warmup, core_a, core_b = (int(x) for x in sys.argv[2:6])
+    total = rounds + warmup
+    pin(core_a)
+    msg = b"\0" * 8
+    if mode == "pipe":
+        here, there = mp.Pipe()
+        peer = mp.Process(target=echo_pipe, args=(there, total, core_b), daemon=True)
+        send, recv = here.send_bytes, here.recv_bytes
+    else:
+        qab, qba = mp.Queue(), mp.Queue()
+        peer = mp.Process(target=echo_queue, args=(qab, qba, total, core_b), daemon=True)
+        send, recv = qab.put, qba.get
+    peer.start()
+    now = time.perf_counter_ns
+    samples = []
+    for i in range(total):
+        t0 = now()
+        send(msg)
+        recv()
+        t1 = now()
+        if i >= warmup:
+            samples.append(t1 - t0)
+    peer.join(5)
+    json.dump({"samples": samples}, sys.stdout)
+
+if __name__ == "__main__":
+    main()
+"#;
+
+/// `mode`: "pipe" (`multiprocessing.Pipe`) or "queue" (two `multiprocessing.Queue`s).
+pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON)
+        .arg(mode)
+        .arg(ctx.rounds.to_string())
+        .arg(ctx.warmup.to_string())
+        .arg(ctx.cores[0].to_string())
+        .arg(ctx.cores[1].to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(RowError::Skipped("python3 not found".into()))
+        }
+        Err(e) => return Err(RowError::Failed(format!("spawning python3: {e}"))),
+    };
+    let pid = child.id() as i32;
+    let dog = Watchdog::arm(ctx.row_timeout, vec![Victim::Group(pid)], None);
+    // Collects stdout and stderr until python exits (or the watchdog kills its group).
+    let out = child.wait_with_output();
+    let fired = dog.disarm();
+    let out = out.map_err(|e| RowError::Failed(format!("waiting for python3: {e}")))?;
+    if fired {
+        return Err(RowError::Failed(format!(
+            "timed out after {:?}",
+            ctx.row_timeout
+        )));
+    }
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("").to_owned();
+        return Err(RowError::Failed(format!("python3 failed: {last}")));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let samples = parse_samples(&text)
+        .ok_or_else(|| RowError::Failed("python3 printed no samples".into()))?;
+    let mut h = harness::new_histogram();
+    for s in samples {
+        h.saturating_record(s.max(1));
+    }
+    Ok(Measured::Latency(h))
+}
+
+/// The numbers of `{"samples": [n, n, ...]}`.
+fn parse_samples(json: &str) -> Option<Vec<u64>> {
+    let start = json.find('[')? + 1;
+    let end = start + json[start..].find(']')?;
+    let body = json[start..end].trim();
+    if body.is_empty() {
+        return None;
+    }
+    body.split(',').map(|s| s.trim().parse().ok()).collect()
+}
+
+// ----- in-process baselines: crossbeam ArrayQueue and rtrb between two pinned threads -----
+
+/// What a message looks like in memory: `N` bytes, the first 8 a sequence number.
+fn message<const N: usize>(i: u64) -> [u8; N] {
+    let mut m = [0u8; N];
+    let k = N.min(8);
+    m[..k].copy_from_slice(&i.to_le_bytes()[..k]);
+    m
+}
+
+/// Runs a producer thread on core A and a consumer thread on core B for `ctx.duration`.
+/// `produce(stop)` returns how many it sent; `consume(done)` how many it received, draining
+/// after `done` is set.
+fn two_threads(
+    ctx: &Ctx,
+    size: usize,
+    produce: impl FnOnce() -> u64 + Send,
+    consume: impl FnOnce(&AtomicBool) -> u64 + Send,
+) -> Result<Measured, RowError> {
+    let done = AtomicBool::new(false);
+    let barrier = Barrier::new(2);
+    let cores = ctx.cores;
+    let (sent, received, elapsed) = std::thread::scope(|s| {
+        let p = s.spawn(|| {
+            let _ = harness::pin_to(cores[0]);
+            barrier.wait();
+            let n = produce();
+            done.store(true, Ordering::Release);
+            n
+        });
+        let c = s.spawn(|| {
+            let _ = harness::pin_to(cores[1]);
+            barrier.wait();
+            let start = Instant::now();
+            let n = consume(&done);
+            (n, start.elapsed())
+        });
+        let sent = p.join().expect("producer thread");
+        let (received, elapsed) = c.join().expect("consumer thread");
+        (sent, received, elapsed)
+    });
+    if sent != received {
+        return Err(RowError::Failed(format!(
+            "sent {sent} but received {received}"
+        )));
+    }
+    Ok(Measured::Throughput {
+        size,
+        messages: received,
+        elapsed,
+    })
+}
+
+/// Calls `step` until `duration` has passed (the clock is read every 256 steps).
+fn for_duration(duration: Duration, mut step: impl FnMut(u64)) -> u64 {
+    let start = Instant::now();
+    let mut i = 0u64;
+    loop {
+        for _ in 0..256 {
+            step(i);
+            i += 1;
+        }
+        if start.elapsed() >= duration {
+            return i;
+        }
+    }
+}
+
+pub fn crossbeam_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
+    let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; N]>::new(1024));
+    let (qp, qc) = (q.clone(), q);
+    two_threads(
+        ctx,
+        N,
+        move || {
+            for_duration(ctx.duration, |i| {
+                let mut m = message::<N>(i);
+                while let Err(back) = qp.push(m) {
+                    m = back;
+                }
+            })
+        },
+        move |done| {
+            let mut n = 0u64;
+            loop {
+                match qc.pop() {
+                    Some(m) => {
+                        std::hint::black_box(&m);
+                        n += 1;
+                    }
+                    None if done.load(Ordering::Acquire) && qc.is_empty() => return n,
+                    None => {}
+                }
+            }
+        },
+    )
+}
+
+pub fn rtrb_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(1024);
+    two_threads(
+        ctx,
+        N,
+        move || {
+            for_duration(ctx.duration, |i| {
+                let mut m = message::<N>(i);
+                while let Err(rtrb::PushError::Full(back)) = tx.push(m) {
+                    m = back;
+                }
+            })
+        },
+        move |done| {
+            let mut n = 0u64;
+            loop {
+                match rx.pop() {
+                    Ok(m) => {
+                        std::hint::black_box(&m);
+                        n += 1;
+                    }
+                    Err(_) if done.load(Ordering::Acquire) && rx.is_empty() => return n,
+                    Err(_) => {}
+                }
+            }
+        },
+    )
+}
+
+// ----- child dispatch for the rows in this file -----
+
+/// Runs side B of a baseline row; `None` if the row is not one of these.
+pub fn child(a: &ChildArgs, dl: Deadline) -> Option<Result<(), String>> {
+    Some(match a.row.as_str() {
+        "atomic-limit" => atomic_child(a, dl),
+        "futex-limit" => futex_child(a, dl),
+        "pipe(2)" => (|| echo_fds(a.fd(0)?, a.fd(1)?, a.rounds))(),
+        "socketpair" => a.fd(0).and_then(|fd| echo_fds(fd, fd, a.rounds)),
+        "eventfd" => (|| {
+            let (r, w) = (a.fd(0)?, a.fd(1)?);
+            for _ in 0..a.rounds {
+                read8(r)?;
+                write8(w, 1)?;
+            }
+            Ok(())
+        })(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_samples_are_parsed() {
+        assert_eq!(
+            parse_samples("{\"samples\": [1, 22,333]}"),
+            Some(vec![1, 22, 333])
+        );
+        assert_eq!(parse_samples("{\"samples\": []}"), None);
+        assert_eq!(parse_samples("garbage"), None);
+    }
+}

@@ -1,0 +1,394 @@
+//! `shmq bench`: round-trip latency and throughput of shmq against its limits and its peers,
+//! all measured in one run on two pinned cores, so that every number has a same-run baseline.
+//!
+//! Latency rows: `atomic-limit` and `futex-limit` (what the hardware and the kernel allow),
+//! `pipe(2)`, `socketpair`, `eventfd`, the shmq rows, and Python's multiprocessing. Each shmq
+//! row reports its p50 as a ratio to the limit of its kind (spinning rows to `atomic-limit`,
+//! blocking rows to `futex-limit`). Throughput rows: shmq 1→1 over three message sizes, N→M
+//! processes, and in-process crossbeam/rtrb between two threads.
+
+mod baselines;
+mod harness;
+mod report;
+mod shmq_rows;
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use report::{Kind, RowResult};
+use shmq_rows::Mode;
+use std::io::IsTerminal;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The two cores to pin side A (the bench, and producers) and side B (the peer) to.
+    #[arg(long, default_value = "0,1", value_parser = parse_cores)]
+    cores: Cores,
+    /// A short run (under a minute): fewer round trips, shorter throughput runs.
+    #[arg(long)]
+    quick: bool,
+    /// Rows to run: names, name prefixes (`shmq-queue`), `latency` or `throughput`.
+    #[arg(long, value_delimiter = ',', value_name = "ROWS")]
+    rows: Vec<String>,
+    /// List the rows and exit.
+    #[arg(long)]
+    list: bool,
+    /// Round trips measured per latency row (after warm-up). Default: 20000 quick, 200000 full.
+    #[arg(long)]
+    rounds: Option<u64>,
+    /// Producer processes of the N→M throughput row.
+    #[arg(long, default_value_t = 2)]
+    producers: usize,
+    /// Consumer processes of the N→M throughput row.
+    #[arg(long, default_value_t = 2)]
+    consumers: usize,
+    /// Kill a row's processes and report it failed after this many seconds.
+    /// Default: 20 quick, 180 full.
+    #[arg(long, value_name = "SECS")]
+    row_timeout: Option<u64>,
+    /// Write every row as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw the latency distributions as an SVG to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Cores([usize; 2]);
+
+fn parse_cores(s: &str) -> Result<Cores, String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|c| c.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("expected two core numbers like 0,1, got {s:?}"))?;
+    match v[..] {
+        [a, b] => Ok(Cores([a, b])),
+        _ => Err(format!("expected two core numbers like 0,1, got {s:?}")),
+    }
+}
+
+/// Arguments of `shmq __bench-child` (side B of one row).
+#[derive(Args, Debug)]
+pub struct ChildArgs {
+    /// Row name.
+    row: String,
+    #[arg(long)]
+    core: usize,
+    /// Round trips to answer (warm-up included).
+    #[arg(long, default_value_t = 0)]
+    rounds: u64,
+    /// Message size.
+    #[arg(long, default_value_t = 8)]
+    size: usize,
+    /// How long a throughput producer produces.
+    #[arg(long, default_value_t = 0)]
+    duration_ms: u64,
+    /// The child gives up after this long.
+    #[arg(long, default_value_t = 60_000)]
+    timeout_ms: u64,
+    /// Inherited descriptors.
+    #[arg(long, value_delimiter = ',')]
+    fds: Vec<RawFd>,
+    /// Throughput role: producer or consumer.
+    #[arg(long)]
+    role: Option<String>,
+}
+
+impl ChildArgs {
+    fn fd(&self, i: usize) -> Result<RawFd, String> {
+        self.fds
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("row {} needs inherited descriptor #{i}", self.row))
+    }
+}
+
+/// What every row is run with.
+pub struct Ctx {
+    cores: [usize; 2],
+    warmup: u64,
+    rounds: u64,
+    /// Length of one throughput run.
+    duration: Duration,
+    /// A row that takes longer is killed and reported as failed.
+    row_timeout: Duration,
+}
+
+impl Ctx {
+    /// Side B of a latency row: the second core, every round trip, a little longer to live.
+    fn child_spec(&self, row: &str) -> harness::ChildSpec {
+        let mut s = harness::ChildSpec::new(
+            row,
+            self.cores[1],
+            self.row_timeout + Duration::from_secs(5),
+        );
+        s.rounds = self.warmup + self.rounds;
+        s
+    }
+}
+
+/// What a row measured.
+pub enum Measured {
+    Latency(Histogram<u64>),
+    Throughput {
+        size: usize,
+        messages: u64,
+        elapsed: Duration,
+    },
+}
+
+/// Why a row has no measurement.
+pub enum RowError {
+    /// Not applicable here (python3 missing, API not in this build).
+    Skipped(String),
+    /// It broke (child died, timed out, counts did not match).
+    Failed(String),
+}
+
+/// Which limit a latency row is compared with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Limit {
+    /// Busy-polling rows, against `atomic-limit`.
+    Spin,
+    /// Sleeping rows, against `futex-limit`.
+    Block,
+}
+
+type RunFn = Box<dyn Fn(&Ctx) -> Result<Measured, RowError>>;
+
+struct Row {
+    name: String,
+    kind: Kind,
+    limit: Option<Limit>,
+    run: RunFn,
+}
+
+fn row(name: &str, kind: Kind, limit: Option<Limit>, run: RunFn) -> Row {
+    Row {
+        name: name.into(),
+        kind,
+        limit,
+        run,
+    }
+}
+
+fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
+    use Kind::{Latency as L, Throughput as T};
+    let mut v = vec![
+        row("atomic-limit", L, None, Box::new(baselines::atomic_limit)),
+        row("futex-limit", L, None, Box::new(baselines::futex_limit)),
+        row("pipe(2)", L, None, Box::new(baselines::pipe2_row)),
+        row("socketpair", L, None, Box::new(baselines::socketpair_row)),
+        row("eventfd", L, None, Box::new(baselines::eventfd_row)),
+        row(
+            "shmq-queue-spin",
+            L,
+            Some(Limit::Spin),
+            Box::new(|c| shmq_rows::queue_latency(c, Mode::Spin)),
+        ),
+        row(
+            "shmq-queue-block",
+            L,
+            Some(Limit::Block),
+            Box::new(|c| shmq_rows::queue_latency(c, Mode::Block)),
+        ),
+        row(
+            "shmq-pipe-spin",
+            L,
+            Some(Limit::Spin),
+            Box::new(|c| shmq_rows::pipe_latency(c, Mode::Spin)),
+        ),
+        row(
+            "shmq-pipe-block",
+            L,
+            Some(Limit::Block),
+            Box::new(|c| shmq_rows::pipe_latency(c, Mode::Block)),
+        ),
+        row(
+            "python-mp-pipe",
+            L,
+            None,
+            Box::new(|c| baselines::python_row(c, "pipe")),
+        ),
+        row(
+            "python-mp-queue",
+            L,
+            None,
+            Box::new(|c| baselines::python_row(c, "queue")),
+        ),
+    ];
+    for size in [8, 64, 1024] {
+        v.push(row(
+            &format!("shmq-queue-1to1-{size}"),
+            T,
+            None,
+            Box::new(move |c| shmq_rows::queue_throughput(c, size, 1, 1)),
+        ));
+    }
+    for size in [8, 64, 1024] {
+        v.push(row(
+            &format!("shmq-pipe-1to1-{size}"),
+            T,
+            None,
+            Box::new(move |c| shmq_rows::pipe_throughput(c, size)),
+        ));
+    }
+    v.push(row(
+        &format!("shmq-queue-{producers}to{consumers}-8"),
+        T,
+        None,
+        Box::new(move |c| shmq_rows::queue_throughput(c, 8, producers, consumers)),
+    ));
+    v.push(row(
+        "crossbeam-arrayqueue-8",
+        T,
+        None,
+        Box::new(baselines::crossbeam_row::<8>),
+    ));
+    v.push(row(
+        "crossbeam-arrayqueue-64",
+        T,
+        None,
+        Box::new(baselines::crossbeam_row::<64>),
+    ));
+    v.push(row(
+        "crossbeam-arrayqueue-1024",
+        T,
+        None,
+        Box::new(baselines::crossbeam_row::<1024>),
+    ));
+    v.push(row("rtrb-8", T, None, Box::new(baselines::rtrb_row::<8>)));
+    v.push(row("rtrb-64", T, None, Box::new(baselines::rtrb_row::<64>)));
+    v.push(row(
+        "rtrb-1024",
+        T,
+        None,
+        Box::new(baselines::rtrb_row::<1024>),
+    ));
+    v
+}
+
+/// Whether selector `sel` picks row `r`: its name, a `-`-separated prefix of it, or its kind.
+fn selects(sel: &str, r: &Row) -> bool {
+    sel == "all"
+        || sel == r.name
+        || r.name
+            .strip_prefix(sel)
+            .is_some_and(|rest| rest.starts_with('-'))
+        || (sel == "latency" && r.kind == Kind::Latency)
+        || (sel == "throughput" && r.kind == Kind::Throughput)
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    if args.producers == 0 || args.consumers == 0 {
+        return Err("--producers and --consumers must be at least 1".into());
+    }
+    let mut rows = all_rows(args.producers, args.consumers);
+    if args.list {
+        for r in &rows {
+            println!("{:<28} {}", r.name, r.kind.name());
+        }
+        return Ok(());
+    }
+    if !args.rows.is_empty() {
+        if let Some(bad) = args
+            .rows
+            .iter()
+            .find(|s| !rows.iter().any(|r| selects(s, r)))
+        {
+            return Err(format!(
+                "no bench row matches {bad:?} (see `shmq bench --list`)"
+            ));
+        }
+        rows.retain(|r| args.rows.iter().any(|s| selects(s, r)));
+    }
+
+    let cores = args.cores.0;
+    let allowed = harness::allowed_cores();
+    if let Some(c) = cores.iter().find(|c| !allowed.contains(c)) {
+        return Err(format!(
+            "core {c} is not available to this process (allowed: {allowed:?})"
+        ));
+    }
+    if cores[0] == cores[1] {
+        eprintln!(
+            "shmq: warning: both sides share core {}; spinning rows will crawl",
+            cores[0]
+        );
+    }
+    harness::pin_to(cores[0]).map_err(|e| format!("pinning to core {}: {e}", cores[0]))?;
+
+    let ctx = Ctx {
+        cores,
+        warmup: if args.quick { 2_000 } else { 20_000 },
+        rounds: args
+            .rounds
+            .unwrap_or(if args.quick { 20_000 } else { 200_000 }),
+        duration: Duration::from_millis(if args.quick { 250 } else { 2_000 }),
+        row_timeout: Duration::from_secs(
+            args.row_timeout
+                .unwrap_or(if args.quick { 20 } else { 180 })
+                .max(1),
+        ),
+    };
+
+    let pb = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(rows.len() as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed:>4} {msg}")
+            .expect("valid template"),
+    );
+    let mut results = Vec::new();
+    for r in &rows {
+        pb.set_message(r.name.clone());
+        let outcome = (r.run)(&ctx);
+        results.push(RowResult::new(&r.name, r.kind, r.limit, outcome));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    report::add_ratios(&mut results);
+
+    let meta = report::Meta {
+        cores,
+        quick: args.quick,
+        rounds: ctx.rounds,
+        warmup: ctx.warmup,
+        duration: ctx.duration,
+    };
+    print!("{}", report::table(&results, &meta));
+    if let Some(path) = &args.json {
+        std::fs::write(path, report::json(&results, &meta))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        report::plot(&results, path).map_err(|e| format!("plotting {}: {e}", path.display()))?;
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| r.failed())
+        .map(|r| r.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("bench rows failed: {}", failed.join(", ")))
+    }
+}
+
+/// `shmq __bench-child`: side B of one row.
+pub fn child(args: ChildArgs) -> Result<(), String> {
+    harness::pin_to(args.core).map_err(|e| format!("pinning to core {}: {e}", args.core))?;
+    let dl = harness::Deadline::after(Duration::from_millis(args.timeout_ms));
+    baselines::child(&args, dl)
+        .or_else(|| shmq_rows::child(&args, dl))
+        .unwrap_or_else(|| Err(format!("unknown bench row {:?}", args.row)))
+        .map_err(|e| format!("bench child {}: {e}", args.row))
+}

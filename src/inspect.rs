@@ -1,0 +1,463 @@
+//! Looking at named segments from the outside: what `shmq ls`, `stat` and `rm` show.
+//!
+//! Nothing here maps a segment or attaches to it. The header and each ring's control block are
+//! copied out of the file with `pread` into process-local values and validated exactly as an
+//! opener validates them ([`Geometry::validate`]). So a foreign, corrupt, truncated or half-built
+//! file is *reported*: never waited for (no ready timeout), never a panic, and never a `SIGBUS`
+//! (a peer that truncates the file under us shortens a read; it cannot fault a mapping).
+//!
+//! Liveness comes from the kernel, as for attached handles: a participant is alive while some
+//! open file description holds the OFD lock on its byte ([`Participant::lock_offset`]). The lock
+//! bytes are probed whatever the header says, so even a segment with a scribbled-over table is
+//! known to be in use or not.
+//!
+//! Every value is a snapshot: counters move while we read them.
+
+use crate::attach::ParticipantInfo;
+use crate::layout::{
+    Geometry, Header, Kind, Participant, RingCtrl, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS,
+    PARTICIPANT_ACTIVE, READY,
+};
+use crate::mpmc::Mpmc;
+use crate::ring::RingMem;
+use crate::segment::{byte_is_locked, path_of, validate_name, SHM_DIR};
+use crate::Error;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::sync::atomic::Ordering;
+
+/// What the first bytes of a file in `/dev/shm` say about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// Starts with [`MAGIC`]: a shmq segment (possibly corrupt or unfinished).
+    Shmq,
+    /// Anything else: not ours.
+    Foreign,
+}
+
+/// A quick look at a named file: enough to decide whether `rm` may remove it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Whether it starts with the shmq magic number.
+    pub kind: FileKind,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+    /// Participant lock bytes held by a live process (any table state).
+    pub live: usize,
+}
+
+/// The fixed header fields, as read (not trusted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// Layout version.
+    pub version: u32,
+    /// Raw kind word (1 queue, 2 pipe).
+    pub kind: u32,
+    /// Whether the creator published the segment as ready.
+    pub ready: bool,
+    /// Rings in the segment.
+    pub ring_count: u32,
+    /// Slots per ring.
+    pub capacity: u64,
+    /// Largest payload.
+    pub slot_size: u64,
+    /// Bytes from one slot to the next.
+    pub slot_stride: u64,
+    /// Size the header claims for the whole segment.
+    pub total_size: u64,
+    /// Process id of the creator (display only).
+    pub creator_pid: u32,
+    /// Joinable-queue counter: items put and not yet marked done.
+    pub join_unfinished: u64,
+    /// Processes announced as sleeping in `join`.
+    pub join_waiters: u32,
+}
+
+impl HeaderInfo {
+    /// The kind, if the word is one shmq writes.
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_u32(self.kind)
+    }
+}
+
+/// One futex doorbell's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DoorbellInfo {
+    /// The futex word (bumped on each wake).
+    pub seq: u32,
+    /// Processes announced as (about to be) sleeping.
+    pub waiters: u32,
+}
+
+/// The live counters of one ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingInfo {
+    /// Raw `head` word (queue: position hint; pipe: messages consumed).
+    pub head: u64,
+    /// Raw `tail` word (queue: position hint; pipe: messages published).
+    pub tail: u64,
+    /// Messages in the ring, derived from head and tail, within `0..=capacity`.
+    pub len: u64,
+    /// Consumers sleep here while the ring is empty.
+    pub not_empty: DoorbellInfo,
+    /// Producers sleep here while the ring is full.
+    pub not_full: DoorbellInfo,
+    /// Attached handles that may send.
+    pub producers: u32,
+    /// Attached handles that may receive.
+    pub consumers: u32,
+    /// `ENDS_*` flag bits.
+    pub flags: u32,
+}
+
+/// Everything `shmq stat` shows about a segment that starts with the magic number.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// The segment name (`/name`).
+    pub name: String,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+    /// Permission bits of the file.
+    pub mode: u32,
+    /// Owner of the file.
+    pub uid: u32,
+    /// Header fields; `None` if the file is shorter than a header.
+    pub header: Option<HeaderInfo>,
+    /// Why the segment does not validate (`None`: it does, and `rings` is filled in).
+    pub problem: Option<String>,
+    /// Per-ring counters (only for a segment that validates).
+    pub rings: Vec<RingInfo>,
+    /// Active entries of the participant table, with whether each one's process is alive.
+    pub participants: Vec<ParticipantInfo>,
+    /// Participant lock bytes held by a live process (any table state).
+    pub live: usize,
+}
+
+impl Inspection {
+    /// Whether the segment validates as an opener would require.
+    pub fn is_valid(&self) -> bool {
+        self.problem.is_none()
+    }
+
+    /// Active table entries whose process is alive.
+    pub fn alive(&self) -> usize {
+        self.participants.iter().filter(|p| p.alive).count()
+    }
+}
+
+/// Opens `/dev/shm/<name>` read-only, without following links, and checks it is a regular file.
+fn open_file(name: &str) -> Result<(File, std::fs::Metadata), Error> {
+    validate_name(name)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path_of(name))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => Error::NotFound(name.into()),
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ELOOP) => {
+                Error::PermissionDenied(name.into())
+            }
+            _ => Error::Io(e),
+        })?;
+    let md = file.metadata()?;
+    if !md.file_type().is_file() {
+        return Err(Error::Corrupt("not a regular file"));
+    }
+    Ok((file, md))
+}
+
+fn file_kind(file: &File) -> io::Result<FileKind> {
+    let mut magic = [0u8; 8];
+    match file.read_exact_at(&mut magic, 0) {
+        Ok(()) if u64::from_le_bytes(magic) == MAGIC => Ok(FileKind::Shmq),
+        Ok(()) => Ok(FileKind::Foreign),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(FileKind::Foreign),
+        Err(e) => Err(e),
+    }
+}
+
+/// Participant lock bytes of `file` held by some open file description.
+fn live_locks(file: &File) -> Vec<bool> {
+    (0..MAX_PARTICIPANTS)
+        // An error probing a lock counts as alive: `rm` must err on the side of keeping.
+        .map(|i| byte_is_locked(file, Participant::lock_offset(i)).unwrap_or(true))
+        .collect()
+}
+
+/// Copies `size_of::<T>()` bytes at `offset` of `file` over `dst`.
+///
+/// # Safety
+/// `T` must be valid for any bit pattern (integers and atomics only, like [`Header`]).
+unsafe fn read_at<T>(file: &File, offset: u64, dst: &mut T) -> io::Result<()> {
+    // SAFETY: `dst` is an exclusively borrowed, initialised `T`, so its bytes may be viewed as a
+    // `[u8]` of its size; the caller guarantees any bytes written there form a valid `T`.
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(dst as *mut T as *mut u8, std::mem::size_of::<T>())
+    };
+    file.read_exact_at(bytes, offset)
+}
+
+/// Looks at a named file without opening it as a segment: is it ours, and is it in use?
+pub fn probe(name: &str) -> Result<Probe, Error> {
+    let (file, md) = open_file(name)?;
+    Ok(Probe {
+        kind: file_kind(&file)?,
+        file_size: md.len(),
+        live: live_locks(&file).into_iter().filter(|&l| l).count(),
+    })
+}
+
+/// Reads and validates a named segment's header, counters and participant table.
+///
+/// Fails only if the name is bad, the file cannot be opened, or it does not start with the shmq
+/// magic number ([`Error::BadMagic`]). Anything wrong after that is reported in
+/// [`Inspection::problem`].
+pub fn inspect(name: &str) -> Result<Inspection, Error> {
+    let (file, md) = open_file(name)?;
+    if file_kind(&file)? != FileKind::Shmq {
+        return Err(Error::BadMagic);
+    }
+    let locks = live_locks(&file);
+    let mut out = Inspection {
+        name: name.into(),
+        file_size: md.len(),
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        header: None,
+        problem: None,
+        rings: Vec::new(),
+        participants: Vec::new(),
+        live: locks.iter().filter(|&&l| l).count(),
+    };
+
+    // SAFETY: all-zero bytes are a valid Header (integers and atomics only).
+    let mut h: Box<Header> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: Header is made of integers and atomics, valid for any bit pattern.
+    match unsafe { read_at(&file, 0, &mut *h) } {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            out.problem = Some(format!(
+                "truncated: file of {} bytes is smaller than a header ({} bytes)",
+                out.file_size,
+                std::mem::size_of::<Header>()
+            ));
+            return Ok(out);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    out.header = Some(HeaderInfo {
+        version: h.version,
+        kind: h.kind,
+        ready: h.ready.load(Ordering::Relaxed) == READY,
+        ring_count: h.ring_count,
+        capacity: h.capacity,
+        slot_size: h.slot_size,
+        slot_stride: h.slot_stride,
+        total_size: h.total_size,
+        creator_pid: h.creator_pid,
+        join_unfinished: h.join.unfinished.load(Ordering::Relaxed),
+        join_waiters: h.join.bell.waiters.load(Ordering::Relaxed),
+    });
+    out.participants = h
+        .participants
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.state.load(Ordering::Relaxed) == PARTICIPANT_ACTIVE)
+        .map(|(index, p)| ParticipantInfo {
+            index,
+            pid: p.pid.load(Ordering::Relaxed),
+            roles: p.roles.load(Ordering::Relaxed),
+            alive: locks[index],
+        })
+        .collect();
+
+    if h.ready.load(Ordering::Relaxed) != READY {
+        out.problem =
+            Some("not ready: its creator has not finished (or died) initialising it".into());
+        return Ok(out);
+    }
+    let kind = match Kind::from_u32(h.kind) {
+        Some(k) => k,
+        None if h.version != LAYOUT_VERSION => {
+            out.problem = Some(format!(
+                "layout version {} is not supported (this build speaks {LAYOUT_VERSION})",
+                h.version
+            ));
+            return Ok(out);
+        }
+        None => {
+            out.problem = Some(format!("unknown segment kind {}", h.kind));
+            return Ok(out);
+        }
+    };
+    let g = match Geometry::validate(&h, md.len(), kind) {
+        Ok(g) => g,
+        Err(e) => {
+            out.problem = Some(e.to_string());
+            return Ok(out);
+        }
+    };
+    for r in 0..g.ring_count {
+        match read_ring(&file, &g, r) {
+            Ok(info) => out.rings.push(info),
+            Err(e) => {
+                out.problem = Some(format!("reading ring {r}: {e}"));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_ring(file: &File, g: &Geometry, r: u32) -> io::Result<RingInfo> {
+    let mut ctrl = Box::<RingCtrl>::default();
+    // SAFETY: RingCtrl is made of atomics, valid for any bit pattern. The offset comes from a
+    // validated geometry, so the block lies inside the file (or the read comes up short).
+    unsafe { read_at(file, g.ring_start(r), &mut *ctrl)? };
+    let head = ctrl.head.load(Ordering::Relaxed);
+    let tail = ctrl.tail.load(Ordering::Relaxed);
+    let len = match g.kind {
+        Kind::Queue => {
+            // `Mpmc::len` decodes the `{ lap, index }` positions and reads only the control
+            // block, which here is our private copy; the slot pointers are never used.
+            let mem = RingMem {
+                ctrl: &*ctrl,
+                hdr: std::ptr::null(),
+                hdr_stride: g.slot_stride as usize,
+                pay: std::ptr::null_mut(),
+                pay_stride: g.slot_stride as usize,
+                capacity: g.capacity,
+                slot_size: g.slot_size as usize,
+            };
+            Mpmc::new(mem).len() as u64
+        }
+        // Pipe: the words count messages published and consumed.
+        Kind::Pipe => tail.wrapping_sub(head).min(g.capacity),
+    };
+    let bell = |b: &crate::layout::DoorbellWords| DoorbellInfo {
+        seq: b.seq.load(Ordering::Relaxed),
+        waiters: b.waiters.load(Ordering::Relaxed),
+    };
+    Ok(RingInfo {
+        head,
+        tail,
+        len,
+        not_empty: bell(&ctrl.not_empty),
+        not_full: bell(&ctrl.not_full),
+        producers: ctrl.ends.producers.load(Ordering::Relaxed),
+        consumers: ctrl.ends.consumers.load(Ordering::Relaxed),
+        flags: ctrl.ends.flags.load(Ordering::Relaxed),
+    })
+}
+
+/// Names (`/name`) of the files in `/dev/shm` that start with the shmq magic number, sorted.
+///
+/// Files that cannot be read are skipped.
+pub fn list() -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let Ok(entry) = entry else { continue };
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let name = format!("/{file_name}");
+        if validate_name(&name).is_err() {
+            continue;
+        }
+        let Ok((file, _)) = open_file(&name) else {
+            continue;
+        };
+        if matches!(file_kind(&file), Ok(FileKind::Shmq)) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Removes a named segment (no checks: see [`probe`] for what to check first).
+///
+/// A process may attach between a check and this call; removing the name never disturbs
+/// processes already attached (they keep the memory), it only stops new ones from opening it.
+pub fn unlink(name: &str) -> Result<(), Error> {
+    crate::segment::unlink(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Queue, Role};
+
+    fn unique(tag: &str) -> String {
+        format!("/shmq-inspect-{tag}-{}", std::process::id())
+    }
+
+    #[test]
+    fn a_live_queue_validates_and_shows_its_participant() {
+        let name = unique("live");
+        let q = Queue::builder()
+            .capacity(8)
+            .slot_size(32)
+            .role(Role::Producer)
+            .create(&name)
+            .unwrap();
+        q.put(b"abc").unwrap();
+        let i = inspect(&name).unwrap();
+        assert!(i.is_valid(), "{:?}", i.problem);
+        assert_eq!(i.header.as_ref().unwrap().capacity, 8);
+        assert_eq!(i.rings.len(), 1);
+        assert_eq!(i.rings[0].len, 1);
+        assert_eq!(i.rings[0].producers, 1);
+        assert_eq!(i.participants.len(), 1);
+        assert_eq!(i.live, 1);
+        assert_eq!(probe(&name).unwrap().live, 1);
+        drop(q);
+        assert!(matches!(inspect(&name), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn a_duplex_pipe_shows_both_rings_and_their_counts() {
+        let name = unique("pipe");
+        let mut a = crate::Pipe::builder()
+            .capacity(4)
+            .slot_size(16)
+            .create(&name)
+            .unwrap();
+        let mut b = crate::Pipe::builder().open(&name).unwrap();
+        a.send(b"x").unwrap();
+        b.send(b"y").unwrap();
+        b.send(b"z").unwrap();
+        let i = inspect(&name).unwrap();
+        assert!(i.is_valid(), "{:?}", i.problem);
+        assert_eq!(i.header.as_ref().unwrap().kind(), Some(Kind::Pipe));
+        // End 1 sends on ring 0, end 0 on ring 1.
+        let lens: Vec<u64> = i.rings.iter().map(|r| r.len).collect();
+        assert_eq!(lens, [2, 1]);
+        assert!(i.rings.iter().all(|r| r.producers == 1 && r.consumers == 1));
+        assert_eq!((i.participants.len(), i.alive()), (2, 2));
+        drop((a, b));
+    }
+
+    #[test]
+    fn a_truncated_file_with_the_magic_is_reported_not_waited_for() {
+        let name = unique("trunc");
+        std::fs::write(path_of(&name), b"SHMQSEG\0rest").unwrap();
+        let start = std::time::Instant::now();
+        let i = inspect(&name).unwrap();
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(i.problem.unwrap().contains("truncated"));
+        assert_eq!(probe(&name).unwrap().kind, FileKind::Shmq);
+        unlink(&name).unwrap();
+    }
+
+    #[test]
+    fn a_foreign_file_is_bad_magic() {
+        let name = unique("foreign");
+        std::fs::write(path_of(&name), vec![7u8; 5000]).unwrap();
+        assert!(matches!(inspect(&name), Err(Error::BadMagic)));
+        assert_eq!(probe(&name).unwrap().kind, FileKind::Foreign);
+        assert!(!list().unwrap().contains(&name));
+        unlink(&name).unwrap();
+    }
+}
