@@ -2,15 +2,17 @@
 //! producer/consumer counts that give end of stream and broken pipe.
 //!
 //! Registration claims a free entry (`FREE → CLAIMED` by CAS), takes an OFD lock on the entry's
-//! byte through a private file description, then publishes `ACTIVE`. Detaching frees the entry
-//! *before* the lock is dropped, so nobody ever sees an active entry without its lock unless its
-//! process died: that is the signal crash recovery builds on.
+//! byte through a private file description, then publishes `ACTIVE`. Detaching clears the entry's
+//! role bits (whoever clears a bit uncounts it, so a role is uncounted exactly once, by its owner
+//! or by the reaper of a dead owner), frees the entry, and only then drops the lock: an active
+//! entry without its lock means the process died. `recover` builds on that.
 
 use crate::doorbell;
-use crate::layout::{Ends, Header, Participant, RingCtrl, ENDS_CONSUMER_SEEN, ENDS_PRODUCER_SEEN};
-use crate::layout::{MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE};
+use crate::layout::{Ends, Geometry, Header, Participant, RingCtrl};
+use crate::layout::{ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN, MAX_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::layout::{PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE, PARTICIPANT_HANDOVER};
 use crate::segment::{byte_is_locked, try_lock_byte, Segment};
-use crate::Error;
+use crate::{futex, shm, Error};
 use std::fs::File;
 use std::sync::atomic::Ordering;
 
@@ -22,27 +24,31 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    /// Claims a table entry for this process with the given role bits.
-    pub fn new(seg: &Segment, roles: u32) -> Result<Registration, Error> {
+    /// Claims a table entry for this process with the given role bits. If the table is full,
+    /// reaps dead participants once and tries again.
+    pub fn new(seg: &Segment, g: &Geometry, roles: u32) -> Result<Registration, Error> {
         let lock = seg.reopen()?;
-        let table = &seg.header().participants;
-        for (index, p) in table.iter().enumerate() {
+        if let Some(r) = Self::claim(seg, &lock, roles)? {
+            return Ok(Registration { index: r, lock: Some(lock) });
+        }
+        if crate::recover::reap_dead(seg, g, None) > 0 {
+            if let Some(r) = Self::claim(seg, &lock, roles)? {
+                return Ok(Registration { index: r, lock: Some(lock) });
+            }
+        }
+        Err(Error::TooManyParticipants)
+    }
+
+    fn claim(seg: &Segment, lock: &File, roles: u32) -> Result<Option<usize>, Error> {
+        for (index, p) in seg.header().participants.iter().enumerate() {
             if p.state.load(Ordering::Relaxed) != PARTICIPANT_FREE {
                 continue;
             }
-            if p.state
-                .compare_exchange(
-                    PARTICIPANT_FREE,
-                    PARTICIPANT_CLAIMED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
+            if p.state.compare_exchange(PARTICIPANT_FREE, PARTICIPANT_CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_err() {
                 continue;
             }
             // A previous owner that just freed the entry may still hold the lock for an instant.
-            if !try_lock_byte(&lock, Participant::lock_offset(index))? {
+            if !try_lock_byte(lock, Participant::lock_offset(index))? {
                 p.state.store(PARTICIPANT_FREE, Ordering::Release);
                 continue;
             }
@@ -51,40 +57,34 @@ impl Registration {
             p.generation.fetch_add(1, Ordering::Relaxed);
             // ORDERING: Release, so a reader that sees ACTIVE sees pid and roles.
             p.state.store(PARTICIPANT_ACTIVE, Ordering::Release);
-            return Ok(Registration {
-                index,
-                lock: Some(lock),
-            });
+            return Ok(Some(index));
         }
-        Err(Error::TooManyParticipants)
+        Ok(None)
     }
 
     /// Takes over entry `index` that a parent handed to this process (see `pipe::Handover`).
     ///
-    /// The entry must still be active with the same generation; its liveness lock passes to us as
-    /// soon as the parent lets it go (waited for a bounded time).
+    /// The entry must still be in handover with the same generation; its liveness lock passes to
+    /// us as soon as the parent lets it go (waited for a bounded time).
     pub fn adopt(seg: &Segment, index: usize, generation: u32) -> Result<Registration, Error> {
-        let p = seg
-            .header()
-            .participants
-            .get(index)
-            .ok_or(Error::NotInherited("participant index out of range".into()))?;
+        let gone = || Error::NotInherited("the handed-over end was released or reaped".into());
+        let p = seg.header().participants.get(index).ok_or_else(gone)?;
         let lock = seg.reopen()?;
         let start = std::time::Instant::now();
         loop {
-            if p.state.load(Ordering::Acquire) != PARTICIPANT_ACTIVE
-                || p.generation.load(Ordering::Relaxed) != generation
-            {
-                return Err(Error::NotInherited(
-                    "the handed-over pipe end was released".into(),
-                ));
+            if p.generation.load(Ordering::Relaxed) != generation {
+                return Err(gone());
             }
-            if try_lock_byte(&lock, Participant::lock_offset(index))? {
+            let state = p.state.load(Ordering::Acquire);
+            if state == PARTICIPANT_HANDOVER && try_lock_byte(&lock, Participant::lock_offset(index))? {
+                if p.state.compare_exchange(PARTICIPANT_HANDOVER, PARTICIPANT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+                    return Err(gone());
+                }
                 p.pid.store(std::process::id(), Ordering::Relaxed);
-                return Ok(Registration {
-                    index,
-                    lock: Some(lock),
-                });
+                return Ok(Registration { index, lock: Some(lock) });
+            }
+            if state != PARTICIPANT_ACTIVE && state != PARTICIPANT_HANDOVER {
+                return Err(gone());
             }
             if start.elapsed() > crate::segment::READY_TIMEOUT {
                 return Err(Error::NotReady);
@@ -95,17 +95,17 @@ impl Registration {
 
     /// Table index and generation, for handing the entry to a child.
     pub fn id(&self, header: &Header) -> (usize, u32) {
-        (
-            self.index,
-            header.participants[self.index]
-                .generation
-                .load(Ordering::Relaxed),
-        )
+        (self.index, header.participants[self.index].generation.load(Ordering::Relaxed))
     }
 
-    /// Lets the liveness lock go but leaves the entry active, for a child to adopt.
-    pub fn hand_over(&mut self) {
-        self.lock = None;
+    /// Leaves the entry attached, in handover, and lets the liveness lock go for a child to take.
+    pub fn hand_over(&mut self, header: &Header) {
+        if let Some(lock) = self.lock.take() {
+            let p = &header.participants[self.index];
+            p.pid.store((futex::now() / 1_000_000_000) as u32, Ordering::Relaxed);
+            p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
+            drop(lock);
+        }
     }
 
     /// The owner tag this handle puts in the claims it makes (never 0).
@@ -113,18 +113,20 @@ impl Registration {
         self.index as u16 + 1
     }
 
-    /// Updates the role bits shown for this entry.
-    pub fn set_roles(&self, header: &Header, roles: u32) {
-        header.participants[self.index]
-            .roles
-            .store(roles, Ordering::Relaxed);
+    /// The entry's index in the table.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
-    /// Frees the entry, then drops the liveness lock.
+    /// Clears role `bits` of this entry; returns those that were set (and so must be uncounted).
+    pub fn drop_roles(&self, header: &Header, bits: u32) -> u32 {
+        header.participants[self.index].roles.fetch_and(!bits, Ordering::AcqRel) & bits
+    }
+
+    /// Frees the entry, then drops the liveness lock. The caller has dropped its roles.
     pub fn release(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
             let p = &header.participants[self.index];
-            p.roles.store(0, Ordering::Relaxed);
             p.state.store(PARTICIPANT_FREE, Ordering::Release);
             drop(lock);
         }
@@ -208,13 +210,23 @@ pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
     }
 }
 
+/// Uncounts every role in `bits` (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`).
+pub(crate) fn detach_bits(seg: &Segment, g: &Geometry, bits: u32) {
+    for r in 0..g.ring_count {
+        let (p, c) = (bits & (ROLE_PRODUCER << (2 * r)) != 0, bits & (ROLE_CONSUMER << (2 * r)) != 0);
+        if p || c {
+            detach(shm::ring_mem(seg, g, r).ctrl(), p, c);
+        }
+    }
+}
+
 /// End of stream: a producer was seen and none is attached now.
 #[inline]
 pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
     let ends: &Ends = &ring.ends;
     // ORDERING: Acquire, pairs with the Release decrement in `detach`.
     ends.producers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & ENDS_PRODUCER_SEEN != 0
+        && ends.flags.load(Ordering::Relaxed) & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT) == ENDS_PRODUCER_SEEN
 }
 
 /// Broken pipe: a consumer was seen and none is attached now.
@@ -222,5 +234,5 @@ pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
 pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
     let ends: &Ends = &ring.ends;
     ends.consumers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & ENDS_CONSUMER_SEEN != 0
+        && ends.flags.load(Ordering::Relaxed) & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT) == ENDS_CONSUMER_SEEN
 }

@@ -54,11 +54,14 @@ fn wake(bell: &DoorbellWords, n: i32) {
 ///
 /// `spin` bounds the busy-polling before the first sleep (0: sleep at once). `attempt` is the whole
 /// operation (it claims the message itself), so a re-check that succeeds is never wasted.
+/// `on_stall` runs after each [`SLICE_NS`] spent waiting without success (crash recovery hooks in
+/// here: a peer that died holding what we wait for is repaired by whoever waits for it).
 pub fn block_on<T>(
     bell: &DoorbellWords,
     deadline: Option<u64>,
     spin: u32,
     mut attempt: impl FnMut() -> Option<T>,
+    mut on_stall: impl FnMut(),
 ) -> Option<T> {
     if let Some(v) = attempt() {
         return Some(v);
@@ -75,6 +78,7 @@ pub fn block_on<T>(
     }
     #[cfg(loom)]
     let _ = spin;
+    let mut stall_check = futex::now();
     loop {
         bell.waiters.fetch_add(1, Ordering::SeqCst);
         // ORDERING: SeqCst fence between the announcement and the re-check; pairs with the fence
@@ -97,6 +101,11 @@ pub fn block_on<T>(
         bell.waiters.fetch_sub(1, Ordering::Relaxed);
         if let Some(v) = attempt() {
             return Some(v);
+        }
+        let now = futex::now();
+        if now.saturating_sub(stall_check) >= SLICE_NS {
+            stall_check = now;
+            on_stall();
         }
     }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! offset 0            Header            magic, version, kind, geometry, ready word  (line 0)
 //!                                       join counters and doorbell                   (line 1)
+//!                                       crash-recovery counters                      (line 2)
 //!                                       participant table, MAX_PARTICIPANTS × 16 B
 //! header.ring_offset  ring 0            RingCtrl (tail, head, two doorbells, ends; 128 B lines)
 //!                                       capacity × slot_stride bytes of slots
@@ -107,6 +108,8 @@ pub struct Ends {
 pub const ENDS_PRODUCER_SEEN: u32 = 1;
 /// Set once any consumer has attached: from then on, zero consumers means a broken pipe.
 pub const ENDS_CONSUMER_SEEN: u32 = 2;
+/// Set at creation for queues without end of stream (see `QueueBuilder::persistent`).
+pub const ENDS_PERSISTENT: u32 = 4;
 
 /// The control block at the start of every ring.
 #[repr(C)]
@@ -176,6 +179,11 @@ mod header {
     pub const PARTICIPANT_CLAIMED: u32 = 1;
     /// Entry in use by a live (or not yet reaped) handle.
     pub const PARTICIPANT_ACTIVE: u32 = 2;
+    /// Entry left attached by a parent for a child to adopt; `pid` holds the `CLOCK_MONOTONIC`
+    /// second of the handover (an entry never adopted is reaped after a grace period).
+    pub const PARTICIPANT_HANDOVER: u32 = 3;
+    /// Entry of a dead process being repaired by a survivor.
+    pub const PARTICIPANT_REAPING: u32 = 4;
     /// Role bit: may send on ring `r` (shifted by `2 * r`).
     pub const ROLE_PRODUCER: u32 = 1;
     /// Role bit: may receive on ring `r` (shifted by `2 * r`).
@@ -212,8 +220,21 @@ mod header {
         pub flags: u32,
         /// Items put but not yet marked done (joinable queues), and `join`'s doorbell.
         pub join: Line<JoinState>,
+        /// What crash recovery has done to this segment.
+        pub recovery: Line<RecoveryCounters>,
         /// Attached handles.
         pub participants: [Participant; MAX_PARTICIPANTS],
+    }
+
+    /// Counts kept by crash recovery (see `recover`).
+    #[repr(C)]
+    pub struct RecoveryCounters {
+        /// Dead participants whose entries were repaired and freed.
+        pub reaped: AtomicU64,
+        /// Messages a dead producer had claimed but not committed: dropped whole.
+        pub dropped_writes: AtomicU64,
+        /// Messages a dead consumer had claimed but not released: counted as lost.
+        pub lost_reads: AtomicU64,
     }
 
     /// Counters behind `task_done` / `join`.
@@ -230,8 +251,9 @@ mod header {
         assert!(std::mem::size_of::<RingCtrl>() == 5 * LINE);
         assert!(std::mem::size_of::<Participant>() == 16);
         assert!(std::mem::offset_of!(Header, join) == LINE);
-        assert!(std::mem::offset_of!(Header, participants) == 2 * LINE);
-        assert!(std::mem::size_of::<Header>() == 2 * LINE + 16 * MAX_PARTICIPANTS);
+        assert!(std::mem::offset_of!(Header, recovery) == 2 * LINE);
+        assert!(std::mem::offset_of!(Header, participants) == 3 * LINE);
+        assert!(std::mem::size_of::<Header>() == 3 * LINE + 16 * MAX_PARTICIPANTS);
         assert!(std::mem::align_of::<Header>() <= LINE);
     };
 }
@@ -333,7 +355,7 @@ pub fn header_size() -> usize {
     }
     #[cfg(loom)]
     {
-        2 * LINE + 16 * MAX_PARTICIPANTS
+        3 * LINE + 16 * MAX_PARTICIPANTS
     }
 }
 

@@ -66,10 +66,14 @@ mod queue;
 #[cfg(not(loom))]
 pub(crate) mod segment;
 #[cfg(not(loom))]
+mod recover;
+#[cfg(not(loom))]
 mod shm;
 
 #[cfg(not(loom))]
 pub use attach::ParticipantInfo;
+#[cfg(not(loom))]
+pub use recover::RecoveryStats;
 pub use error::{Error, RecvError, SendError};
 #[cfg(not(loom))]
 pub use pipe::{

@@ -308,6 +308,33 @@ impl Mpmc {
         doorbell::ring(&self.mem.ctrl().not_full);
     }
 
+    /// Repairs every claim made by `owner`, whose process is dead: `WRITING(p, owner)` becomes
+    /// `SKIPPED(p)` and `READING(p, owner)` becomes `EMPTY(p + one_lap)`. Returns the numbers of
+    /// each. Only the survivor that won the dead owner's table entry calls this, and the dead make
+    /// no new claims, so no claim of `owner` can appear behind the scan.
+    pub fn repair_owner(&self, owner: u16) -> (u64, u64) {
+        let (mut dropped, mut lost) = (0, 0);
+        for idx in 0..self.mem.capacity {
+            let slot = self.mem.slot(idx);
+            let s = slot.stamp.load(Ordering::Acquire);
+            let (state, o, p) = unpack(s);
+            if o != owner {
+                continue;
+            }
+            let (new, counter) = match state {
+                WRITING => (stamp(SKIPPED, 0, p), &mut dropped),
+                READING => (stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK), &mut lost),
+                _ => continue,
+            };
+            if slot.stamp.compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                *counter += 1;
+            }
+        }
+        doorbell::ring_all(&self.mem.ctrl().not_empty);
+        doorbell::ring_all(&self.mem.ctrl().not_full);
+        (dropped, lost)
+    }
+
     /// Messages in the ring, from the hints: approximate under concurrency, always in
     /// `0..=capacity`.
     pub fn len(&self) -> usize {

@@ -12,6 +12,7 @@ use crate::futex;
 use crate::inherit;
 use crate::layout::{Geometry, Kind, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::queue::DEFAULT_SPIN;
+use crate::recover;
 use crate::ring::RingMem;
 use crate::segment::Segment;
 use crate::shm::{self, Place};
@@ -171,11 +172,25 @@ struct End {
     handed_over: AtomicBool,
 }
 
+impl End {
+    /// Reaps dead participants (the peer, when it died) so that end of file or broken pipe follows.
+    fn recover(&self) -> usize {
+        let me = self.reg.lock().unwrap_or_else(|e| e.into_inner()).index();
+        recover::reap_dead(&self.seg, &self.geometry, Some(me))
+    }
+
+    /// Uncounts this end's role `bits` on their rings, once (the reaper of a dead end does the same).
+    fn detach(&self, bits: u32) {
+        let cleared = self.reg.lock().unwrap_or_else(|e| e.into_inner()).drop_roles(self.seg.header(), bits);
+        attach::detach_bits(&self.seg, &self.geometry, cleared);
+    }
+}
+
 impl Drop for End {
     fn drop(&mut self) {
         let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
         if self.handed_over.load(Ordering::Relaxed) {
-            reg.hand_over();
+            reg.hand_over(self.seg.header());
         } else {
             reg.release(self.seg.header());
         }
@@ -202,17 +217,20 @@ pub struct Sender {
     /// Set once the far side was seen gone, or corruption was seen: sticky.
     dead: Option<SendError>,
     handed_over: bool,
+    /// This half's role bit in the participant entry.
+    role: u32,
     _not_sync: PhantomData<Cell<()>>,
 }
 
 /// The receiving half of a pipe end. `Send`, not `Sync`: one thread receives at a time.
 pub struct Receiver {
-    /// Keeps the mapping alive.
-    _end: Arc<End>,
+    end: Arc<End>,
     ring: spsc::Consumer,
     spin: u32,
     dead: Option<RecvError>,
     handed_over: bool,
+    /// This half's role bit in the participant entry.
+    role: u32,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -241,8 +259,11 @@ impl Sender {
             Some(d) => {
                 let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
                 let bell = &mem.ctrl().not_full;
-                doorbell::block_on(bell, d, self.spin, || attempt(ring))
-                    .unwrap_or(Err(SendError::Timeout))
+                let end = &self.end;
+                doorbell::block_on(bell, d, self.spin, || attempt(ring), || {
+                    end.recover();
+                })
+                .unwrap_or(Err(SendError::Timeout))
             }
         };
         if let Err(e @ (SendError::Closed | SendError::Corrupt(_))) = &r {
@@ -364,7 +385,7 @@ impl PipeReservation<'_> {
 impl Drop for Sender {
     fn drop(&mut self) {
         if !self.handed_over {
-            attach::detach(self.mem().ctrl(), true, false);
+            self.end.detach(self.role);
         }
     }
 }
@@ -395,8 +416,11 @@ impl Receiver {
             Some(d) => {
                 let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
                 let bell = &mem.ctrl().not_empty;
-                doorbell::block_on(bell, d, self.spin, || attempt(ring))
-                    .unwrap_or(Err(RecvError::Timeout))
+                let end = &self.end;
+                doorbell::block_on(bell, d, self.spin, || attempt(ring), || {
+                    end.recover();
+                })
+                .unwrap_or(Err(RecvError::Timeout))
             }
         };
         if let Err(e @ RecvError::Corrupt(_)) = &r {
@@ -491,7 +515,7 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         if !self.handed_over {
-            attach::detach(self.mem().ctrl(), false, true);
+            self.end.detach(self.role);
         }
     }
 }
@@ -556,7 +580,7 @@ impl Connection {
         let (tx_ring, rx_ring) = rings_of(&geometry, end);
         let roles = tx_ring.map_or(0, |r| ROLE_PRODUCER << (2 * r))
             | rx_ring.map_or(0, |r| ROLE_CONSUMER << (2 * r));
-        let reg = Registration::new(&seg, roles)?;
+        let reg = Registration::new(&seg, &geometry, roles)?;
         let end = Arc::new(End {
             seg,
             reg: std::sync::Mutex::new(reg),
@@ -592,6 +616,7 @@ impl Connection {
                 spin,
                 dead: None,
                 handed_over: false,
+                role: ROLE_PRODUCER << (2 * r),
                 _not_sync: PhantomData,
             }),
             None => None,
@@ -600,10 +625,11 @@ impl Connection {
             Some(r) => Some(Receiver {
                 ring: spsc::Consumer::new(shm::ring_mem(&end.seg, &end.geometry, r))
                     .map_err(corrupt)?,
-                _end: end.clone(),
+                end: end.clone(),
                 spin,
                 dead: None,
                 handed_over: false,
+                role: ROLE_CONSUMER << (2 * r),
                 _not_sync: PhantomData,
             }),
             None => None,

@@ -4,7 +4,8 @@ use crate::attach::{self, ParticipantInfo, Registration};
 use crate::doorbell;
 use crate::futex;
 use crate::inherit;
-use crate::layout::{Geometry, Kind, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::layout::{Geometry, Kind, ENDS_PERSISTENT, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::recover::{self, RecoveryStats};
 use crate::mpmc::{Claim, Mpmc};
 use crate::segment::Segment;
 use crate::shm::{self, Place};
@@ -54,6 +55,7 @@ pub struct QueueBuilder {
     unlink_on_drop: bool,
     role: Role,
     spin: u32,
+    persistent: bool,
 }
 
 impl Default for QueueBuilder {
@@ -65,6 +67,7 @@ impl Default for QueueBuilder {
             unlink_on_drop: true,
             role: Role::Both,
             spin: DEFAULT_SPIN,
+            persistent: false,
         }
     }
 }
@@ -106,6 +109,14 @@ impl QueueBuilder {
         self
     }
 
+    /// A queue without end of stream (set at creation): `get` never returns `Closed` because the
+    /// producers have gone, nor `put` because the consumers have, like Python's queues. For
+    /// long-lived named queues that short-lived processes come and go on. Default `false`.
+    pub fn persistent(mut self, yes: bool) -> Self {
+        self.persistent = yes;
+        self
+    }
+
     /// Creates a named queue (`/name`, exclusively; fails if it exists).
     pub fn create(self, name: &str) -> Result<Queue, Error> {
         let place = Place::Named {
@@ -125,7 +136,11 @@ impl QueueBuilder {
         let g = Geometry::new(Kind::Queue, 1, self.capacity, self.slot_size)
             .map_err(Error::InvalidArgument)?;
         let seg = shm::create(place, &g)?;
-        Mpmc::new(shm::ring_mem(&seg, &g, 0)).init();
+        let ring = Mpmc::new(shm::ring_mem(&seg, &g, 0));
+        ring.init();
+        if self.persistent {
+            ring.mem.ctrl().ends.flags.store(ENDS_PERSISTENT, Ordering::Relaxed);
+        }
         seg.publish();
         Queue::attach(seg, g, self.role, self.spin)
     }
@@ -207,7 +222,7 @@ impl Queue {
 
     fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
         let ring = Mpmc::new(shm::ring_mem(&seg, &geometry, 0));
-        let reg = Registration::new(&seg, role.bits())?;
+        let reg = Registration::new(&seg, &geometry, role.bits())?;
         let bits = role.bits();
         attach::attach(
             ring.mem.ctrl(),
@@ -259,8 +274,10 @@ impl Queue {
             Wait::Until(d) => Some(d),
             Wait::Forever => None,
         };
-        doorbell::block_on(&ctrl.not_full, deadline, self.spin, attempt)
-            .unwrap_or(Err(SendError::Timeout))
+        doorbell::block_on(&ctrl.not_full, deadline, self.spin, attempt, || {
+            self.recover();
+        })
+        .unwrap_or(Err(SendError::Timeout))
     }
 
     fn put_bytes(&self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
@@ -356,8 +373,10 @@ impl Queue {
             Wait::Until(d) => Some(d),
             Wait::Forever => None,
         };
-        doorbell::block_on(&ctrl.not_empty, deadline, self.spin, attempt)
-            .unwrap_or(Err(RecvError::Timeout))
+        doorbell::block_on(&ctrl.not_empty, deadline, self.spin, attempt, || {
+            self.recover();
+        })
+        .unwrap_or(Err(RecvError::Timeout))
     }
 
     fn message(&self, claim: Claim) -> Result<Message<'_>, RecvError> {
@@ -414,11 +433,23 @@ impl Queue {
     /// Stops this handle from putting (Python's `close`). When every producer has closed or gone,
     /// consumers see end of stream once the queue is drained. Idempotent.
     pub fn close(&self) {
-        let was = self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel);
-        if was & ROLE_PRODUCER != 0 {
-            self.reg.set_roles(self.seg.header(), was & !ROLE_PRODUCER);
+        self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel);
+        if self.reg.drop_roles(self.seg.header(), ROLE_PRODUCER) != 0 {
             attach::detach(self.ring.mem.ctrl(), true, false);
         }
+    }
+
+    /// Repairs what dead participants left behind (see `docs/DESIGN.md`): their uncommitted
+    /// messages are dropped, the messages they had taken are counted as lost, and their roles are
+    /// uncounted. Blocking calls do this by themselves after waiting 25 ms without progress; call
+    /// it from busy-polling loops. Returns how many dead participants were reaped.
+    pub fn recover(&self) -> usize {
+        recover::reap_dead(&self.seg, &self.geometry, Some(self.reg.index()))
+    }
+
+    /// What crash recovery has done to this queue so far.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        recover::stats(&self.seg)
     }
 
     /// Messages in the queue (Python's `qsize`): approximate while others operate on it, but

@@ -1,0 +1,99 @@
+//! Crash recovery: finding participants whose process died and repairing what they held.
+//!
+//! Death is observed, not guessed: every attached handle holds an OFD lock on its entry's byte of
+//! the segment file, and the kernel releases it when the process dies. An entry that is `ACTIVE`
+//! while nobody holds its lock belongs to a dead process (a live handle frees its entry before it
+//! drops its lock). PIDs are never used for this, so PID reuse and PID namespaces do not matter.
+//!
+//! A survivor that finds such an entry wins it with a CAS (`ACTIVE → REAPING`), so exactly one
+//! survivor repairs it:
+//! 1. every queue slot whose stamp names the dead owner is repaired: `WRITING(p, dead)` becomes
+//!    `SKIPPED(p)` — the uncommitted message is dropped whole and consumers skip it — and
+//!    `READING(p, dead)` becomes `EMPTY(p + one_lap)` — the message the dead consumer had taken
+//!    is lost, and counted in `lost_reads`;
+//! 2. the entry's roles are uncounted (end of stream and broken pipe follow as if it had closed);
+//! 3. the entry is freed for reuse. Its owner tag can be reused only now, when no stamp names it.
+//!
+//! Committed messages are never touched: `FULL` stamps carry no owner and are not repaired, so a
+//! committed message is delivered exactly once whoever dies. Pipes need no slot repair: a sender
+//! publishes by advancing its counter, so a half-written message is never visible, and a dead
+//! receiver only stops releasing.
+//!
+//! Survivors run this when a blocking call has waited a whole slice (25 ms) without progress,
+//! when the participant table is full, and on request (`Queue::recover`).
+
+use crate::layout::{Geometry, Kind, Participant};
+use crate::layout::{MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE, PARTICIPANT_HANDOVER, PARTICIPANT_REAPING};
+use crate::mpmc::Mpmc;
+use crate::segment::{byte_is_locked, Segment};
+use crate::{attach, futex, shm};
+use std::sync::atomic::Ordering;
+
+/// Seconds a handed-over entry may wait for its child before it is treated as abandoned.
+pub const HANDOVER_GRACE_SECS: u32 = 10;
+
+/// Repairs and frees the entries of dead participants (all but `skip`, our own). Returns how many.
+pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, skip: Option<usize>) -> usize {
+    let h = seg.header();
+    let mut reaped = 0;
+    for index in 0..MAX_PARTICIPANTS {
+        if Some(index) == skip {
+            continue;
+        }
+        let p = &h.participants[index];
+        let state = p.state.load(Ordering::Acquire);
+        let candidate = match state {
+            PARTICIPANT_ACTIVE => true,
+            PARTICIPANT_HANDOVER => {
+                let now = (futex::now() / 1_000_000_000) as u32;
+                now.wrapping_sub(p.pid.load(Ordering::Relaxed)) > HANDOVER_GRACE_SECS
+            }
+            _ => false,
+        };
+        // A probe error (no locks on this file system?) counts as alive: never reap on a guess.
+        if !candidate || byte_is_locked(seg.file(), Participant::lock_offset(index)).unwrap_or(true) {
+            continue;
+        }
+        if p.state.compare_exchange(state, PARTICIPANT_REAPING, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            continue; // another survivor is on it, or it changed hands
+        }
+        if state == PARTICIPANT_HANDOVER && byte_is_locked(seg.file(), Participant::lock_offset(index)).unwrap_or(true) {
+            // The child took the lock just before we won the entry: give it back.
+            p.state.store(state, Ordering::Release);
+            continue;
+        }
+        if g.kind == Kind::Queue {
+            let owner = index as u16 + 1;
+            let (dropped, lost) = Mpmc::new(shm::ring_mem(seg, g, 0)).repair_owner(owner);
+            h.recovery.dropped_writes.fetch_add(dropped, Ordering::Relaxed);
+            h.recovery.lost_reads.fetch_add(lost, Ordering::Relaxed);
+        }
+        let roles = p.roles.swap(0, Ordering::AcqRel);
+        attach::detach_bits(seg, g, roles);
+        h.recovery.reaped.fetch_add(1, Ordering::Relaxed);
+        p.state.store(PARTICIPANT_FREE, Ordering::Release);
+        reaped += 1;
+    }
+    reaped
+}
+
+/// What recovery has done to a segment so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Dead participants repaired and freed.
+    pub reaped: u64,
+    /// Uncommitted messages of dead producers, dropped whole.
+    pub dropped_writes: u64,
+    /// Messages dead consumers had taken but not finished with: lost, and counted here.
+    pub lost_reads: u64,
+}
+
+/// Reads the recovery counters.
+pub(crate) fn stats(seg: &Segment) -> RecoveryStats {
+    let r = &seg.header().recovery;
+    RecoveryStats {
+        reaped: r.reaped.load(Ordering::Relaxed),
+        dropped_writes: r.dropped_writes.load(Ordering::Relaxed),
+        lost_reads: r.lost_reads.load(Ordering::Relaxed),
+    }
+}
