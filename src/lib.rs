@@ -64,16 +64,14 @@ mod pipe;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
-pub(crate) mod segment;
-#[cfg(not(loom))]
 mod recover;
+#[cfg(not(loom))]
+pub(crate) mod segment;
 #[cfg(not(loom))]
 mod shm;
 
 #[cfg(not(loom))]
 pub use attach::ParticipantInfo;
-#[cfg(not(loom))]
-pub use recover::RecoveryStats;
 pub use error::{Error, RecvError, SendError};
 #[cfg(not(loom))]
 pub use pipe::{
@@ -82,5 +80,7 @@ pub use pipe::{
 };
 #[cfg(not(loom))]
 pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};
+#[cfg(not(loom))]
+pub use recover::RecoveryStats;
 #[cfg(not(loom))]
 pub use segment::unlink;

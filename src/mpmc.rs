@@ -326,7 +326,11 @@ impl Mpmc {
                 READING => (stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK), &mut lost),
                 _ => continue,
             };
-            if slot.stamp.compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if slot
+                .stamp
+                .compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 *counter += 1;
             }
         }

@@ -181,7 +181,11 @@ impl End {
 
     /// Uncounts this end's role `bits` on their rings, once (the reaper of a dead end does the same).
     fn detach(&self, bits: u32) {
-        let cleared = self.reg.lock().unwrap_or_else(|e| e.into_inner()).drop_roles(self.seg.header(), bits);
+        let cleared = self
+            .reg
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drop_roles(self.seg.header(), bits);
         attach::detach_bits(&self.seg, &self.geometry, cleared);
     }
 }
@@ -260,9 +264,15 @@ impl Sender {
                 let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
                 let bell = &mem.ctrl().not_full;
                 let end = &self.end;
-                doorbell::block_on(bell, d, self.spin, || attempt(ring), || {
-                    end.recover();
-                })
+                doorbell::block_on(
+                    bell,
+                    d,
+                    self.spin,
+                    || attempt(ring),
+                    || {
+                        end.recover();
+                    },
+                )
                 .unwrap_or(Err(SendError::Timeout))
             }
         };
@@ -417,9 +427,15 @@ impl Receiver {
                 let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
                 let bell = &mem.ctrl().not_empty;
                 let end = &self.end;
-                doorbell::block_on(bell, d, self.spin, || attempt(ring), || {
-                    end.recover();
-                })
+                doorbell::block_on(
+                    bell,
+                    d,
+                    self.spin,
+                    || attempt(ring),
+                    || {
+                        end.recover();
+                    },
+                )
                 .unwrap_or(Err(RecvError::Timeout))
             }
         };

@@ -5,8 +5,8 @@ use crate::doorbell;
 use crate::futex;
 use crate::inherit;
 use crate::layout::{Geometry, Kind, ENDS_PERSISTENT, ROLE_CONSUMER, ROLE_PRODUCER};
-use crate::recover::{self, RecoveryStats};
 use crate::mpmc::{Claim, Mpmc};
+use crate::recover::{self, RecoveryStats};
 use crate::segment::Segment;
 use crate::shm::{self, Place};
 use crate::{Error, RecvError, SendError};
@@ -139,7 +139,11 @@ impl QueueBuilder {
         let ring = Mpmc::new(shm::ring_mem(&seg, &g, 0));
         ring.init();
         if self.persistent {
-            ring.mem.ctrl().ends.flags.store(ENDS_PERSISTENT, Ordering::Relaxed);
+            ring.mem
+                .ctrl()
+                .ends
+                .flags
+                .store(ENDS_PERSISTENT, Ordering::Relaxed);
         }
         seg.publish();
         Queue::attach(seg, g, self.role, self.spin)

@@ -23,7 +23,10 @@
 //! when the participant table is full, and on request (`Queue::recover`).
 
 use crate::layout::{Geometry, Kind, Participant};
-use crate::layout::{MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE, PARTICIPANT_HANDOVER, PARTICIPANT_REAPING};
+use crate::layout::{
+    MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE, PARTICIPANT_HANDOVER,
+    PARTICIPANT_REAPING,
+};
 use crate::mpmc::Mpmc;
 use crate::segment::{byte_is_locked, Segment};
 use crate::{attach, futex, shm};
@@ -32,44 +35,92 @@ use std::sync::atomic::Ordering;
 /// Seconds a handed-over entry may wait for its child before it is treated as abandoned.
 pub const HANDOVER_GRACE_SECS: u32 = 10;
 
-/// Repairs and frees the entries of dead participants (all but `skip`, our own). Returns how many.
-pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, skip: Option<usize>) -> usize {
+/// Marks `pid` of a `REAPING` entry as holding the reaper's table index (low 16 bits).
+const REAPER_MARK: u32 = 0x8000_0000;
+
+fn locked(seg: &Segment, index: usize) -> bool {
+    // A probe error (no locks on this file system?) counts as alive: never reap on a guess.
+    byte_is_locked(seg.file(), Participant::lock_offset(index)).unwrap_or(true)
+}
+
+/// Repairs and frees the entries of dead participants. `me` is the caller's own entry (never
+/// reaped; recorded in entries it reaps so that, should it die midway, another survivor can take
+/// the work over). Returns how many entries were reaped.
+pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>) -> usize {
     let h = seg.header();
     let mut reaped = 0;
     for index in 0..MAX_PARTICIPANTS {
-        if Some(index) == skip {
+        if Some(index) == me {
             continue;
         }
         let p = &h.participants[index];
         let state = p.state.load(Ordering::Acquire);
-        let candidate = match state {
-            PARTICIPANT_ACTIVE => true,
-            PARTICIPANT_HANDOVER => {
-                let now = (futex::now() / 1_000_000_000) as u32;
-                now.wrapping_sub(p.pid.load(Ordering::Relaxed)) > HANDOVER_GRACE_SECS
+        let won = match state {
+            PARTICIPANT_ACTIVE | PARTICIPANT_HANDOVER => {
+                if state == PARTICIPANT_HANDOVER {
+                    let now = (futex::now() / 1_000_000_000) as u32;
+                    if now.wrapping_sub(p.pid.load(Ordering::Relaxed)) <= HANDOVER_GRACE_SECS {
+                        continue;
+                    }
+                }
+                if locked(seg, index) {
+                    continue;
+                }
+                if p.state
+                    .compare_exchange(
+                        state,
+                        PARTICIPANT_REAPING,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_err()
+                {
+                    continue; // another survivor is on it, or it changed hands
+                }
+                if state == PARTICIPANT_HANDOVER && locked(seg, index) {
+                    // The child took the lock just before we won the entry: give it back.
+                    p.state.store(state, Ordering::Release);
+                    continue;
+                }
+                true
+            }
+            PARTICIPANT_REAPING => {
+                // Take over from a reaper that died midway (repair is idempotent).
+                let r = p.pid.load(Ordering::Relaxed);
+                let reaper = (r & 0xffff) as usize;
+                r & REAPER_MARK != 0
+                    && reaper < MAX_PARTICIPANTS
+                    && !locked(seg, reaper)
+                    && p.pid
+                        .compare_exchange(
+                            r,
+                            REAPER_MARK | me.unwrap_or(0xffff) as u32,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
             }
             _ => false,
         };
-        // A probe error (no locks on this file system?) counts as alive: never reap on a guess.
-        if !candidate || byte_is_locked(seg.file(), Participant::lock_offset(index)).unwrap_or(true) {
+        if !won {
             continue;
         }
-        if p.state.compare_exchange(state, PARTICIPANT_REAPING, Ordering::AcqRel, Ordering::Relaxed).is_err() {
-            continue; // another survivor is on it, or it changed hands
-        }
-        if state == PARTICIPANT_HANDOVER && byte_is_locked(seg.file(), Participant::lock_offset(index)).unwrap_or(true) {
-            // The child took the lock just before we won the entry: give it back.
-            p.state.store(state, Ordering::Release);
-            continue;
-        }
+        p.pid
+            .store(REAPER_MARK | me.unwrap_or(0xffff) as u32, Ordering::Relaxed);
         if g.kind == Kind::Queue {
             let owner = index as u16 + 1;
             let (dropped, lost) = Mpmc::new(shm::ring_mem(seg, g, 0)).repair_owner(owner);
-            h.recovery.dropped_writes.fetch_add(dropped, Ordering::Relaxed);
+            h.recovery
+                .dropped_writes
+                .fetch_add(dropped, Ordering::Relaxed);
             h.recovery.lost_reads.fetch_add(lost, Ordering::Relaxed);
         }
-        let roles = p.roles.swap(0, Ordering::AcqRel);
-        attach::detach_bits(seg, g, roles);
+        // Role by role, so that a reaper dying here leaves each role either uncounted or not.
+        for bit in (0..2 * g.ring_count).map(|b| 1u32 << b) {
+            if p.roles.fetch_and(!bit, Ordering::AcqRel) & bit != 0 {
+                attach::detach_bits(seg, g, bit);
+            }
+        }
         h.recovery.reaped.fetch_add(1, Ordering::Relaxed);
         p.state.store(PARTICIPANT_FREE, Ordering::Release);
         reaped += 1;

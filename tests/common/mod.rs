@@ -64,3 +64,31 @@ pub fn tagged<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
 pub fn unique(what: &str) -> String {
     format!("/shmq-test-{}-{}", std::process::id(), what)
 }
+
+/// Waits for `child`, which is expected to die by a signal, at most `limit`.
+pub fn finish_killed(mut child: Child, limit: Duration) {
+    use std::os::unix::process::ExitStatusExt;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.signal().is_some(),
+                "child should have been killed, got {status}"
+            );
+            return;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child did not die within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// SIGKILLs the calling process: a crash at exactly this point.
+pub fn die_now() -> ! {
+    // SAFETY: kill(2) on our own pid with SIGKILL; it does not return.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL was not delivered")
+}
