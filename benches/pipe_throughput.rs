@@ -83,16 +83,8 @@ fn rtrb_chunks(size: usize, n: u64) -> Duration {
                         let k = a.len();
                         // SAFETY: `a` and `b` are the chunk's `size` uninitialised bytes.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                msg.as_ptr(),
-                                a.as_mut_ptr() as *mut u8,
-                                k,
-                            );
-                            std::ptr::copy_nonoverlapping(
-                                msg.as_ptr().add(k),
-                                b.as_mut_ptr() as *mut u8,
-                                size - k,
-                            );
+                            std::ptr::copy_nonoverlapping(msg.as_ptr(), a.as_mut_ptr() as *mut u8, k);
+                            std::ptr::copy_nonoverlapping(msg.as_ptr().add(k), b.as_mut_ptr() as *mut u8, size - k);
                             ch.commit_all();
                         }
                         break;
@@ -145,12 +137,7 @@ fn trivial_shm_ring(size: usize, n: u64) -> Duration {
     let base = map.as_mut_ptr() as usize;
     // SAFETY: the mapping is page-aligned and at least 256 bytes; offsets 0 and 128 hold the two
     // indices, each 8-byte aligned, alive until `map` drops after the threads are joined.
-    let (tail, head) = unsafe {
-        (
-            &*(base as *const AtomicU64),
-            &*((base + 128) as *const AtomicU64),
-        )
-    };
+    let (tail, head) = unsafe { (&*(base as *const AtomicU64), &*((base + 128) as *const AtomicU64)) };
     let msg = vec![7u8; size];
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -198,34 +185,20 @@ fn memcpy(size: usize, n: u64) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipe_throughput");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     for size in SIZES {
         g.throughput(Throughput::Bytes(size as u64));
-        g.bench_with_input(BenchmarkId::new("shmq-send", size), &size, |b, &s| {
-            b.iter_custom(|n| shmq_single(s, n))
+        g.bench_with_input(BenchmarkId::new("shmq-send", size), &size, |b, &s| b.iter_custom(|n| shmq_single(s, n)));
+        g.bench_with_input(BenchmarkId::new("shmq-batch", size), &size, |b, &s| b.iter_custom(|n| shmq_batch(s, n)));
+        g.bench_with_input(BenchmarkId::new("rtrb-chunks", size), &size, |b, &s| b.iter_custom(|n| rtrb_chunks(s, n)));
+        g.bench_with_input(BenchmarkId::new("trivial-shm-ring", size), &size, |b, &s| {
+            b.iter_custom(|n| trivial_shm_ring(s, n))
         });
-        g.bench_with_input(BenchmarkId::new("shmq-batch", size), &size, |b, &s| {
-            b.iter_custom(|n| shmq_batch(s, n))
-        });
-        g.bench_with_input(BenchmarkId::new("rtrb-chunks", size), &size, |b, &s| {
-            b.iter_custom(|n| rtrb_chunks(s, n))
-        });
-        g.bench_with_input(
-            BenchmarkId::new("trivial-shm-ring", size),
-            &size,
-            |b, &s| b.iter_custom(|n| trivial_shm_ring(s, n)),
-        );
         if size == 8 {
-            g.bench_function(BenchmarkId::new("rtrb-push-u64", size), |b| {
-                b.iter_custom(rtrb_u64)
-            });
+            g.bench_function(BenchmarkId::new("rtrb-push-u64", size), |b| b.iter_custom(rtrb_u64));
         }
         if size == 65536 {
-            g.bench_with_input(BenchmarkId::new("memcpy", size), &size, |b, &s| {
-                b.iter_custom(|n| memcpy(s, n))
-            });
+            g.bench_with_input(BenchmarkId::new("memcpy", size), &size, |b, &s| b.iter_custom(|n| memcpy(s, n)));
         }
     }
     g.finish();

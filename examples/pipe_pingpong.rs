@@ -49,19 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let rounds: u64 = args
-        .iter()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(200_000);
+    let rounds: u64 =
+        args.iter().skip(1).find(|a| !a.starts_with("--")).map(|a| a.parse()).transpose()?.unwrap_or(200_000);
     let spin = if block { 0 } else { 1 << 20 };
-    let (mut a, b) = Pipe::builder()
-        .capacity(64)
-        .slot_size(8)
-        .spin(spin)
-        .create_anonymous()?;
+    let (mut a, b) = Pipe::builder().capacity(64).slot_size(8).spin(spin).create_anonymous()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo");
     if block {

@@ -20,23 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("consumer") => return consumer(),
         _ => {}
     }
-    let per_producer: u64 = args
-        .get(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(10_000);
+    let per_producer: u64 = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(10_000);
 
     // Our producer role keeps the job stream open until every producer child has finished.
-    let jobs = Queue::builder()
-        .capacity(3)
-        .slot_size(8)
-        .role(Role::Producer)
-        .create_anonymous()?;
-    let results = Queue::builder()
-        .capacity(1024)
-        .slot_size(8)
-        .role(Role::Consumer)
-        .create_anonymous()?;
+    let jobs = Queue::builder().capacity(3).slot_size(8).role(Role::Producer).create_anonymous()?;
+    let results = Queue::builder().capacity(1024).slot_size(8).role(Role::Consumer).create_anonymous()?;
     let spawn = |args: &[String]| -> std::io::Result<Child> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(args);
@@ -46,41 +34,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let start = Instant::now();
-    let consumers = (0..CONSUMERS)
-        .map(|_| spawn(&["consumer".into()]))
-        .collect::<Result<Vec<_>, _>>()?;
+    let consumers = (0..CONSUMERS).map(|_| spawn(&["consumer".into()])).collect::<Result<Vec<_>, _>>()?;
     let producers = (0..PRODUCERS)
         .map(|id| spawn(&["producer".into(), id.to_string(), per_producer.to_string()]))
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut seen = vec![0u8; (PRODUCERS * per_producer) as usize];
-    std::thread::scope(
-        |s| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let closer = s.spawn(|| -> std::io::Result<()> {
-                for mut p in producers {
-                    p.wait()?;
-                }
-                jobs.close(); // Python: p.join() for the producers, then q.close()
-                Ok(())
-            });
-            // Collect until every consumer has gone (end of stream on the results queue).
-            loop {
-                match results.get_value::<u64>() {
-                    Ok(v) => {
-                        let (id, i) = (v >> 32, v & 0xffff_ffff);
-                        if id < PRODUCERS && i < per_producer {
-                            let slot = &mut seen[(id * per_producer + i) as usize];
-                            *slot = slot.saturating_add(1);
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
-                    Err(e) => return Err(e.into()),
-                }
+    std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let closer = s.spawn(|| -> std::io::Result<()> {
+            for mut p in producers {
+                p.wait()?;
             }
-            closer.join().expect("closer thread")?;
+            jobs.close(); // Python: p.join() for the producers, then q.close()
             Ok(())
-        },
-    )
+        });
+        // Collect until every consumer has gone (end of stream on the results queue).
+        loop {
+            match results.get_value::<u64>() {
+                Ok(v) => {
+                    let (id, i) = (v >> 32, v & 0xffff_ffff);
+                    if id < PRODUCERS && i < per_producer {
+                        let slot = &mut seen[(id * per_producer + i) as usize];
+                        *slot = slot.saturating_add(1);
+                    }
+                }
+                Err(RecvError::Closed) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        closer.join().expect("closer thread")?;
+        Ok(())
+    })
     .map_err(|e| e.to_string())?;
     for mut c in consumers {
         c.wait()?;
@@ -103,9 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn producer(id: u64, n: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let jobs = Queue::builder()
-        .role(Role::Producer)
-        .open_inherited("JOBS")?;
+    let jobs = Queue::builder().role(Role::Producer).open_inherited("JOBS")?;
     for i in 0..n {
         jobs.put_value(&((id << 32) | i))?;
     }
@@ -113,12 +95,8 @@ fn producer(id: u64, n: u64) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn consumer() -> Result<(), Box<dyn std::error::Error>> {
-    let jobs = Queue::builder()
-        .role(Role::Consumer)
-        .open_inherited("JOBS")?;
-    let results = Queue::builder()
-        .role(Role::Producer)
-        .open_inherited("RESULTS")?;
+    let jobs = Queue::builder().role(Role::Consumer).open_inherited("JOBS")?;
+    let results = Queue::builder().role(Role::Producer).open_inherited("RESULTS")?;
     loop {
         match jobs.get_value::<u64>() {
             Ok(v) => results.put_value(&v)?,

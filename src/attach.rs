@@ -10,12 +10,9 @@
 use crate::doorbell;
 use crate::layout::{Ends, Geometry, Header, Participant, RingCtrl};
 use crate::layout::{
-    ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN, MAX_PARTICIPANTS, ROLE_CONSUMER,
-    ROLE_PRODUCER,
+    ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN, MAX_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER,
 };
-use crate::layout::{
-    PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE, PARTICIPANT_HANDOVER,
-};
+use crate::layout::{PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE, PARTICIPANT_HANDOVER};
 use crate::segment::{byte_is_locked, try_lock_byte, Segment};
 use crate::{futex, shm, Error};
 use std::fs::File;
@@ -34,17 +31,11 @@ impl Registration {
     pub fn new(seg: &Segment, g: &Geometry, roles: u32) -> Result<Registration, Error> {
         let lock = seg.reopen()?;
         if let Some(r) = Self::claim(seg, &lock, roles)? {
-            return Ok(Registration {
-                index: r,
-                lock: Some(lock),
-            });
+            return Ok(Registration { index: r, lock: Some(lock) });
         }
         if crate::recover::reap_dead(seg, g, None) > 0 {
             if let Some(r) = Self::claim(seg, &lock, roles)? {
-                return Ok(Registration {
-                    index: r,
-                    lock: Some(lock),
-                });
+                return Ok(Registration { index: r, lock: Some(lock) });
             }
         }
         Err(Error::TooManyParticipants)
@@ -56,12 +47,7 @@ impl Registration {
                 continue;
             }
             if p.state
-                .compare_exchange(
-                    PARTICIPANT_FREE,
-                    PARTICIPANT_CLAIMED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(PARTICIPANT_FREE, PARTICIPANT_CLAIMED, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
                 continue;
@@ -95,25 +81,15 @@ impl Registration {
                 return Err(gone());
             }
             let state = p.state.load(Ordering::Acquire);
-            if state == PARTICIPANT_HANDOVER
-                && try_lock_byte(&lock, Participant::lock_offset(index))?
-            {
+            if state == PARTICIPANT_HANDOVER && try_lock_byte(&lock, Participant::lock_offset(index))? {
                 if p.state
-                    .compare_exchange(
-                        PARTICIPANT_HANDOVER,
-                        PARTICIPANT_ACTIVE,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
+                    .compare_exchange(PARTICIPANT_HANDOVER, PARTICIPANT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()
                 {
                     return Err(gone());
                 }
                 p.pid.store(std::process::id(), Ordering::Relaxed);
-                return Ok(Registration {
-                    index,
-                    lock: Some(lock),
-                });
+                return Ok(Registration { index, lock: Some(lock) });
             }
             if state != PARTICIPANT_ACTIVE && state != PARTICIPANT_HANDOVER {
                 return Err(gone());
@@ -127,20 +103,14 @@ impl Registration {
 
     /// Table index and generation, for handing the entry to a child.
     pub fn id(&self, header: &Header) -> (usize, u32) {
-        (
-            self.index,
-            header.participants[self.index]
-                .generation
-                .load(Ordering::Relaxed),
-        )
+        (self.index, header.participants[self.index].generation.load(Ordering::Relaxed))
     }
 
     /// Leaves the entry attached, in handover, and lets the liveness lock go for a child to take.
     pub fn hand_over(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
             let p = &header.participants[self.index];
-            p.pid
-                .store((futex::now() / 1_000_000_000) as u32, Ordering::Relaxed);
+            p.pid.store((futex::now() / 1_000_000_000) as u32, Ordering::Relaxed);
             p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
             drop(lock);
         }
@@ -158,10 +128,7 @@ impl Registration {
 
     /// Clears role `bits` of this entry; returns those that were set (and so must be uncounted).
     pub fn drop_roles(&self, header: &Header, bits: u32) -> u32 {
-        header.participants[self.index]
-            .roles
-            .fetch_and(!bits, Ordering::AcqRel)
-            & bits
+        header.participants[self.index].roles.fetch_and(!bits, Ordering::AcqRel) & bits
     }
 
     /// Frees the entry, then drops the liveness lock. The caller has dropped its roles.
@@ -220,11 +187,8 @@ pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) {
 /// attached before (it may be in use, or closed: a closed pipe end is never reopened).
 pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
     let ends: &Ends = &ring.ends;
-    let (count, seen) = if producer {
-        (&ends.producers, ENDS_PRODUCER_SEEN)
-    } else {
-        (&ends.consumers, ENDS_CONSUMER_SEEN)
-    };
+    let (count, seen) =
+        if producer { (&ends.producers, ENDS_PRODUCER_SEEN) } else { (&ends.consumers, ENDS_CONSUMER_SEEN) };
     // Count first, then mark seen: nobody may observe "seen and zero attached" for an end that is
     // only now being attached (that would be a false end of stream).
     count.fetch_add(1, Ordering::AcqRel);
@@ -254,10 +218,7 @@ pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
 /// Uncounts every role in `bits` (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`).
 pub(crate) fn detach_bits(seg: &Segment, g: &Geometry, bits: u32) {
     for r in 0..g.ring_count {
-        let (p, c) = (
-            bits & (ROLE_PRODUCER << (2 * r)) != 0,
-            bits & (ROLE_CONSUMER << (2 * r)) != 0,
-        );
+        let (p, c) = (bits & (ROLE_PRODUCER << (2 * r)) != 0, bits & (ROLE_CONSUMER << (2 * r)) != 0);
         if p || c {
             detach(shm::ring_mem(seg, g, r).ctrl(), p, c);
         }
@@ -270,8 +231,7 @@ pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
     let ends: &Ends = &ring.ends;
     // ORDERING: Acquire, pairs with the Release decrement in `detach`.
     ends.producers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT)
-            == ENDS_PRODUCER_SEEN
+        && ends.flags.load(Ordering::Relaxed) & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT) == ENDS_PRODUCER_SEEN
 }
 
 /// Broken pipe: a consumer was seen and none is attached now.
@@ -279,6 +239,5 @@ pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
 pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
     let ends: &Ends = &ring.ends;
     ends.consumers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT)
-            == ENDS_CONSUMER_SEEN
+        && ends.flags.load(Ordering::Relaxed) & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT) == ENDS_CONSUMER_SEEN
 }

@@ -125,3 +125,18 @@ pub enum RecvError {
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
 }
+
+/// Why `task_done` or `join` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The queue was not created joinable (`QueueBuilder::joinable`).
+    #[error("the queue is not joinable")]
+    NotJoinable,
+    /// `task_done` was called more times than items were put (Python's `ValueError`).
+    #[error("task_done() called more times than there were items")]
+    TooManyTaskDone,
+    /// Unfinished tasks remained at the deadline (`join_timeout`).
+    #[error("timed out waiting for every task to be done")]
+    Timeout,
+}

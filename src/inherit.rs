@@ -30,8 +30,5 @@ pub(crate) fn share_fd(cmd: &mut Command, fd: RawFd, key: &str) {
 pub(crate) fn inherited_fd(key: &str) -> Result<RawFd, Error> {
     let var = env_var(key);
     let v = std::env::var(&var).map_err(|_| Error::NotInherited(var.clone()))?;
-    v.parse::<RawFd>()
-        .ok()
-        .filter(|fd| *fd >= 0)
-        .ok_or(Error::NotInherited(var))
+    v.parse::<RawFd>().ok().filter(|fd| *fd >= 0).ok_or(Error::NotInherited(var))
 }

@@ -15,8 +15,7 @@
 
 use crate::attach::ParticipantInfo;
 use crate::layout::{
-    Geometry, Header, Kind, Participant, RingCtrl, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS,
-    PARTICIPANT_ACTIVE, READY,
+    Geometry, Header, Kind, Participant, RingCtrl, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
 };
 use crate::mpmc::Mpmc;
 use crate::ring::RingMem;
@@ -155,9 +154,7 @@ fn open_file(name: &str) -> Result<(File, std::fs::Metadata), Error> {
         .open(path_of(name))
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => Error::NotFound(name.into()),
-            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ELOOP) => {
-                Error::PermissionDenied(name.into())
-            }
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ELOOP) => Error::PermissionDenied(name.into()),
             _ => Error::Io(e),
         })?;
     let md = file.metadata()?;
@@ -192,9 +189,7 @@ fn live_locks(file: &File) -> Vec<bool> {
 unsafe fn read_at<T>(file: &File, offset: u64, dst: &mut T) -> io::Result<()> {
     // SAFETY: `dst` is an exclusively borrowed, initialised `T`, so its bytes may be viewed as a
     // `[u8]` of its size; the caller guarantees any bytes written there form a valid `T`.
-    let bytes = unsafe {
-        std::slice::from_raw_parts_mut(dst as *mut T as *mut u8, std::mem::size_of::<T>())
-    };
+    let bytes = unsafe { std::slice::from_raw_parts_mut(dst as *mut T as *mut u8, std::mem::size_of::<T>()) };
     file.read_exact_at(bytes, offset)
 }
 
@@ -273,17 +268,14 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
         .collect();
 
     if h.ready.load(Ordering::Relaxed) != READY {
-        out.problem =
-            Some("not ready: its creator has not finished (or died) initialising it".into());
+        out.problem = Some("not ready: its creator has not finished (or died) initialising it".into());
         return Ok(out);
     }
     let kind = match Kind::from_u32(h.kind) {
         Some(k) => k,
         None if h.version != LAYOUT_VERSION => {
-            out.problem = Some(format!(
-                "layout version {} is not supported (this build speaks {LAYOUT_VERSION})",
-                h.version
-            ));
+            out.problem =
+                Some(format!("layout version {} is not supported (this build speaks {LAYOUT_VERSION})", h.version));
             return Ok(out);
         }
         None => {
@@ -396,12 +388,7 @@ mod tests {
     #[test]
     fn a_live_queue_validates_and_shows_its_participant() {
         let name = unique("live");
-        let q = Queue::builder()
-            .capacity(8)
-            .slot_size(32)
-            .role(Role::Producer)
-            .create(&name)
-            .unwrap();
+        let q = Queue::builder().capacity(8).slot_size(32).role(Role::Producer).create(&name).unwrap();
         q.put(b"abc").unwrap();
         let i = inspect(&name).unwrap();
         assert!(i.is_valid(), "{:?}", i.problem);
@@ -419,11 +406,7 @@ mod tests {
     #[test]
     fn a_duplex_pipe_shows_both_rings_and_their_counts() {
         let name = unique("pipe");
-        let mut a = crate::Pipe::builder()
-            .capacity(4)
-            .slot_size(16)
-            .create(&name)
-            .unwrap();
+        let mut a = crate::Pipe::builder().capacity(4).slot_size(16).create(&name).unwrap();
         let mut b = crate::Pipe::builder().open(&name).unwrap();
         a.send(b"x").unwrap();
         b.send(b"y").unwrap();

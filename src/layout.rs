@@ -173,6 +173,11 @@ mod header {
         }
     }
 
+    /// Header flag: puts count unfinished tasks (`task_done` / `join`).
+    pub const FLAG_JOINABLE: u32 = 1;
+    /// Every header flag this build knows.
+    pub const KNOWN_FLAGS: u32 = FLAG_JOINABLE;
+
     /// Entry unused.
     pub const PARTICIPANT_FREE: u32 = 0;
     /// Entry being filled in by its new owner.
@@ -216,7 +221,7 @@ mod header {
         pub total_size: u64,
         /// Process id of the creator (display only).
         pub creator_pid: u32,
-        /// Reserved, zero.
+        /// [`FLAG_JOINABLE`]; other bits zero.
         pub flags: u32,
         /// Items put but not yet marked done (joinable queues), and `join`'s doorbell.
         pub join: Line<JoinState>,
@@ -286,12 +291,7 @@ fn round_up(v: u64, to: u64) -> Option<u64> {
 
 impl Geometry {
     /// Computes the layout for new parameters, or says which one is out of range.
-    pub fn new(
-        kind: Kind,
-        ring_count: u32,
-        capacity: u64,
-        slot_size: u64,
-    ) -> Result<Self, &'static str> {
+    pub fn new(kind: Kind, ring_count: u32, capacity: u64, slot_size: u64) -> Result<Self, &'static str> {
         if capacity == 0 || capacity > MAX_CAPACITY {
             return Err("capacity must be between 1 and 2^24");
         }
@@ -312,8 +312,7 @@ impl Geometry {
             Kind::Pipe => PAYLOAD_ALIGN as u64,
         };
         let too_big = "segment would exceed 2^40 bytes";
-        let slot_stride =
-            round_up(PAYLOAD_OFFSET as u64 + slot_size, stride_align).ok_or(too_big)?;
+        let slot_stride = round_up(PAYLOAD_OFFSET as u64 + slot_size, stride_align).ok_or(too_big)?;
         let ring_offset = round_up(header_size() as u64, LINE as u64).ok_or(too_big)?;
         let slots = capacity.checked_mul(slot_stride).ok_or(too_big)?;
         let ring_bytes = (std::mem::size_of::<RingCtrl>() as u64)
@@ -328,16 +327,7 @@ impl Geometry {
         if total_size > MAX_TOTAL_SIZE {
             return Err(too_big);
         }
-        Ok(Geometry {
-            kind,
-            ring_count,
-            capacity,
-            slot_size,
-            slot_stride,
-            ring_offset,
-            ring_bytes,
-            total_size,
-        })
+        Ok(Geometry { kind, ring_count, capacity, slot_size, slot_stride, ring_offset, ring_bytes, total_size })
     }
 
     /// Offset of ring `r`'s control block.
@@ -371,31 +361,22 @@ impl Geometry {
             return Err(Error::BadMagic);
         }
         if h.version != LAYOUT_VERSION {
-            return Err(Error::VersionMismatch {
-                found: h.version,
-                expected: LAYOUT_VERSION,
-            });
+            return Err(Error::VersionMismatch { found: h.version, expected: LAYOUT_VERSION });
         }
         let kind = Kind::from_u32(h.kind).ok_or(Error::Corrupt("unknown segment kind"))?;
-        if kind != expect {
-            return Err(Error::WrongKind {
-                found: kind.name(),
-                expected: expect.name(),
-            });
+        if h.flags & !KNOWN_FLAGS != 0 {
+            return Err(Error::Corrupt("unknown header flags"));
         }
-        let g =
-            Geometry::new(kind, h.ring_count, h.capacity, h.slot_size).map_err(Error::Corrupt)?;
+        if kind != expect {
+            return Err(Error::WrongKind { found: kind.name(), expected: expect.name() });
+        }
+        let g = Geometry::new(kind, h.ring_count, h.capacity, h.slot_size).map_err(Error::Corrupt)?;
         let found = (h.slot_stride, h.ring_offset, h.ring_bytes, h.total_size);
         if found != (g.slot_stride, g.ring_offset, g.ring_bytes, g.total_size) {
-            return Err(Error::SizeMismatch(
-                "derived sizes in the header are inconsistent".into(),
-            ));
+            return Err(Error::SizeMismatch("derived sizes in the header are inconsistent".into()));
         }
         if g.total_size != file_len {
-            return Err(Error::SizeMismatch(format!(
-                "header says {} bytes, file has {}",
-                g.total_size, file_len
-            )));
+            return Err(Error::SizeMismatch(format!("header says {} bytes, file has {}", g.total_size, file_len)));
         }
         Ok(g)
     }

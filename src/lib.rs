@@ -69,14 +69,15 @@ mod recover;
 pub(crate) mod segment;
 #[cfg(not(loom))]
 mod shm;
+#[cfg(not(loom))]
+mod worker;
 
 #[cfg(not(loom))]
 pub use attach::ParticipantInfo;
-pub use error::{Error, RecvError, SendError};
+pub use error::{Error, JoinError, RecvError, SendError};
 #[cfg(not(loom))]
 pub use pipe::{
-    channel, pipe, Connection, Handover, Pipe, PipeBuilder, PipeMessage, PipeReservation, Receiver,
-    Sender,
+    channel, pipe, Connection, Handover, Pipe, PipeBuilder, PipeMessage, PipeReservation, Receiver, Sender,
 };
 #[cfg(not(loom))]
 pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};
@@ -84,3 +85,5 @@ pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};
 pub use recover::RecoveryStats;
 #[cfg(not(loom))]
 pub use segment::unlink;
+#[cfg(not(loom))]
+pub use worker::Worker;

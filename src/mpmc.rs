@@ -93,20 +93,14 @@ pub(crate) struct Mpmc {
 impl Mpmc {
     /// Wraps initialised ring memory (see [`Mpmc::init`]).
     pub fn new(mem: RingMem) -> Self {
-        Mpmc {
-            mem,
-            one_lap: mem.capacity.next_power_of_two(),
-        }
+        Mpmc { mem, one_lap: mem.capacity.next_power_of_two() }
     }
 
     /// Writes the initial state: every slot `EMPTY({ 0, index })`, `tail = head = 0`.
     /// Only the creator calls this, before the segment is published.
     pub fn init(&self) {
         for i in 0..self.mem.capacity {
-            self.mem
-                .slot(i)
-                .stamp
-                .store(stamp(EMPTY, 0, i), Ordering::Relaxed);
+            self.mem.slot(i).stamp.store(stamp(EMPTY, 0, i), Ordering::Relaxed);
             self.mem.slot(i).len.store(0, Ordering::Relaxed);
         }
         self.mem.ctrl().tail.store(0, Ordering::Relaxed);
@@ -135,9 +129,7 @@ impl Mpmc {
         let ctrl = self.mem.ctrl();
         let mut t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
         for _ in 0..MAX_SPINS {
-            let idx = self
-                .index(t)
-                .ok_or(SendError::Corrupt("tail index out of range"))?;
+            let idx = self.index(t).ok_or(SendError::Corrupt("tail index out of range"))?;
             let slot = self.mem.slot(idx);
             // ORDERING: Acquire, pairs with the Release store in `release` (SYNC POINT:
             // slot-released): the previous reader is done with the payload before we write it.
@@ -147,20 +139,10 @@ impl Mpmc {
             if d == 0 && state == EMPTY {
                 let mine = stamp(WRITING, owner, t);
                 // ORDERING: Acquire on success for the same reason as the load above.
-                match slot.stamp.compare_exchange_weak(
-                    s,
-                    mine,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
+                match slot.stamp.compare_exchange_weak(s, mine, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => {
                         // Best effort: if this fails, someone already advanced the hint for us.
-                        let _ = ctrl.tail.compare_exchange(
-                            t,
-                            self.next(t, idx),
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
+                        let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
                         return Ok(Claim { idx, pos: t });
                     }
                     Err(_) => {
@@ -170,12 +152,7 @@ impl Mpmc {
                 }
             } else if d >= 0 {
                 // Position t is taken (or the slot is a lap ahead): the hint is stale. Help it on.
-                let _ = ctrl.tail.compare_exchange(
-                    t,
-                    self.next(t, idx),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
                 t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
             } else {
                 // The slot still holds the previous lap: full, unless the hint moved meanwhile.
@@ -202,10 +179,7 @@ impl Mpmc {
 
     /// Gives a write claim up: consumers will skip the position.
     pub fn abandon(&self, c: Claim) {
-        self.mem
-            .slot(c.idx)
-            .stamp
-            .store(stamp(SKIPPED, 0, c.pos), Ordering::Release);
+        self.mem.slot(c.idx).stamp.store(stamp(SKIPPED, 0, c.pos), Ordering::Release);
         doorbell::ring(&self.mem.ctrl().not_empty);
     }
 
@@ -214,9 +188,7 @@ impl Mpmc {
         let ctrl = self.mem.ctrl();
         let mut h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
         for _ in 0..MAX_SPINS {
-            let idx = self
-                .index(h)
-                .ok_or(RecvError::Corrupt("head index out of range"))?;
+            let idx = self.index(h).ok_or(RecvError::Corrupt("head index out of range"))?;
             let slot = self.mem.slot(idx);
             // ORDERING: Acquire, pairs with the Release store in `commit`. SYNC POINT:
             // slot-published.
@@ -225,19 +197,9 @@ impl Mpmc {
             let d = dist(p, h);
             if d == 0 && state == FULL {
                 let mine = stamp(READING, owner, h);
-                match slot.stamp.compare_exchange_weak(
-                    s,
-                    mine,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
+                match slot.stamp.compare_exchange_weak(s, mine, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => {
-                        let _ = ctrl.head.compare_exchange(
-                            h,
-                            self.next(h, idx),
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
+                        let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
                         return Ok(Claim { idx, pos: h });
                     }
                     Err(_) => {
@@ -248,28 +210,14 @@ impl Mpmc {
             } else if d == 0 && state == SKIPPED {
                 // An abandoned write: retire it for everyone, then look at the next position.
                 let retired = stamp(EMPTY, 0, h + self.one_lap);
-                if slot
-                    .stamp
-                    .compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed)
-                    .is_ok()
-                {
+                if slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed).is_ok() {
                     doorbell::ring(&ctrl.not_full);
                 }
-                let _ = ctrl.head.compare_exchange(
-                    h,
-                    self.next(h, idx),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
                 h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
             } else if d > 0 || (d == 0 && state == READING) {
                 // Position h was read already: the hint is stale. Help it on.
-                let _ = ctrl.head.compare_exchange(
-                    h,
-                    self.next(h, idx),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
                 h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
             } else if d == 0 && state > SKIPPED {
                 return Err(RecvError::Corrupt("slot stamp has an unknown state"));
@@ -301,10 +249,7 @@ impl Mpmc {
         let next_lap = (c.pos + self.one_lap) & POS_MASK;
         // ORDERING: Release, pairs with the Acquire load in `try_claim_write`. SYNC POINT:
         // slot-released: our reads of the payload happen before the next write of it.
-        self.mem
-            .slot(c.idx)
-            .stamp
-            .store(stamp(EMPTY, 0, next_lap), Ordering::Release);
+        self.mem.slot(c.idx).stamp.store(stamp(EMPTY, 0, next_lap), Ordering::Release);
         doorbell::ring(&self.mem.ctrl().not_full);
     }
 
@@ -326,11 +271,7 @@ impl Mpmc {
                 READING => (stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK), &mut lost),
                 _ => continue,
             };
-            if slot
-                .stamp
-                .compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
+            if slot.stamp.compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 *counter += 1;
             }
         }
@@ -427,11 +368,7 @@ mod tests {
         let (_h, m) = ring(2);
         let c = m.try_claim_write(1).unwrap();
         put(&m, 7).unwrap();
-        assert_eq!(
-            get(&m),
-            Err(RecvError::Empty),
-            "position 0 is still being written"
-        );
+        assert_eq!(get(&m), Err(RecvError::Empty), "position 0 is still being written");
         m.abandon(c);
         assert_eq!(get(&m), Ok(7));
         put(&m, 8).unwrap();
@@ -445,10 +382,7 @@ mod tests {
     fn corrupt_tail_is_reported_not_followed() {
         let (h, m) = ring(3);
         h.ctrl.tail.store(3, O::Relaxed); // index 3 of a 3-slot ring (one_lap is 4)
-        assert_eq!(
-            put(&m, 1),
-            Err(SendError::Corrupt("tail index out of range"))
-        );
+        assert_eq!(put(&m, 1), Err(SendError::Corrupt("tail index out of range")));
         h.ctrl.head.store(3, O::Relaxed);
         assert_eq!(get(&m), Err(RecvError::Corrupt("head index out of range")));
     }
@@ -469,8 +403,7 @@ mod tests {
         const THREADS: u64 = 4;
         const PER: u64 = 50_000;
         let h = Arc::new(ring(3));
-        let seen: Arc<Vec<AtomicUsize>> =
-            Arc::new((0..THREADS * PER).map(|_| AtomicUsize::new(0)).collect());
+        let seen: Arc<Vec<AtomicUsize>> = Arc::new((0..THREADS * PER).map(|_| AtomicUsize::new(0)).collect());
         let received = Arc::new(AtomicUsize::new(0));
         std::thread::scope(|s| {
             for p in 0..THREADS {
@@ -499,9 +432,6 @@ mod tests {
                 });
             }
         });
-        assert!(
-            seen.iter().all(|c| c.load(O::Relaxed) == 1),
-            "every value exactly once"
-        );
+        assert!(seen.iter().all(|c| c.load(O::Relaxed) == 1), "every value exactly once");
     }
 }

@@ -66,15 +66,8 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
 
 /// A one-way anonymous pipe split at compile time into its two halves.
 pub fn channel(capacity: usize, slot_size: usize) -> Result<(Sender, Receiver), Error> {
-    let (rx, tx) = Pipe::builder()
-        .duplex(false)
-        .capacity(capacity)
-        .slot_size(slot_size)
-        .create_anonymous()?;
-    Ok((
-        tx.into_sender().expect("end 1 sends"),
-        rx.into_receiver().expect("end 0 receives"),
-    ))
+    let (rx, tx) = Pipe::builder().duplex(false).capacity(capacity).slot_size(slot_size).create_anonymous()?;
+    Ok((tx.into_sender().expect("end 1 sends"), rx.into_receiver().expect("end 0 receives")))
 }
 
 impl PipeBuilder {
@@ -116,9 +109,8 @@ impl PipeBuilder {
 
     fn make(&self, place: Place<'_>) -> Result<(Arc<Segment>, Geometry), Error> {
         let rings = if self.duplex { 2 } else { 1 };
-        let g = Geometry::new(Kind::Pipe, rings, self.capacity, self.slot_size)
-            .map_err(Error::InvalidArgument)?;
-        let seg = shm::create(place, &g)?;
+        let g = Geometry::new(Kind::Pipe, rings, self.capacity, self.slot_size).map_err(Error::InvalidArgument)?;
+        let seg = shm::create(place, &g, 0)?;
         seg.publish(); // zeroed rings are the initial state: empty, nobody attached
         Ok((Arc::new(seg), g))
     }
@@ -127,20 +119,13 @@ impl PipeBuilder {
     /// [`Connection::share_with`].
     pub fn create_anonymous(self) -> Result<(Connection, Connection), Error> {
         let (seg, g) = self.make(Place::Anonymous)?;
-        Ok((
-            Connection::attach(seg.clone(), g, 0, self.spin)?,
-            Connection::attach(seg, g, 1, self.spin)?,
-        ))
+        Ok((Connection::attach(seg.clone(), g, 0, self.spin)?, Connection::attach(seg, g, 1, self.spin)?))
     }
 
     /// Creates a named pipe and returns end 0; the peer opens end 1 with [`PipeBuilder::open`].
     /// One-way pipes: end 0 receives.
     pub fn create(self, name: &str) -> Result<Connection, Error> {
-        let place = Place::Named {
-            name,
-            mode: self.mode,
-            unlink_on_drop: self.unlink_on_drop,
-        };
+        let place = Place::Named { name, mode: self.mode, unlink_on_drop: self.unlink_on_drop };
         let (seg, g) = self.make(place)?;
         Connection::attach(seg, g, 0, self.spin)
     }
@@ -181,11 +166,7 @@ impl End {
 
     /// Uncounts this end's role `bits` on their rings, once (the reaper of a dead end does the same).
     fn detach(&self, bits: u32) {
-        let cleared = self
-            .reg
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drop_roles(self.seg.header(), bits);
+        let cleared = self.reg.lock().unwrap_or_else(|e| e.into_inner()).drop_roles(self.seg.header(), bits);
         attach::detach_bits(&self.seg, &self.geometry, cleared);
     }
 }
@@ -285,10 +266,7 @@ impl Sender {
     fn send_in(&mut self, msg: &[u8], deadline: Option<Option<u64>>) -> Result<(), SendError> {
         let max = self.end.geometry.slot_size as usize;
         if msg.len() > max {
-            return Err(SendError::TooLarge {
-                len: msg.len(),
-                max,
-            });
+            return Err(SendError::TooLarge { len: msg.len(), max });
         }
         self.wait_room(deadline)?;
         let idx = self.ring.slot(0);
@@ -325,10 +303,7 @@ impl Sender {
     /// Sends as many of `msgs` as fit now, publishing them together (one release store and one
     /// doorbell check for the batch). Returns how many were sent; stops before the first message
     /// that is too large.
-    pub fn send_batch<'m>(
-        &mut self,
-        msgs: impl IntoIterator<Item = &'m [u8]>,
-    ) -> Result<usize, SendError> {
+    pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<usize, SendError> {
         let room = match self.wait_room(None) {
             Ok(()) => self.ring.room().map_err(corrupt_send)?,
             Err(SendError::Full) => return Ok(0),
@@ -342,9 +317,7 @@ impl Sender {
             }
             let idx = self.ring.slot(n);
             // SAFETY: as in `send_in`: an unpublished slot, a checked length, our own source.
-            unsafe {
-                std::ptr::copy_nonoverlapping(msg.as_ptr(), self.mem().payload(idx), msg.len())
-            };
+            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.mem().payload(idx), msg.len()) };
             self.ring.set_len(n, msg.len() as u32);
             n += 1;
         }
@@ -480,10 +453,7 @@ impl Receiver {
     pub fn recv_value<T: Pod>(&mut self) -> Result<T, RecvError> {
         let m = self.recv()?;
         if m.len() != std::mem::size_of::<T>() {
-            return Err(RecvError::SizeMismatch {
-                len: m.len(),
-                expected: std::mem::size_of::<T>(),
-            });
+            return Err(RecvError::SizeMismatch { len: m.len(), expected: std::mem::size_of::<T>() });
         }
         Ok(bytemuck::pod_read_unaligned(&m))
     }
@@ -491,17 +461,8 @@ impl Receiver {
     /// Python's `poll`: whether a message (or end of file) is ready, waiting up to `timeout`
     /// (`None`: wait until one is). Corruption counts as ready: the next `recv` reports it.
     pub fn poll(&mut self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map_or(Some(None), |t| {
-            if t.is_zero() {
-                None
-            } else {
-                Some(deadline_after(t))
-            }
-        });
-        !matches!(
-            self.wait_msg(deadline),
-            Err(RecvError::Empty | RecvError::Timeout)
-        )
+        let deadline = timeout.map_or(Some(None), |t| if t.is_zero() { None } else { Some(deadline_after(t)) });
+        !matches!(self.wait_msg(deadline), Err(RecvError::Empty | RecvError::Timeout))
     }
 
     /// Reads every message ready now (at most `max`), calling `f` on each in order, and frees
@@ -567,9 +528,7 @@ impl Drop for PipeMessage<'_> {
 
 impl fmt::Debug for PipeMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipeMessage")
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("PipeMessage").field("len", &self.len).finish()
     }
 }
 
@@ -587,23 +546,12 @@ pub struct Handover {
 }
 
 impl Connection {
-    fn attach(
-        seg: Arc<Segment>,
-        geometry: Geometry,
-        end: u32,
-        spin: u32,
-    ) -> Result<Connection, Error> {
+    fn attach(seg: Arc<Segment>, geometry: Geometry, end: u32, spin: u32) -> Result<Connection, Error> {
         let (tx_ring, rx_ring) = rings_of(&geometry, end);
-        let roles = tx_ring.map_or(0, |r| ROLE_PRODUCER << (2 * r))
-            | rx_ring.map_or(0, |r| ROLE_CONSUMER << (2 * r));
+        let roles = tx_ring.map_or(0, |r| ROLE_PRODUCER << (2 * r)) | rx_ring.map_or(0, |r| ROLE_CONSUMER << (2 * r));
         let reg = Registration::new(&seg, &geometry, roles)?;
-        let end = Arc::new(End {
-            seg,
-            reg: std::sync::Mutex::new(reg),
-            geometry,
-            end,
-            handed_over: AtomicBool::new(false),
-        });
+        let end =
+            Arc::new(End { seg, reg: std::sync::Mutex::new(reg), geometry, end, handed_over: AtomicBool::new(false) });
         // Claim each ring end exclusively; undo the first if the second is taken.
         let mut claimed = Vec::new();
         for (ring, producer) in [(tx_ring, true), (rx_ring, false)] {
@@ -626,8 +574,7 @@ impl Connection {
         let corrupt = |c: Corrupt| Error::Corrupt(c.0);
         let tx = match tx_ring {
             Some(r) => Some(Sender {
-                ring: spsc::Producer::new(shm::ring_mem(&end.seg, &end.geometry, r))
-                    .map_err(corrupt)?,
+                ring: spsc::Producer::new(shm::ring_mem(&end.seg, &end.geometry, r)).map_err(corrupt)?,
                 end: end.clone(),
                 spin,
                 dead: None,
@@ -639,8 +586,7 @@ impl Connection {
         };
         let rx = match rx_ring {
             Some(r) => Some(Receiver {
-                ring: spsc::Consumer::new(shm::ring_mem(&end.seg, &end.geometry, r))
-                    .map_err(corrupt)?,
+                ring: spsc::Consumer::new(shm::ring_mem(&end.seg, &end.geometry, r)).map_err(corrupt)?,
                 end: end.clone(),
                 spin,
                 dead: None,
@@ -666,21 +612,11 @@ impl Connection {
             rx.handed_over = true;
         }
         self.end.handed_over.store(true, Ordering::Relaxed);
-        let (index, generation) = self
-            .end
-            .reg
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .id(self.end.seg.header());
+        let (index, generation) = self.end.reg.lock().unwrap_or_else(|e| e.into_inner()).id(self.end.seg.header());
         let fd = self.end.seg.file().as_raw_fd();
         inherit::share_fd(cmd, fd, key);
-        cmd.env(
-            format!("{}_END", inherit::env_var(key)),
-            format!("{},{},{}", self.end.end, index, generation),
-        );
-        Handover {
-            _end: self.end.clone(),
-        }
+        cmd.env(format!("{}_END", inherit::env_var(key)), format!("{},{},{}", self.end.end, index, generation));
+        Handover { _end: self.end.clone() }
     }
 
     /// Takes the end a parent handed over with [`Connection::share_with`] under `key`.
@@ -784,13 +720,7 @@ impl Connection {
     pub fn split(self) -> (Option<Sender>, Option<Receiver>) {
         let mut me = std::mem::ManuallyDrop::new(self);
         // SAFETY: `me` is never used or dropped again; each field is moved out exactly once.
-        let (tx, rx, end) = unsafe {
-            (
-                std::ptr::read(&me.tx),
-                std::ptr::read(&me.rx),
-                std::ptr::read(&me.end),
-            )
-        };
+        let (tx, rx, end) = unsafe { (std::ptr::read(&me.tx), std::ptr::read(&me.rx), std::ptr::read(&me.end)) };
         let _ = &mut me;
         drop(end);
         (tx, rx)

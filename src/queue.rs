@@ -4,12 +4,12 @@ use crate::attach::{self, ParticipantInfo, Registration};
 use crate::doorbell;
 use crate::futex;
 use crate::inherit;
-use crate::layout::{Geometry, Kind, ENDS_PERSISTENT, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::layout::{Geometry, Kind, ENDS_PERSISTENT, FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::mpmc::{Claim, Mpmc};
 use crate::recover::{self, RecoveryStats};
 use crate::segment::Segment;
 use crate::shm::{self, Place};
-use crate::{Error, RecvError, SendError};
+use crate::{Error, JoinError, RecvError, SendError};
 use bytemuck::Pod;
 use std::fmt;
 use std::os::fd::AsRawFd;
@@ -56,6 +56,7 @@ pub struct QueueBuilder {
     role: Role,
     spin: u32,
     persistent: bool,
+    joinable: bool,
 }
 
 impl Default for QueueBuilder {
@@ -68,6 +69,7 @@ impl Default for QueueBuilder {
             role: Role::Both,
             spin: DEFAULT_SPIN,
             persistent: false,
+            joinable: false,
         }
     }
 }
@@ -117,13 +119,17 @@ impl QueueBuilder {
         self
     }
 
+    /// A joinable queue (Python's `JoinableQueue`, set at creation): every put counts an unfinished
+    /// task, [`Queue::task_done`] marks one done, and [`Queue::join`] waits until none is left.
+    /// Costs one shared atomic add per put and one per `task_done`. Default `false`.
+    pub fn joinable(mut self, yes: bool) -> Self {
+        self.joinable = yes;
+        self
+    }
+
     /// Creates a named queue (`/name`, exclusively; fails if it exists).
     pub fn create(self, name: &str) -> Result<Queue, Error> {
-        let place = Place::Named {
-            name,
-            mode: self.mode,
-            unlink_on_drop: self.unlink_on_drop,
-        };
+        let place = Place::Named { name, mode: self.mode, unlink_on_drop: self.unlink_on_drop };
         self.build(place)
     }
 
@@ -133,17 +139,12 @@ impl QueueBuilder {
     }
 
     fn build(self, place: Place<'_>) -> Result<Queue, Error> {
-        let g = Geometry::new(Kind::Queue, 1, self.capacity, self.slot_size)
-            .map_err(Error::InvalidArgument)?;
-        let seg = shm::create(place, &g)?;
+        let g = Geometry::new(Kind::Queue, 1, self.capacity, self.slot_size).map_err(Error::InvalidArgument)?;
+        let seg = shm::create(place, &g, if self.joinable { FLAG_JOINABLE } else { 0 })?;
         let ring = Mpmc::new(shm::ring_mem(&seg, &g, 0));
         ring.init();
         if self.persistent {
-            ring.mem
-                .ctrl()
-                .ends
-                .flags
-                .store(ENDS_PERSISTENT, Ordering::Relaxed);
+            ring.mem.ctrl().ends.flags.store(ENDS_PERSISTENT, Ordering::Relaxed);
         }
         seg.publish();
         Queue::attach(seg, g, self.role, self.spin)
@@ -174,6 +175,7 @@ pub struct Queue {
     /// Role bits this handle still holds (`close` drops the producer bit).
     roles: AtomicU32,
     spin: u32,
+    joinable: bool,
     geometry: Geometry,
     seg: Segment,
 }
@@ -200,18 +202,12 @@ impl Queue {
 
     /// Creates a named queue of `capacity` messages of at most `slot_size` bytes.
     pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Queue, Error> {
-        Queue::builder()
-            .capacity(capacity)
-            .slot_size(slot_size)
-            .create(name)
+        Queue::builder().capacity(capacity).slot_size(slot_size).create(name)
     }
 
     /// Creates an anonymous queue; hand it to children with [`Queue::share_with`].
     pub fn anonymous(capacity: usize, slot_size: usize) -> Result<Queue, Error> {
-        Queue::builder()
-            .capacity(capacity)
-            .slot_size(slot_size)
-            .create_anonymous()
+        Queue::builder().capacity(capacity).slot_size(slot_size).create_anonymous()
     }
 
     /// Opens a named queue as producer and consumer.
@@ -228,19 +224,9 @@ impl Queue {
         let ring = Mpmc::new(shm::ring_mem(&seg, &geometry, 0));
         let reg = Registration::new(&seg, &geometry, role.bits())?;
         let bits = role.bits();
-        attach::attach(
-            ring.mem.ctrl(),
-            bits & ROLE_PRODUCER != 0,
-            bits & ROLE_CONSUMER != 0,
-        );
-        Ok(Queue {
-            ring,
-            reg,
-            roles: AtomicU32::new(bits),
-            spin,
-            geometry,
-            seg,
-        })
+        attach::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
+        let joinable = seg.header().flags & FLAG_JOINABLE != 0;
+        Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, geometry, seg })
     }
 
     /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`.
@@ -257,10 +243,7 @@ impl Queue {
             return Err(SendError::WrongRole);
         }
         if len > self.geometry.slot_size as usize {
-            return Err(SendError::TooLarge {
-                len,
-                max: self.geometry.slot_size as usize,
-            });
+            return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
         }
         let ctrl = self.ring.mem.ctrl();
         let owner = self.reg.owner();
@@ -288,11 +271,19 @@ impl Queue {
         let c = self.claim_put(msg.len(), wait)?;
         // SAFETY: we own the claimed slot until commit; msg.len() <= slot_size was checked, and
         // the payload region holds slot_size bytes that do not overlap `msg` (ours, not shared).
-        unsafe {
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.mem.payload(c.idx), msg.len())
-        };
-        self.ring.commit(c, msg.len() as u32);
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.mem.payload(c.idx), msg.len()) };
+        self.commit(c, msg.len());
         Ok(())
+    }
+
+    #[inline]
+    fn commit(&self, c: Claim, len: usize) {
+        if self.joinable {
+            // Counted before it is published, so `join` can never see zero while it is in flight
+            // and `task_done` for it can never underflow.
+            self.seg.header().join.unfinished.fetch_add(1, Ordering::AcqRel);
+        }
+        self.ring.commit(c, len as u32);
     }
 
     /// Puts a message, blocking while the queue is full.
@@ -331,18 +322,12 @@ impl Queue {
     /// Write into [`Reservation::buf`], then [`Reservation::commit`] the length. Dropping the
     /// reservation uncommitted gives the slot up: consumers skip it.
     pub fn reserve(&self) -> Result<Reservation<'_>, SendError> {
-        self.claim_put(0, Wait::Forever).map(|claim| Reservation {
-            q: self,
-            claim: Some(claim),
-        })
+        self.claim_put(0, Wait::Forever).map(|claim| Reservation { q: self, claim: Some(claim) })
     }
 
     /// As [`Queue::reserve`], but fails with `Full` instead of blocking.
     pub fn try_reserve(&self) -> Result<Reservation<'_>, SendError> {
-        self.claim_put(0, Wait::Never).map(|claim| Reservation {
-            q: self,
-            claim: Some(claim),
-        })
+        self.claim_put(0, Wait::Never).map(|claim| Reservation { q: self, claim: Some(claim) })
     }
 
     /// Reserves a slot, lets `write` fill it and return the length, and commits.
@@ -385,11 +370,7 @@ impl Queue {
 
     fn message(&self, claim: Claim) -> Result<Message<'_>, RecvError> {
         match self.ring.claimed_len(claim) {
-            Ok(len) => Ok(Message {
-                ring: &self.ring,
-                claim,
-                len,
-            }),
+            Ok(len) => Ok(Message { ring: &self.ring, claim, len }),
             Err(e) => {
                 self.ring.release(claim);
                 Err(e)
@@ -409,8 +390,7 @@ impl Queue {
     ///
     /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        self.claim_get(Wait::after(timeout))
-            .and_then(|c| self.message(c))
+        self.claim_get(Wait::after(timeout)).and_then(|c| self.message(c))
     }
 
     /// Takes the oldest message if there is one now (Python's `get_nowait`).
@@ -441,6 +421,58 @@ impl Queue {
         if self.reg.drop_roles(self.seg.header(), ROLE_PRODUCER) != 0 {
             attach::detach(self.ring.mem.ctrl(), true, false);
         }
+    }
+
+    /// Marks one item taken from a joinable queue as done (Python's `task_done`).
+    ///
+    /// Errors: `NotJoinable`, `TooManyTaskDone` (more calls than items put).
+    pub fn task_done(&self) -> Result<(), JoinError> {
+        if !self.joinable {
+            return Err(JoinError::NotJoinable);
+        }
+        let join = &self.seg.header().join;
+        let mut cur = join.unfinished.load(Ordering::Acquire);
+        loop {
+            if cur == 0 {
+                return Err(JoinError::TooManyTaskDone);
+            }
+            match join.unfinished.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 {
+            doorbell::ring_all(&join.bell);
+        }
+        Ok(())
+    }
+
+    /// Waits until every item put has been marked done (Python's `join`).
+    pub fn join(&self) -> Result<(), JoinError> {
+        self.join_until(None)
+    }
+
+    /// As [`Queue::join`], giving up with `Timeout` after `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        let Wait::Until(d) = Wait::after(timeout) else { unreachable!() };
+        self.join_until(Some(d))
+    }
+
+    fn join_until(&self, deadline: Option<u64>) -> Result<(), JoinError> {
+        if !self.joinable {
+            return Err(JoinError::NotJoinable);
+        }
+        let join = &self.seg.header().join;
+        let done = || (join.unfinished.load(Ordering::Acquire) == 0).then_some(());
+        doorbell::block_on(&join.bell, deadline, self.spin, done, || {
+            self.recover();
+        })
+        .ok_or(JoinError::Timeout)
+    }
+
+    /// Items put and not yet marked done (joinable queues; 0 otherwise).
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.seg.header().join.unfinished.load(Ordering::Acquire)
     }
 
     /// Repairs what dead participants left behind (see `docs/DESIGN.md`): their uncommitted
@@ -509,11 +541,7 @@ impl Queue {
 impl Drop for Queue {
     fn drop(&mut self) {
         let bits = self.roles.swap(0, Ordering::AcqRel);
-        attach::detach(
-            self.ring.mem.ctrl(),
-            bits & ROLE_PRODUCER != 0,
-            bits & ROLE_CONSUMER != 0,
-        );
+        attach::detach(self.ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
         self.reg.release(self.seg.header());
     }
 }
@@ -544,10 +572,7 @@ impl Message<'_> {
 
     fn read_value<T: Pod>(self) -> Result<T, RecvError> {
         if self.len != std::mem::size_of::<T>() {
-            return Err(RecvError::SizeMismatch {
-                len: self.len,
-                expected: std::mem::size_of::<T>(),
-            });
+            return Err(RecvError::SizeMismatch { len: self.len, expected: std::mem::size_of::<T>() });
         }
         Ok(bytemuck::pod_read_unaligned(&self))
     }
@@ -586,27 +611,19 @@ impl Reservation<'_> {
         let c = self.claim.expect("claim is present until commit or drop");
         // SAFETY: we own the write claim on this slot until commit or drop; the payload region is
         // slot_size bytes, and `&mut self` keeps this the only live reference to it.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.q.ring.mem.payload(c.idx),
-                self.q.geometry.slot_size as usize,
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.q.ring.mem.payload(c.idx), self.q.geometry.slot_size as usize) }
     }
 
     /// Publishes the first `len` bytes of [`Reservation::buf`] as the message. `len` larger than
     /// the slot gives the slot up and returns `TooLarge`.
     pub fn commit(mut self, len: usize) -> Result<(), SendError> {
-        let c = self
-            .claim
-            .take()
-            .expect("claim is present until commit or drop");
+        let c = self.claim.take().expect("claim is present until commit or drop");
         let max = self.q.geometry.slot_size as usize;
         if len > max {
             self.q.ring.abandon(c);
             return Err(SendError::TooLarge { len, max });
         }
-        self.q.ring.commit(c, len as u32);
+        self.q.commit(c, len);
         Ok(())
     }
 }

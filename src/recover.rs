@@ -22,10 +22,9 @@
 //! Survivors run this when a blocking call has waited a whole slice (25 ms) without progress,
 //! when the participant table is full, and on request (`Queue::recover`).
 
-use crate::layout::{Geometry, Kind, Participant};
+use crate::layout::{Geometry, Kind, Participant, FLAG_JOINABLE};
 use crate::layout::{
-    MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE, PARTICIPANT_HANDOVER,
-    PARTICIPANT_REAPING,
+    MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE, PARTICIPANT_HANDOVER, PARTICIPANT_REAPING,
 };
 use crate::mpmc::Mpmc;
 use crate::segment::{byte_is_locked, Segment};
@@ -66,15 +65,7 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>) -> usize
                 if locked(seg, index) {
                     continue;
                 }
-                if p.state
-                    .compare_exchange(
-                        state,
-                        PARTICIPANT_REAPING,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_err()
-                {
+                if p.state.compare_exchange(state, PARTICIPANT_REAPING, Ordering::AcqRel, Ordering::Relaxed).is_err() {
                     continue; // another survivor is on it, or it changed hands
                 }
                 if state == PARTICIPANT_HANDOVER && locked(seg, index) {
@@ -105,15 +96,20 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>) -> usize
         if !won {
             continue;
         }
-        p.pid
-            .store(REAPER_MARK | me.unwrap_or(0xffff) as u32, Ordering::Relaxed);
+        p.pid.store(REAPER_MARK | me.unwrap_or(0xffff) as u32, Ordering::Relaxed);
         if g.kind == Kind::Queue {
             let owner = index as u16 + 1;
             let (dropped, lost) = Mpmc::new(shm::ring_mem(seg, g, 0)).repair_owner(owner);
-            h.recovery
-                .dropped_writes
-                .fetch_add(dropped, Ordering::Relaxed);
+            h.recovery.dropped_writes.fetch_add(dropped, Ordering::Relaxed);
             h.recovery.lost_reads.fetch_add(lost, Ordering::Relaxed);
+            if lost > 0 && h.flags & FLAG_JOINABLE != 0 {
+                // Lost messages will never be marked done: stop `join` from waiting for them.
+                let _ = h
+                    .join
+                    .unfinished
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(lost)));
+                crate::doorbell::ring_all(&h.join.bell);
+            }
         }
         // Role by role, so that a reaper dying here leaves each role either uncounted or not.
         for bit in (0..2 * g.ring_count).map(|b| 1u32 << b) {

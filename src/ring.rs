@@ -79,11 +79,6 @@ impl HeapRing {
             capacity,
             slot_size,
         };
-        HeapRing {
-            ctrl,
-            hdrs,
-            _data: data,
-            mem,
-        }
+        HeapRing { ctrl, hdrs, _data: data, mem }
     }
 }

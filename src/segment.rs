@@ -34,9 +34,7 @@ pub struct Segment {
 
 /// Checks a segment name: `/` then 1..=249 bytes with no `/` and no NUL, not `.` or `..`.
 pub fn validate_name(name: &str) -> Result<(), Error> {
-    let rest = name
-        .strip_prefix('/')
-        .ok_or_else(|| Error::InvalidName(name.into()))?;
+    let rest = name.strip_prefix('/').ok_or_else(|| Error::InvalidName(name.into()))?;
     let bad = rest.is_empty()
         || name.len() > MAX_NAME
         || rest.contains('/')
@@ -75,11 +73,7 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 /// Opens `path`. Segment paths are opened with `O_NOFOLLOW`; `/proc/self/fd/N` is a magic link
 /// that must be followed, which is what `reopen` asks for.
 fn open_raw(path: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
-    let nofollow = if path.starts_with("/proc/self/fd/") {
-        0
-    } else {
-        libc::O_NOFOLLOW
-    };
+    let nofollow = if path.starts_with("/proc/self/fd/") { 0 } else { libc::O_NOFOLLOW };
     let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c` is a NUL-terminated path that outlives the call; open has no other pointers.
     let fd = cvt(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC | nofollow, mode) })?;
@@ -93,23 +87,16 @@ fn file_len(file: &File) -> io::Result<(u64, bool)> {
 }
 
 fn map(file: &File, len: u64) -> Result<MmapRaw, Error> {
-    let len = usize::try_from(len)
-        .map_err(|_| Error::SizeMismatch("segment larger than the address space".into()))?;
+    let len = usize::try_from(len).map_err(|_| Error::SizeMismatch("segment larger than the address space".into()))?;
     Ok(MmapOptions::new().len(len).map_raw(file)?)
 }
 
 impl Segment {
     /// Creates a named segment of `size` zeroed bytes, exclusively, with `mode` permissions.
-    pub fn create_named(
-        name: &str,
-        size: u64,
-        mode: u32,
-        unlink_on_drop: bool,
-    ) -> Result<Segment, Error> {
+    pub fn create_named(name: &str, size: u64, mode: u32, unlink_on_drop: bool) -> Result<Segment, Error> {
         validate_name(name)?;
         let path = path_of(name);
-        let file = open_raw(&path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode)
-            .map_err(|e| map_err(e, name))?;
+        let file = open_raw(&path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode).map_err(|e| map_err(e, name))?;
         let seg = (|| {
             // The umask may have narrowed the mode: set exactly what was asked.
             // SAFETY: fchmod on a descriptor we own.
@@ -118,12 +105,7 @@ impl Segment {
             map(&file, size)
         })();
         match seg {
-            Ok(map) => Ok(Segment {
-                map,
-                file,
-                name: Some(name.into()),
-                unlink_on_drop,
-            }),
+            Ok(map) => Ok(Segment { map, file, name: Some(name.into()), unlink_on_drop }),
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
                 Err(e)
@@ -135,9 +117,7 @@ impl Segment {
     pub fn create_anonymous(size: u64) -> Result<Segment, Error> {
         let label = c"shmq";
         // SAFETY: `label` is a valid C string; the flags are known to memfd_create.
-        let fd = cvt(unsafe {
-            libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-        })?;
+        let fd = cvt(unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
         // SAFETY: `fd` was just returned and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
         file.set_len(size)?;
@@ -145,12 +125,7 @@ impl Segment {
         // SAFETY: fcntl F_ADD_SEALS on a memfd we own, with an int argument.
         cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
         let map = map(&file, size)?;
-        Ok(Segment {
-            map,
-            file,
-            name: None,
-            unlink_on_drop: false,
-        })
+        Ok(Segment { map, file, name: None, unlink_on_drop: false })
     }
 
     /// Opens a named segment and waits (bounded) until its creator has published it as ready.
@@ -191,12 +166,7 @@ impl Segment {
                 // ORDERING: Acquire, pairs with the Release store in `publish`: the header and
                 // the initial ring state are complete once READY is seen.
                 if h.ready.load(Ordering::Acquire) == READY {
-                    return Ok(Segment {
-                        map,
-                        file,
-                        name,
-                        unlink_on_drop: false,
-                    });
+                    return Ok(Segment { map, file, name, unlink_on_drop: false });
                 }
                 // A creator writes the magic number before READY; anything else is foreign.
                 // SAFETY: reading an integer field of the mapped header; volatile because the
@@ -210,9 +180,7 @@ impl Segment {
                 }
             } else if len > 0 {
                 // Creators size the file in one step: a short non-empty file is not a segment.
-                return Err(Error::SizeMismatch(format!(
-                    "file of {len} bytes is smaller than a header"
-                )));
+                return Err(Error::SizeMismatch(format!("file of {len} bytes is smaller than a header")));
             } else if timed_out {
                 return Err(Error::NotReady);
             }
@@ -256,11 +224,7 @@ impl Segment {
 
     /// Opens a new, close-on-exec file description of the same file, for liveness locks.
     pub fn reopen(&self) -> Result<File, Error> {
-        Ok(open_raw(
-            &format!("/proc/self/fd/{}", self.file.as_raw_fd()),
-            libc::O_RDWR,
-            0,
-        )?)
+        Ok(open_raw(&format!("/proc/self/fd/{}", self.file.as_raw_fd()), libc::O_RDWR, 0)?)
     }
 }
 
@@ -327,21 +291,8 @@ mod tests {
             validate_name(ok).unwrap();
         }
         let long = format!("/{}", "x".repeat(MAX_NAME));
-        for bad in [
-            "",
-            "a",
-            "/",
-            "//",
-            "/a/b",
-            "/.",
-            "/..",
-            "/a\0b",
-            long.as_str(),
-        ] {
-            assert!(
-                matches!(validate_name(bad), Err(Error::InvalidName(_))),
-                "{bad:?}"
-            );
+        for bad in ["", "a", "/", "//", "/a/b", "/.", "/..", "/a\0b", long.as_str()] {
+            assert!(matches!(validate_name(bad), Err(Error::InvalidName(_))), "{bad:?}");
         }
     }
 

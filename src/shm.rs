@@ -10,23 +10,15 @@ use std::ptr::addr_of_mut;
 /// Where a new segment goes.
 #[derive(Clone, Debug)]
 pub(crate) enum Place<'a> {
-    Named {
-        name: &'a str,
-        mode: u32,
-        unlink_on_drop: bool,
-    },
+    Named { name: &'a str, mode: u32, unlink_on_drop: bool },
     Anonymous,
 }
 
 /// Creates a segment for `g` and writes its header. The caller initialises the rings, then calls
 /// [`Segment::publish`].
-pub(crate) fn create(place: Place<'_>, g: &Geometry) -> Result<Segment, Error> {
+pub(crate) fn create(place: Place<'_>, g: &Geometry, flags: u32) -> Result<Segment, Error> {
     let seg = match place {
-        Place::Named {
-            name,
-            mode,
-            unlink_on_drop,
-        } => Segment::create_named(name, g.total_size, mode, unlink_on_drop)?,
+        Place::Named { name, mode, unlink_on_drop } => Segment::create_named(name, g.total_size, mode, unlink_on_drop)?,
         Place::Anonymous => Segment::create_anonymous(g.total_size)?,
     };
     let h = seg.base() as *mut Header;
@@ -43,6 +35,7 @@ pub(crate) fn create(place: Place<'_>, g: &Geometry) -> Result<Segment, Error> {
         addr_of_mut!((*h).ring_bytes).write(g.ring_bytes);
         addr_of_mut!((*h).total_size).write(g.total_size);
         addr_of_mut!((*h).creator_pid).write(std::process::id());
+        addr_of_mut!((*h).flags).write(flags);
         addr_of_mut!((*h).magic).write(MAGIC);
     }
     Ok(seg)

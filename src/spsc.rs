@@ -45,12 +45,7 @@ impl Producer {
         let tail = mem.ctrl().tail.load(Ordering::Acquire);
         let head = mem.ctrl().head.load(Ordering::Acquire);
         check(head, tail, mem.capacity)?;
-        Ok(Producer {
-            mem,
-            tail,
-            idx: tail % mem.capacity,
-            cached_head: head,
-        })
+        Ok(Producer { mem, tail, idx: tail % mem.capacity, cached_head: head })
     }
 
     /// Free slots, reloading the consumer's counter only if the cached one shows none.
@@ -83,10 +78,7 @@ impl Producer {
     /// Records the length of the `n`th unpublished message.
     #[inline]
     pub fn set_len(&self, n: u64, len: u32) {
-        self.mem
-            .slot(self.slot(n))
-            .len
-            .store(len, Ordering::Relaxed);
+        self.mem.slot(self.slot(n)).len.store(len, Ordering::Relaxed);
     }
 
     /// Publishes the next `n` messages (written with [`Producer::set_len`] and their payloads)
@@ -108,12 +100,7 @@ impl Consumer {
         let tail = mem.ctrl().tail.load(Ordering::Acquire);
         let head = mem.ctrl().head.load(Ordering::Acquire);
         check(head, tail, mem.capacity)?;
-        Ok(Consumer {
-            mem,
-            head,
-            idx: head % mem.capacity,
-            cached_tail: tail,
-        })
+        Ok(Consumer { mem, head, idx: head % mem.capacity, cached_tail: tail })
     }
 
     /// Messages ready to read, reloading the producer's counter only if the cached one shows none.
@@ -135,11 +122,7 @@ impl Consumer {
     #[inline]
     pub fn peek(&self, n: u64) -> Result<(u64, usize), Corrupt> {
         let i = self.idx + n;
-        let idx = if i >= self.mem.capacity {
-            i - self.mem.capacity
-        } else {
-            i
-        };
+        let idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
         let len = self.mem.slot(idx).len.load(Ordering::Relaxed) as usize;
         if len > self.mem.slot_size {
             return Err(Corrupt("message length exceeds the slot size"));
@@ -151,11 +134,7 @@ impl Consumer {
     #[inline]
     pub fn release(&mut self, n: u64) {
         let i = self.idx + n;
-        self.idx = if i >= self.mem.capacity {
-            i - self.mem.capacity
-        } else {
-            i
-        };
+        self.idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
         self.head = self.head.wrapping_add(n);
         // ORDERING: Release, pairs with the Acquire load in `Producer::room`. SYNC POINT:
         // pipe-released: our reads of the payloads happen before the producer rewrites them.

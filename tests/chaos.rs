@@ -25,24 +25,13 @@ struct Ledger {
 
 impl Ledger {
     fn create(path: &str) -> Ledger {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .unwrap();
+        let f = OpenOptions::new().read(true).write(true).create_new(true).open(path).unwrap();
         f.set_len((HEAD + 3 * IDS) as u64).unwrap();
         Self::map(&f)
     }
 
     fn open(path: &str) -> Ledger {
-        Self::map(
-            &OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .unwrap(),
-        )
+        Self::map(&OpenOptions::new().read(true).write(true).open(path).unwrap())
     }
 
     fn map(f: &std::fs::File) -> Ledger {
@@ -91,11 +80,7 @@ fn child_entry() {
     let (queue, ledger) = (w[1], Ledger::open(w[2]));
     match w[0] {
         "chaos-producer" => {
-            let q = Queue::builder()
-                .role(Role::Producer)
-                .spin(64)
-                .open(queue)
-                .unwrap();
+            let q = Queue::builder().role(Role::Producer).spin(64).open(queue).unwrap();
             while ledger.stop().load(Ordering::SeqCst) == 0 {
                 let id = ledger.next_id().fetch_add(1, Ordering::SeqCst);
                 if id as usize >= IDS {
@@ -114,11 +99,7 @@ fn child_entry() {
             }
         }
         "chaos-consumer" => {
-            let q = Queue::builder()
-                .role(Role::Consumer)
-                .spin(64)
-                .open(queue)
-                .unwrap();
+            let q = Queue::builder().role(Role::Consumer).spin(64).open(queue).unwrap();
             loop {
                 match q.get_timeout(Duration::from_secs(1)) {
                     Ok(m) => {
@@ -151,28 +132,14 @@ impl Rng {
 fn random_sigkills_lose_no_committed_message_and_duplicate_none() {
     const PRODUCERS: usize = 3;
     const CONSUMERS: usize = 3;
-    let kills_wanted: u64 = std::env::var("SHMQ_CHAOS_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let kills_wanted: u64 = std::env::var("SHMQ_CHAOS_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let name = unique("chaos");
     let ledger_path = format!("/dev/shm{}-ledger", name);
     let ledger = Ledger::create(&ledger_path);
-    let q = Queue::builder()
-        .capacity(8)
-        .slot_size(8)
-        .role(Role::Producer)
-        .create(&name)
-        .unwrap();
+    let q = Queue::builder().capacity(8).slot_size(8).role(Role::Producer).create(&name).unwrap();
     let spawn = |producer: bool| -> Child {
-        let role = if producer {
-            "chaos-producer"
-        } else {
-            "chaos-consumer"
-        };
-        child("child_entry", &format!("{role}:{name}:{ledger_path}"))
-            .spawn()
-            .unwrap()
+        let role = if producer { "chaos-producer" } else { "chaos-consumer" };
+        child("child_entry", &format!("{role}:{name}:{ledger_path}")).spawn().unwrap()
     };
     let mut procs: Vec<(bool, Option<Child>)> = (0..PRODUCERS)
         .map(|_| (true, Some(spawn(true))))
@@ -195,9 +162,7 @@ fn random_sigkills_lose_no_committed_message_and_duplicate_none() {
         // Stall: how long until consumers make progress again after this kill.
         let before = ledger.progress().load(Ordering::SeqCst);
         let t = Instant::now();
-        while ledger.progress().load(Ordering::SeqCst) == before
-            && t.elapsed() < Duration::from_secs(10)
-        {
+        while ledger.progress().load(Ordering::SeqCst) == before && t.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_micros(200));
         }
         max_stall = max_stall.max(t.elapsed());

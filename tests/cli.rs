@@ -31,23 +31,9 @@ fn shmq(args: &[&str]) -> Output {
     };
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
+    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+    Output { status, stdout, stderr }
 }
 
 fn text(b: &[u8]) -> String {
@@ -56,27 +42,14 @@ fn text(b: &[u8]) -> String {
 
 fn ok(args: &[&str]) -> String {
     let o = shmq(args);
-    assert!(
-        o.status.success(),
-        "shmq {args:?} failed: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    assert!(o.status.success(), "shmq {args:?} failed: {}{}", text(&o.stdout), text(&o.stderr));
     text(&o.stdout)
 }
 
 fn fails(args: &[&str]) -> (i32, String, String) {
     let o = shmq(args);
-    assert!(
-        !o.status.success(),
-        "shmq {args:?} should have failed: {}",
-        text(&o.stdout)
-    );
-    (
-        o.status.code().unwrap_or(-1),
-        text(&o.stdout),
-        text(&o.stderr),
-    )
+    assert!(!o.status.success(), "shmq {args:?} should have failed: {}", text(&o.stdout));
+    (o.status.code().unwrap_or(-1), text(&o.stdout), text(&o.stderr))
 }
 
 /// A unique segment name, removed from /dev/shm when dropped.
@@ -203,11 +176,7 @@ fn corrupt_and_foreign_files_are_reported_never_waited_for() {
     let foreign = Name::new("foreign");
     std::fs::write(foreign.path(), vec![0xabu8; 10_000]).unwrap();
 
-    for (n, says) in [
-        (&corrupt, "capacity"),
-        (&truncated, "truncated"),
-        (&unready, "not ready"),
-    ] {
+    for (n, says) in [(&corrupt, "capacity"), (&truncated, "truncated"), (&unready, "not ready")] {
         let start = Instant::now();
         let (code, out, err) = fails(&["stat", &n.0]);
         assert_eq!(code, 1);
@@ -284,10 +253,7 @@ fn rm_refuses_a_live_segment_unless_forced_and_stale_spares_it() {
     // --force removes the name even so; the putter keeps its mapping, and we end it.
     assert!(ok(&["rm", "--force", &live.0]).contains("removed"));
     assert!(!std::path::Path::new(&live.path()).exists());
-    assert!(
-        putter.try_wait().unwrap().is_none(),
-        "the putter should still be blocked"
-    );
+    assert!(putter.try_wait().unwrap().is_none(), "the putter should still be blocked");
     putter.kill().unwrap();
     putter.wait().unwrap();
 }
@@ -315,16 +281,7 @@ fn quick_bench_writes_valid_json() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = v["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "atomic-limit",
-            "pipe(2)",
-            "shmq-queue-spin",
-            "shmq-pipe-spin",
-            "shmq-queue-1to1-64"
-        ]
-    );
+    assert_eq!(names, ["atomic-limit", "pipe(2)", "shmq-queue-spin", "shmq-pipe-spin", "shmq-queue-1to1-64"]);
     for r in &rows[..4] {
         assert_eq!(r["kind"], "latency");
         assert_eq!(r["samples"], 2000);
@@ -350,15 +307,8 @@ fn quick_bench_writes_valid_json() {
 #[test]
 fn a_bench_row_that_overruns_is_killed_and_reported() {
     let start = Instant::now();
-    let (code, out, err) = fails(&[
-        "bench",
-        "--rows",
-        "futex-limit,shmq-queue-spin",
-        "--rounds",
-        "1000000000",
-        "--row-timeout",
-        "1",
-    ]);
+    let (code, out, err) =
+        fails(&["bench", "--rows", "futex-limit,shmq-queue-spin", "--rounds", "1000000000", "--row-timeout", "1"]);
     assert_eq!(code, 1);
     assert!(out.contains("FAILED: timed out after 1s"), "{out}");
     assert!(err.contains("futex-limit, shmq-queue-spin"), "{err}");

@@ -61,37 +61,23 @@ fn child_entry() {
 }
 
 fn run_to_death(job: &str, name: &str) {
-    finish_killed(
-        child("child_entry", &format!("{job}:{name}"))
-            .spawn()
-            .unwrap(),
-        LIMIT,
-    );
+    finish_killed(child("child_entry", &format!("{job}:{name}")).spawn().unwrap(), LIMIT);
 }
 
 /// The parent's view after a producer died holding an uncommitted claim at position 0: a later
 /// message is still delivered, and the dead claim is dropped whole and counted.
 fn survivors_skip_a_dead_producers_claim(job: &str) {
     let name = unique(job);
-    let q = Queue::builder()
-        .capacity(2)
-        .slot_size(16)
-        .create(&name)
-        .unwrap();
+    let q = Queue::builder().capacity(2).slot_size(16).create(&name).unwrap();
     run_to_death(job, &name);
     q.put(b"after").unwrap();
     let t = Instant::now();
-    let m = q
-        .get_timeout(RECOVERED_WITHIN)
-        .expect("the dead producer's claim wedged the queue");
+    let m = q.get_timeout(RECOVERED_WITHIN).expect("the dead producer's claim wedged the queue");
     assert_eq!(&*m, b"after", "a half-written message is never delivered");
     drop(m);
     eprintln!("{job}: recovered in {:?}", t.elapsed());
     let stats = q.recovery_stats();
-    assert_eq!(
-        (stats.reaped, stats.dropped_writes, stats.lost_reads),
-        (1, 1, 0)
-    );
+    assert_eq!((stats.reaped, stats.dropped_writes, stats.lost_reads), (1, 1, 0));
     // The slot of the dead claim is usable again, one lap later.
     for i in 0..2u8 {
         q.try_put(&[i]).unwrap();
@@ -112,72 +98,44 @@ fn producer_dies_after_writing_half_a_message() {
 #[test]
 fn producer_dies_after_publishing_and_the_message_is_delivered() {
     let name = unique("dies-after-publish");
-    let q = Queue::builder()
-        .capacity(2)
-        .slot_size(16)
-        .create(&name)
-        .unwrap();
+    let q = Queue::builder().capacity(2).slot_size(16).create(&name).unwrap();
     run_to_death("producer-dies-after-publish", &name);
     assert_eq!(&*q.get_timeout(RECOVERED_WITHIN).unwrap(), b"committed");
     q.recover();
     let stats = q.recovery_stats();
-    assert_eq!(
-        (stats.reaped, stats.dropped_writes, stats.lost_reads),
-        (1, 0, 0)
-    );
+    assert_eq!((stats.reaped, stats.dropped_writes, stats.lost_reads), (1, 0, 0));
 }
 
 #[test]
 fn consumer_dies_holding_a_message_and_the_slot_is_freed_and_counted() {
     let name = unique("consumer-dies");
     // Both roles: with the dead consumer gone, we are still a consumer, so this is no broken pipe.
-    let q = Queue::builder()
-        .capacity(1)
-        .slot_size(16)
-        .create(&name)
-        .unwrap();
+    let q = Queue::builder().capacity(1).slot_size(16).create(&name).unwrap();
     q.put(b"taken").unwrap();
     run_to_death("consumer-dies-holding-message", &name);
     let t = Instant::now();
     // Capacity 1 and the only slot held by the dead: only recovery makes room.
-    q.put_timeout(b"next", RECOVERED_WITHIN)
-        .expect("the dead consumer's slot wedged the queue");
+    q.put_timeout(b"next", RECOVERED_WITHIN).expect("the dead consumer's slot wedged the queue");
     eprintln!("consumer death: recovered in {:?}", t.elapsed());
     let stats = q.recovery_stats();
-    assert_eq!(
-        (stats.reaped, stats.dropped_writes, stats.lost_reads),
-        (1, 0, 1)
-    );
+    assert_eq!((stats.reaped, stats.dropped_writes, stats.lost_reads), (1, 0, 1));
 }
 
 #[test]
 fn end_of_stream_when_the_last_producer_dies() {
     let name = unique("last-producer-dies");
-    let q = Queue::builder()
-        .capacity(4)
-        .slot_size(16)
-        .role(Role::Consumer)
-        .create(&name)
-        .unwrap();
+    let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).create(&name).unwrap();
     run_to_death("producer-dies-after-publish", &name);
     assert_eq!(&*q.get_timeout(RECOVERED_WITHIN).unwrap(), b"committed");
     let t = Instant::now();
-    assert_eq!(
-        q.get_timeout(RECOVERED_WITHIN).unwrap_err(),
-        RecvError::Closed
-    );
+    assert_eq!(q.get_timeout(RECOVERED_WITHIN).unwrap_err(), RecvError::Closed);
     eprintln!("end of stream after producer death in {:?}", t.elapsed());
 }
 
 #[test]
 fn broken_pipe_when_the_last_consumer_dies() {
     let name = unique("last-consumer-dies");
-    let q = Queue::builder()
-        .capacity(2)
-        .slot_size(16)
-        .role(Role::Producer)
-        .create(&name)
-        .unwrap();
+    let q = Queue::builder().capacity(2).slot_size(16).role(Role::Producer).create(&name).unwrap();
     run_to_death("consumer-attaches-and-dies", &name);
     let r = loop {
         if let Err(e) = q.put_timeout(b"x", RECOVERED_WITHIN) {
@@ -197,20 +155,12 @@ fn pipe_sender_death_is_end_of_file_after_the_drain() {
     finish_killed(c, LIMIT);
     assert_eq!(&*rx.recv_timeout(RECOVERED_WITHIN).unwrap(), b"one");
     assert_eq!(&*rx.recv_timeout(RECOVERED_WITHIN).unwrap(), b"two");
-    assert_eq!(
-        rx.recv_timeout(RECOVERED_WITHIN).unwrap_err(),
-        RecvError::Closed
-    );
+    assert_eq!(rx.recv_timeout(RECOVERED_WITHIN).unwrap_err(), RecvError::Closed);
 }
 
 #[test]
 fn pipe_receiver_death_is_a_broken_pipe() {
-    let (rx, mut tx) = shmq::Pipe::builder()
-        .duplex(false)
-        .capacity(2)
-        .slot_size(8)
-        .create_anonymous()
-        .unwrap();
+    let (rx, mut tx) = shmq::Pipe::builder().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "pipe-receiver-dies");
     let h = rx.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
@@ -232,10 +182,7 @@ fn a_live_peer_is_never_reaped() {
     let b = Queue::open(&name).unwrap();
     let _claim = b.reserve().unwrap(); // a live, slow producer
     assert_eq!(a.recover(), 0);
-    assert_eq!(
-        a.get_timeout(Duration::from_millis(100)).unwrap_err(),
-        RecvError::Timeout
-    );
+    assert_eq!(a.get_timeout(Duration::from_millis(100)).unwrap_err(), RecvError::Timeout);
     assert_eq!(a.recovery_stats().reaped, 0);
     // Unused import guard for `finish` when every child here dies.
     let _ = finish;

@@ -43,10 +43,7 @@ fn child_entry() {
         "open-named" => {
             let name = words.next().unwrap();
             let mut c = Pipe::builder().open(name).unwrap();
-            assert!(matches!(
-                Pipe::builder().open(name),
-                Err(Error::AlreadyAttached)
-            ));
+            assert!(matches!(Pipe::builder().open(name), Err(Error::AlreadyAttached)));
             c.send(b"from child").unwrap();
             println!("reply {}", String::from_utf8_lossy(&c.recv().unwrap()));
         }
@@ -56,11 +53,7 @@ fn child_entry() {
 
 #[test]
 fn duplex_ping_pong_between_processes_checks_every_reply() {
-    let (mut a, b) = Pipe::builder()
-        .capacity(4)
-        .slot_size(64)
-        .create_anonymous()
-        .unwrap();
+    let (mut a, b) = Pipe::builder().capacity(4).slot_size(64).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "echo");
     let handover = b.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
@@ -89,20 +82,12 @@ fn end_of_file_after_drain_when_the_sender_process_exits() {
         assert_eq!(rx.recv_value::<u64>().unwrap(), i);
     }
     assert_eq!(rx.recv().unwrap_err(), RecvError::Closed);
-    assert!(
-        rx.poll(Some(Duration::from_secs(5))),
-        "poll is ready at end of file"
-    );
+    assert!(rx.poll(Some(Duration::from_secs(5))), "poll is ready at end of file");
 }
 
 #[test]
 fn broken_pipe_when_the_receiver_process_exits() {
-    let (rx, mut tx) = Pipe::builder()
-        .duplex(false)
-        .capacity(2)
-        .slot_size(8)
-        .create_anonymous()
-        .unwrap();
+    let (rx, mut tx) = Pipe::builder().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "recv-few-then-exit");
     let h = rx.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
@@ -120,20 +105,12 @@ fn broken_pipe_when_the_receiver_process_exits() {
 fn named_pipe_between_unrelated_processes_and_second_attach_refused() {
     let name = unique("named-pipe");
     let mut end0 = Pipe::builder().create(&name).unwrap();
-    let c = child("child_entry", &format!("open-named:{name}"))
-        .spawn()
-        .unwrap();
-    assert_eq!(
-        &*end0.recv_timeout(Duration::from_secs(30)).unwrap(),
-        b"from child"
-    );
+    let c = child("child_entry", &format!("open-named:{name}")).spawn().unwrap();
+    assert_eq!(&*end0.recv_timeout(Duration::from_secs(30)).unwrap(), b"from child");
     end0.send(b"from parent").unwrap();
     assert_eq!(tagged(&finish(c, LIMIT), "reply"), ["from parent"]);
     // The child's end was attached once: nobody may take it again.
-    assert!(matches!(
-        Pipe::builder().open(&name),
-        Err(Error::AlreadyAttached)
-    ));
+    assert!(matches!(Pipe::builder().open(&name), Err(Error::AlreadyAttached)));
 }
 
 #[test]
@@ -156,9 +133,7 @@ fn order_is_kept_across_wrap_around_with_batches() {
     let mut next_send = 0u64;
     let mut next_recv = 0u64;
     while next_recv < 10_000 {
-        let batch: Vec<[u8; 8]> = (next_send..next_send + 3)
-            .map(|v| v.to_le_bytes())
-            .collect();
+        let batch: Vec<[u8; 8]> = (next_send..next_send + 3).map(|v| v.to_le_bytes()).collect();
         next_send += s.send_batch(batch.iter().map(|b| &b[..])).unwrap() as u64;
         r.recv_batch(2, |m| {
             assert_eq!(u64::from_le_bytes(m.try_into().unwrap()), next_recv);
@@ -184,24 +159,15 @@ fn poll_with_and_without_timeout() {
 #[test]
 fn oversize_and_full_are_typed_and_lose_nothing() {
     let (mut s, mut r) = channel(2, 8).unwrap();
-    assert_eq!(
-        s.try_send(&[0; 9]),
-        Err(SendError::TooLarge { len: 9, max: 8 })
-    );
+    assert_eq!(s.try_send(&[0; 9]), Err(SendError::TooLarge { len: 9, max: 8 }));
     s.try_send(b"a").unwrap();
     s.try_send(b"b").unwrap();
     assert_eq!(s.try_send(b"c"), Err(SendError::Full));
-    assert_eq!(
-        s.send_timeout(b"c", Duration::from_millis(20)),
-        Err(SendError::Timeout)
-    );
+    assert_eq!(s.send_timeout(b"c", Duration::from_millis(20)), Err(SendError::Timeout));
     assert_eq!(&*r.recv().unwrap(), b"a");
     assert_eq!(&*r.recv().unwrap(), b"b");
     assert_eq!(r.try_recv().unwrap_err(), RecvError::Empty);
-    assert_eq!(
-        r.recv_timeout(Duration::from_millis(20)).unwrap_err(),
-        RecvError::Timeout
-    );
+    assert_eq!(r.recv_timeout(Duration::from_millis(20)).unwrap_err(), RecvError::Timeout);
 }
 
 #[test]
@@ -222,12 +188,8 @@ fn reserve_writes_in_place_and_pod_views_are_aligned() {
 #[test]
 fn split_halves_work_from_two_threads() {
     let (a, b) = pipe(true).unwrap();
-    let (Some(mut atx), Some(mut arx)) = a.split() else {
-        panic!()
-    };
-    let (Some(mut btx), Some(mut brx)) = b.split() else {
-        panic!()
-    };
+    let (Some(mut atx), Some(mut arx)) = a.split() else { panic!() };
+    let (Some(mut btx), Some(mut brx)) = b.split() else { panic!() };
     std::thread::scope(|s| {
         s.spawn(move || {
             for i in 0..10_000u64 {

@@ -18,10 +18,7 @@ fn named_queue_round_trip_between_two_handles() {
     drop(msg);
     assert!(a.is_empty());
     drop((a, b));
-    assert!(
-        matches!(Queue::open(&name), Err(Error::NotFound(_))),
-        "creator unlinks on drop"
-    );
+    assert!(matches!(Queue::open(&name), Err(Error::NotFound(_))), "creator unlinks on drop");
 }
 
 #[test]
@@ -34,10 +31,7 @@ fn fourth_put_on_capacity_three_is_full() {
     assert_eq!(q.len(), 3);
     assert_eq!(q.try_put(b"x"), Err(SendError::Full));
     let t = Instant::now();
-    assert_eq!(
-        q.put_timeout(b"x", Duration::from_millis(50)),
-        Err(SendError::Timeout)
-    );
+    assert_eq!(q.put_timeout(b"x", Duration::from_millis(50)), Err(SendError::Timeout));
     assert!(t.elapsed() >= Duration::from_millis(50));
     assert_eq!(&*q.get().unwrap(), &[0]);
     q.try_put(b"x").unwrap();
@@ -48,25 +42,16 @@ fn get_timeout_on_empty_returns_after_about_the_timeout() {
     let q = Queue::anonymous(4, 16).unwrap();
     assert_eq!(q.try_get().unwrap_err(), RecvError::Empty);
     let t = Instant::now();
-    assert_eq!(
-        q.get_timeout(Duration::from_millis(80)).unwrap_err(),
-        RecvError::Timeout
-    );
+    assert_eq!(q.get_timeout(Duration::from_millis(80)).unwrap_err(), RecvError::Timeout);
     let e = t.elapsed();
-    assert!(
-        e >= Duration::from_millis(80) && e < Duration::from_secs(5),
-        "{e:?}"
-    );
+    assert!(e >= Duration::from_millis(80) && e < Duration::from_secs(5), "{e:?}");
 }
 
 #[test]
 fn oversize_message_is_a_typed_error_and_nothing_is_lost() {
     let q = Queue::anonymous(2, 8).unwrap();
     q.put(b"12345678").unwrap();
-    assert_eq!(
-        q.try_put(b"123456789"),
-        Err(SendError::TooLarge { len: 9, max: 8 })
-    );
+    assert_eq!(q.try_put(b"123456789"), Err(SendError::TooLarge { len: 9, max: 8 }));
     assert_eq!(q.len(), 1);
     assert_eq!(&*q.get().unwrap(), b"12345678");
 }
@@ -82,31 +67,16 @@ fn pod_values_travel_without_serialisation() {
         side: u32,
     }
     let q = Queue::anonymous(4, 64).unwrap();
-    let t = Tick {
-        id: 7,
-        px: 101.25,
-        qty: 3,
-        side: 1,
-    };
+    let t = Tick { id: 7, px: 101.25, qty: 3, side: 1 };
     q.put_value(&t).unwrap();
     q.put_value(&t).unwrap();
     {
         let m = q.get().unwrap();
-        assert_eq!(
-            m.as_value::<Tick>(),
-            Some(&t),
-            "payloads are aligned for a Pod view"
-        );
+        assert_eq!(m.as_value::<Tick>(), Some(&t), "payloads are aligned for a Pod view");
     }
     assert_eq!(q.get_value::<Tick>().unwrap(), t);
     q.put_value(&1u8).unwrap();
-    assert_eq!(
-        q.get_value::<u64>(),
-        Err(RecvError::SizeMismatch {
-            len: 1,
-            expected: 8
-        })
-    );
+    assert_eq!(q.get_value::<u64>(), Err(RecvError::SizeMismatch { len: 1, expected: 8 }));
 }
 
 #[test]
@@ -135,39 +105,22 @@ fn reserve_commit_writes_in_place_and_drop_gives_the_slot_up() {
 #[test]
 fn roles_are_enforced_and_end_of_stream_follows_the_producers() {
     let name = unique("roles");
-    let owner = Queue::builder()
-        .capacity(4)
-        .slot_size(8)
-        .role(Role::Consumer)
-        .create(&name)
-        .unwrap();
+    let owner = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).create(&name).unwrap();
     let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
     assert_eq!(owner.try_put(b"x"), Err(SendError::WrongRole));
     assert_eq!(p.try_get().unwrap_err(), RecvError::WrongRole);
     p.put(b"last").unwrap();
     p.close();
     assert_eq!(p.try_put(b"x"), Err(SendError::WrongRole));
-    assert_eq!(
-        &*owner.get().unwrap(),
-        b"last",
-        "drained before end of stream"
-    );
+    assert_eq!(&*owner.get().unwrap(), b"last", "drained before end of stream");
     assert_eq!(owner.get().unwrap_err(), RecvError::Closed);
-    assert_eq!(
-        owner.get_timeout(Duration::from_secs(5)).unwrap_err(),
-        RecvError::Closed
-    );
+    assert_eq!(owner.get_timeout(Duration::from_secs(5)).unwrap_err(), RecvError::Closed);
 }
 
 #[test]
 fn put_reports_closed_once_every_consumer_is_gone() {
     let name = unique("broken");
-    let p = Queue::builder()
-        .capacity(4)
-        .slot_size(8)
-        .role(Role::Producer)
-        .create(&name)
-        .unwrap();
+    let p = Queue::builder().capacity(4).slot_size(8).role(Role::Producer).create(&name).unwrap();
     p.put(b"early").unwrap(); // no consumer yet: that is not a broken pipe
     let c = Queue::builder().role(Role::Consumer).open(&name).unwrap();
     assert_eq!(&*c.get().unwrap(), b"early");
@@ -206,10 +159,7 @@ fn threads_share_one_handle_and_count_every_message() {
             s.spawn(|| {
                 while got.load(Ordering::Relaxed) < (P * N) as usize {
                     if let Ok(v) = q.get_timeout(Duration::from_millis(10)) {
-                        sum.fetch_add(
-                            u64::from_ne_bytes((*v).try_into().unwrap()) as usize,
-                            Ordering::Relaxed,
-                        );
+                        sum.fetch_add(u64::from_ne_bytes((*v).try_into().unwrap()) as usize, Ordering::Relaxed);
                         got.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -223,32 +173,56 @@ fn threads_share_one_handle_and_count_every_message() {
 
 #[test]
 fn bad_parameters_and_names_are_typed_errors() {
-    assert!(matches!(
-        Queue::anonymous(0, 8),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        Queue::anonymous(8, 0),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(Queue::anonymous(0, 8), Err(Error::InvalidArgument(_))));
+    assert!(matches!(Queue::anonymous(8, 0), Err(Error::InvalidArgument(_))));
     for bad in ["jobs", "/a/b", "/", ""] {
-        assert!(
-            matches!(Queue::create(bad, 1, 1), Err(Error::InvalidName(_))),
-            "{bad}"
-        );
-        assert!(
-            matches!(Queue::open(bad), Err(Error::InvalidName(_))),
-            "{bad}"
-        );
+        assert!(matches!(Queue::create(bad, 1, 1), Err(Error::InvalidName(_))), "{bad}");
+        assert!(matches!(Queue::open(bad), Err(Error::InvalidName(_))), "{bad}");
     }
-    assert!(matches!(
-        Queue::open("/shmq-test-does-not-exist"),
-        Err(Error::NotFound(_))
-    ));
+    assert!(matches!(Queue::open("/shmq-test-does-not-exist"), Err(Error::NotFound(_))));
     let name = unique("exists");
     let _q = Queue::create(&name, 1, 1).unwrap();
-    assert!(matches!(
-        Queue::create(&name, 1, 1),
-        Err(Error::AlreadyExists(_))
-    ));
+    assert!(matches!(Queue::create(&name, 1, 1), Err(Error::AlreadyExists(_))));
+}
+
+#[test]
+fn joinable_queue_join_waits_for_every_task_done() {
+    let q = Queue::builder().capacity(8).slot_size(8).joinable(true).create_anonymous().unwrap();
+    assert_eq!(q.join_timeout(Duration::from_millis(1)), Ok(()), "nothing put: nothing to wait for");
+    for i in 0..5u8 {
+        q.put(&[i]).unwrap();
+    }
+    assert_eq!(q.unfinished_tasks(), 5);
+    assert_eq!(q.join_timeout(Duration::from_millis(30)), Err(shmq::JoinError::Timeout));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..5 {
+                drop(q.get().unwrap());
+                std::thread::sleep(Duration::from_millis(2));
+                q.task_done().unwrap();
+            }
+        });
+        q.join().unwrap();
+        assert_eq!(q.unfinished_tasks(), 0);
+    });
+    assert_eq!(q.task_done(), Err(shmq::JoinError::TooManyTaskDone), "Python's ValueError");
+}
+
+#[test]
+fn task_done_on_a_plain_queue_is_a_typed_error() {
+    let q = Queue::anonymous(2, 8).unwrap();
+    assert_eq!(q.task_done(), Err(shmq::JoinError::NotJoinable));
+    assert_eq!(q.join(), Err(shmq::JoinError::NotJoinable));
+}
+
+#[test]
+fn persistent_queue_has_no_end_of_stream() {
+    let name = unique("persistent");
+    let q = Queue::builder().capacity(4).slot_size(8).persistent(true).role(Role::Consumer).create(&name).unwrap();
+    drop(Queue::builder().role(Role::Producer).open(&name).unwrap().put(b"a"));
+    assert_eq!(&*q.get().unwrap(), b"a");
+    assert_eq!(q.get_timeout(Duration::from_millis(20)).unwrap_err(), RecvError::Timeout, "no Closed");
+    let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
+    drop(q);
+    p.try_put(b"fine").unwrap();
 }

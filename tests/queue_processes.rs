@@ -17,23 +17,14 @@ fn child_entry() {
     let mut words = job.split(':');
     match words.next().unwrap() {
         "produce" => {
-            let (id, n): (u64, u64) = (
-                words.next().unwrap().parse().unwrap(),
-                words.next().unwrap().parse().unwrap(),
-            );
-            let q = Queue::builder()
-                .role(Role::Producer)
-                .open_inherited("Q")
-                .unwrap();
+            let (id, n): (u64, u64) = (words.next().unwrap().parse().unwrap(), words.next().unwrap().parse().unwrap());
+            let q = Queue::builder().role(Role::Producer).open_inherited("Q").unwrap();
             for i in 0..n {
                 q.put_value(&((id << 32) | i)).unwrap();
             }
         }
         "consume" => {
-            let q = Queue::builder()
-                .role(Role::Consumer)
-                .open_inherited("Q")
-                .unwrap();
+            let q = Queue::builder().role(Role::Consumer).open_inherited("Q").unwrap();
             let mut got = Vec::new();
             loop {
                 match q.get_value::<u64>() {
@@ -55,20 +46,12 @@ fn child_entry() {
             println!("msg {}", String::from_utf8_lossy(&m));
         }
         "hold-consumer" => {
-            let q = Queue::builder()
-                .role(Role::Consumer)
-                .open(words.next().unwrap())
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(
-                words.next().unwrap().parse().unwrap(),
-            ));
+            let q = Queue::builder().role(Role::Consumer).open(words.next().unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(words.next().unwrap().parse().unwrap()));
             drop(q);
         }
         "drain-then-eof" => {
-            let q = Queue::builder()
-                .role(Role::Consumer)
-                .open_inherited("Q")
-                .unwrap();
+            let q = Queue::builder().role(Role::Consumer).open_inherited("Q").unwrap();
             let mut n = 0;
             loop {
                 match q.get_timeout(Duration::from_secs(20)) {
@@ -78,6 +61,19 @@ fn child_entry() {
                 }
             }
             println!("drained {n}");
+        }
+        "joinable-worker" => {
+            let q = Queue::builder().role(Role::Consumer).open_inherited("Q").unwrap();
+            loop {
+                match q.get() {
+                    Ok(m) => {
+                        drop(m);
+                        q.task_done().unwrap();
+                    }
+                    Err(RecvError::Closed) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
         }
         other => panic!("unknown job {other}"),
     }
@@ -90,21 +86,14 @@ fn ten_producers_ten_consumers_capacity_three_exactly_once() {
     const P: u64 = 10;
     const C: usize = 10;
     const N: u64 = 2_000;
-    let q = Queue::builder()
-        .capacity(3)
-        .slot_size(8)
-        .spin(256)
-        .create_anonymous()
-        .unwrap();
+    let q = Queue::builder().capacity(3).slot_size(8).spin(256).create_anonymous().unwrap();
     let spawn = |job: String| {
         let mut cmd = child("child_entry", &job);
         q.share_with(&mut cmd, "Q");
         cmd.spawn().unwrap()
     };
     let consumers: Vec<_> = (0..C).map(|_| spawn("consume".into())).collect();
-    let producers: Vec<_> = (0..P)
-        .map(|id| spawn(format!("produce:{id}:{N}")))
-        .collect();
+    let producers: Vec<_> = (0..P).map(|id| spawn(format!("produce:{id}:{N}"))).collect();
     // Like `p.join()` then `q.close()` in Python: our producer role keeps the stream open until
     // every producer child has finished, so no consumer can see end of stream too early.
     for p in producers {
@@ -117,20 +106,11 @@ fn ten_producers_ten_consumers_capacity_three_exactly_once() {
             *seen.entry(v.parse().unwrap()).or_default() += 1;
         }
     }
-    let expected: Vec<u64> = (0..P)
-        .flat_map(|id| (0..N).map(move |i| (id << 32) | i))
-        .collect();
+    let expected: Vec<u64> = (0..P).flat_map(|id| (0..N).map(move |i| (id << 32) | i)).collect();
     let lost = expected.iter().filter(|v| !seen.contains_key(v)).count();
     let duplicated = seen.values().filter(|&&c| c > 1).count();
-    let unexpected = seen
-        .keys()
-        .filter(|v| (**v >> 32) >= P || (**v & 0xffff_ffff) >= N)
-        .count();
-    assert_eq!(
-        (lost, duplicated, unexpected),
-        (0, 0, 0),
-        "lost, duplicated, unexpected"
-    );
+    let unexpected = seen.keys().filter(|v| (**v >> 32) >= P || (**v & 0xffff_ffff) >= N).count();
+    assert_eq!((lost, duplicated, unexpected), (0, 0, 0), "lost, duplicated, unexpected");
     assert_eq!(seen.len() as u64, P * N);
 }
 
@@ -141,9 +121,7 @@ fn put_blocks_on_full_until_another_process_gets() {
     q.put(b"one").unwrap();
     q.put(b"two").unwrap();
     assert_eq!(q.try_put(b"three"), Err(SendError::Full));
-    let c = child("child_entry", &format!("get-one:{name}"))
-        .spawn()
-        .unwrap();
+    let c = child("child_entry", &format!("get-one:{name}")).spawn().unwrap();
     let t = Instant::now();
     q.put_timeout(b"three", Duration::from_secs(30)).unwrap(); // blocks until the child gets
     assert!(t.elapsed() < Duration::from_secs(30));
@@ -155,15 +133,8 @@ fn put_blocks_on_full_until_another_process_gets() {
 #[test]
 fn producer_sees_closed_when_the_consumer_process_exits() {
     let name = unique("epipe");
-    let q = Queue::builder()
-        .capacity(2)
-        .slot_size(8)
-        .role(Role::Producer)
-        .create(&name)
-        .unwrap();
-    let c = child("child_entry", &format!("hold-consumer:{name}:100"))
-        .spawn()
-        .unwrap();
+    let q = Queue::builder().capacity(2).slot_size(8).role(Role::Producer).create(&name).unwrap();
+    let c = child("child_entry", &format!("hold-consumer:{name}:100")).spawn().unwrap();
     let start = Instant::now();
     while q.consumer_count() == 0 {
         assert!(start.elapsed() < LIMIT);
@@ -181,12 +152,7 @@ fn producer_sees_closed_when_the_consumer_process_exits() {
 
 #[test]
 fn anonymous_queue_is_inherited_and_consumer_sees_end_of_stream() {
-    let q = Queue::builder()
-        .capacity(4)
-        .slot_size(8)
-        .role(Role::Producer)
-        .create_anonymous()
-        .unwrap();
+    let q = Queue::builder().capacity(4).slot_size(8).role(Role::Producer).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "drain-then-eof");
     q.share_with(&mut cmd, "Q");
     let c = cmd.spawn().unwrap();
@@ -199,8 +165,27 @@ fn anonymous_queue_is_inherited_and_consumer_sees_end_of_stream() {
 
 #[test]
 fn from_env_without_a_parent_is_a_typed_error() {
-    assert!(matches!(
-        Queue::from_env("NOT_SHARED"),
-        Err(Error::NotInherited(_))
-    ));
+    assert!(matches!(Queue::from_env("NOT_SHARED"), Err(Error::NotInherited(_))));
+}
+
+/// Python's JoinableQueue across processes, with workers started by `shmq::Worker`.
+#[test]
+fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
+    let q = shmq::Queue::builder().capacity(4).slot_size(8).joinable(true).create_anonymous().unwrap();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut w = shmq::Worker::this_program().unwrap().args(["child_entry", "--exact", "--nocapture", "-q"]);
+            w.command().env(common::JOB, "joinable-worker").stdout(std::process::Stdio::piped());
+            w.queue("Q", &q).spawn().unwrap()
+        })
+        .collect();
+    for i in 0..300u64 {
+        q.put_value(&i).unwrap();
+    }
+    q.join_timeout(LIMIT).expect("every task done");
+    assert_eq!(q.unfinished_tasks(), 0);
+    q.close();
+    for w in workers {
+        finish(w, LIMIT);
+    }
 }

@@ -13,14 +13,7 @@ fn path(name: &str) -> String {
 
 /// Creates a valid queue segment that outlives its handle, and returns its bytes.
 fn valid_queue_bytes(name: &str) -> Vec<u8> {
-    drop(
-        Queue::builder()
-            .capacity(4)
-            .slot_size(32)
-            .unlink_on_drop(false)
-            .create(name)
-            .unwrap(),
-    );
+    drop(Queue::builder().capacity(4).slot_size(32).unlink_on_drop(false).create(name).unwrap());
     let bytes = fs::read(path(name)).unwrap();
     fs::remove_file(path(name)).unwrap();
     bytes
@@ -36,9 +29,7 @@ fn open_bytes(name: &str, bytes: &[u8]) -> Result<Queue, Error> {
 #[test]
 fn garbage_is_bad_magic() {
     let name = unique("garbage");
-    let junk: Vec<u8> = (0..16384u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let junk: Vec<u8> = (0..16384u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     assert!(matches!(open_bytes(&name, &junk), Err(Error::BadMagic)));
 }
 
@@ -46,14 +37,8 @@ fn garbage_is_bad_magic() {
 fn truncated_segment_is_a_size_mismatch() {
     let name = unique("trunc");
     let bytes = valid_queue_bytes(&name);
-    assert!(matches!(
-        open_bytes(&name, &bytes[..bytes.len() - 4096]),
-        Err(Error::SizeMismatch(_))
-    ));
-    assert!(matches!(
-        open_bytes(&name, &bytes[..100]),
-        Err(Error::SizeMismatch(_))
-    ));
+    assert!(matches!(open_bytes(&name, &bytes[..bytes.len() - 4096]), Err(Error::SizeMismatch(_))));
+    assert!(matches!(open_bytes(&name, &bytes[..100]), Err(Error::SizeMismatch(_))));
 }
 
 #[test]
@@ -61,13 +46,7 @@ fn other_layout_version_is_refused() {
     let name = unique("version");
     let mut bytes = valid_queue_bytes(&name);
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
-    assert!(matches!(
-        open_bytes(&name, &bytes),
-        Err(Error::VersionMismatch {
-            found: 99,
-            expected: 1
-        })
-    ));
+    assert!(matches!(open_bytes(&name, &bytes), Err(Error::VersionMismatch { found: 99, expected: 1 })));
 }
 
 #[test]
@@ -77,17 +56,11 @@ fn inconsistent_geometry_is_refused() {
     // capacity (offset 24): a bigger ring than the file holds.
     let mut bytes = valid.clone();
     bytes[24..32].copy_from_slice(&5000u64.to_le_bytes());
-    assert!(matches!(
-        open_bytes(&name, &bytes),
-        Err(Error::SizeMismatch(_))
-    ));
+    assert!(matches!(open_bytes(&name, &bytes), Err(Error::SizeMismatch(_))));
     // slot stride (offset 40) that disagrees with the slot size.
     let mut bytes = valid.clone();
     bytes[40..48].copy_from_slice(&16u64.to_le_bytes());
-    assert!(matches!(
-        open_bytes(&name, &bytes),
-        Err(Error::SizeMismatch(_))
-    ));
+    assert!(matches!(open_bytes(&name, &bytes), Err(Error::SizeMismatch(_))));
     // capacity 0 and an unknown kind.
     let mut bytes = valid.clone();
     bytes[24..32].copy_from_slice(&0u64.to_le_bytes());
@@ -101,22 +74,10 @@ fn inconsistent_geometry_is_refused() {
 fn pipe_and_queue_are_different_kinds() {
     let name = unique("kind-pipe");
     let _end = Pipe::builder().create(&name).unwrap();
-    assert!(matches!(
-        Queue::open(&name),
-        Err(Error::WrongKind {
-            found: "pipe",
-            expected: "queue"
-        })
-    ));
+    assert!(matches!(Queue::open(&name), Err(Error::WrongKind { found: "pipe", expected: "queue" })));
     let name = unique("kind-queue");
     let _q = Queue::create(&name, 2, 8).unwrap();
-    assert!(matches!(
-        Pipe::builder().open(&name),
-        Err(Error::WrongKind {
-            found: "queue",
-            expected: "pipe"
-        })
-    ));
+    assert!(matches!(Pipe::builder().open(&name), Err(Error::WrongKind { found: "queue", expected: "pipe" })));
 }
 
 #[test]
@@ -149,14 +110,8 @@ fn created_segments_have_the_requested_mode() {
     use std::os::unix::fs::PermissionsExt;
     let name = unique("mode");
     let _q = Queue::builder().mode(0o640).create(&name).unwrap();
-    assert_eq!(
-        fs::metadata(path(&name)).unwrap().permissions().mode() & 0o777,
-        0o640
-    );
+    assert_eq!(fs::metadata(path(&name)).unwrap().permissions().mode() & 0o777, 0o640);
     let name = unique("mode-default");
     let _q = Queue::create(&name, 1, 1).unwrap();
-    assert_eq!(
-        fs::metadata(path(&name)).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(fs::metadata(path(&name)).unwrap().permissions().mode() & 0o777, 0o600);
 }

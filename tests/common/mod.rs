@@ -55,9 +55,7 @@ pub fn finish(mut child: Child, limit: Duration) -> String {
 
 /// Lines the child printed that start with `tag `, without the tag.
 pub fn tagged<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')))
-        .collect()
+    out.lines().filter_map(|l| l.strip_prefix(tag).and_then(|r| r.strip_prefix(' '))).collect()
 }
 
 /// A segment name unique to this process and `what`.
@@ -71,10 +69,7 @@ pub fn finish_killed(mut child: Child, limit: Duration) {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(
-                status.signal().is_some(),
-                "child should have been killed, got {status}"
-            );
+            assert!(status.signal().is_some(), "child should have been killed, got {status}");
             return;
         }
         if start.elapsed() > limit {

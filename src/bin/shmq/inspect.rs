@@ -29,10 +29,7 @@ fn timeout_of(secs: Option<f64>) -> Result<Option<Duration>, String> {
 
 pub fn ls() -> Result<(), String> {
     let names = inspect::list().map_err(|e| format!("cannot read /dev/shm: {e}"))?;
-    let mut rows = vec![[
-        "NAME", "KIND", "CAPACITY", "SLOT", "LEN", "ATTACHED", "ALIVE", "STATUS",
-    ]
-    .map(String::from)];
+    let mut rows = vec![["NAME", "KIND", "CAPACITY", "SLOT", "LEN", "ATTACHED", "ALIVE", "STATUS"].map(String::from)];
     for name in names {
         rows.push(match inspect::inspect(&name) {
             Ok(i) => ls_row(&i),
@@ -50,12 +47,10 @@ pub fn ls() -> Result<(), String> {
 
 fn ls_row(i: &Inspection) -> [String; 8] {
     let h = i.header.as_ref();
-    let kind = h
-        .and_then(|h| h.kind())
-        .map_or("?", |k| match (k, h.map(|h| h.ring_count)) {
-            (Kind::Pipe, Some(2)) => "pipe(duplex)",
-            (k, _) => k.name(),
-        });
+    let kind = h.and_then(|h| h.kind()).map_or("?", |k| match (k, h.map(|h| h.ring_count)) {
+        (Kind::Pipe, Some(2)) => "pipe(duplex)",
+        (k, _) => k.name(),
+    });
     let len: Option<u64> = (!i.rings.is_empty()).then(|| i.rings.iter().map(|r| r.len).sum());
     let opt = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
     [
@@ -103,11 +98,7 @@ fn roles_text(bits: u32, rings: u32) -> String {
             (false, true) => "consumer",
             (false, false) => continue,
         };
-        parts.push(if rings > 1 {
-            format!("ring{r}:{s}")
-        } else {
-            s.into()
-        });
+        parts.push(if rings > 1 { format!("ring{r}:{s}") } else { s.into() });
     }
     if parts.is_empty() {
         "none".into()
@@ -142,14 +133,9 @@ pub fn stat(name: &str) -> Result<(), String> {
     let mut o = String::new();
     let mut line = |k: &str, v: String| o.push_str(&format!("{k:<18} {v}\n"));
     line("name", i.name.clone());
-    line(
-        "file",
-        format!("{} bytes, mode {:o}, uid {}", i.file_size, i.mode, i.uid),
-    );
+    line("file", format!("{} bytes, mode {:o}, uid {}", i.file_size, i.mode, i.uid));
     if let Some(h) = &i.header {
-        let kind = h
-            .kind()
-            .map_or(format!("unknown ({})", h.kind), |k| k.name().into());
+        let kind = h.kind().map_or(format!("unknown ({})", h.kind), |k| k.name().into());
         line("kind", kind);
         line("layout version", h.version.to_string());
         line("ready", if h.ready { "yes" } else { "no" }.into());
@@ -164,50 +150,21 @@ pub fn stat(name: &str) -> Result<(), String> {
     }
     let rings = i.header.as_ref().map_or(1, |h| h.ring_count);
     for (r, ring) in i.rings.iter().enumerate() {
-        let p = if i.rings.len() > 1 {
-            format!("ring {r} ")
-        } else {
-            String::new()
-        };
+        let p = if i.rings.len() > 1 { format!("ring {r} ") } else { String::new() };
         line(&format!("{p}len"), ring.len.to_string());
         line(&format!("{p}head"), format!("{:#x}", ring.head));
         line(&format!("{p}tail"), format!("{:#x}", ring.tail));
-        line(
-            &format!("{p}not_empty"),
-            format!(
-                "{} waiters, seq {}",
-                ring.not_empty.waiters, ring.not_empty.seq
-            ),
-        );
-        line(
-            &format!("{p}not_full"),
-            format!(
-                "{} waiters, seq {}",
-                ring.not_full.waiters, ring.not_full.seq
-            ),
-        );
+        line(&format!("{p}not_empty"), format!("{} waiters, seq {}", ring.not_empty.waiters, ring.not_empty.seq));
+        line(&format!("{p}not_full"), format!("{} waiters, seq {}", ring.not_full.waiters, ring.not_full.seq));
         line(&format!("{p}producers"), ring.producers.to_string());
         line(&format!("{p}consumers"), ring.consumers.to_string());
         line(&format!("{p}flags"), flags_text(ring.flags));
     }
-    line(
-        "participants",
-        format!(
-            "{} attached, {} alive ({} lock(s) held)",
-            i.participants.len(),
-            i.alive(),
-            i.live
-        ),
-    );
+    line("participants", format!("{} attached, {} alive ({} lock(s) held)", i.participants.len(), i.alive(), i.live));
     for p in &i.participants {
         line(
             &format!("  [{}]", p.index),
-            format!(
-                "pid {} {} {}",
-                p.pid,
-                roles_text(p.roles, rings),
-                if p.alive { "alive" } else { "DEAD" }
-            ),
+            format!("pid {} {} {}", p.pid, roles_text(p.roles, rings), if p.alive { "alive" } else { "DEAD" }),
         );
     }
     match &i.problem {
@@ -276,15 +233,10 @@ fn rm_one(name: &str, force: bool) -> Result<(), String> {
     let p = inspect::probe(name).map_err(|e| format!("{name}: {e}"))?;
     if !force {
         if p.kind == FileKind::Foreign {
-            return Err(format!(
-                "{name}: not a shmq segment (bad magic number); refusing without --force"
-            ));
+            return Err(format!("{name}: not a shmq segment (bad magic number); refusing without --force"));
         }
         if p.live > 0 {
-            return Err(format!(
-                "{name}: {} live participant(s) attached; refusing without --force",
-                p.live
-            ));
+            return Err(format!("{name}: {} live participant(s) attached; refusing without --force", p.live));
         }
     }
     inspect::unlink(name).map_err(|e| format!("{name}: {e}"))?;
@@ -328,21 +280,14 @@ pub fn create(args: CreateArgs) -> Result<(), String> {
         .unlink_on_drop(false)
         .create(&name)
         .map_err(|e| format!("{name}: {e}"))?;
-    println!(
-        "created {name}: queue, capacity {}, slot size {} bytes",
-        q.capacity(),
-        q.slot_size()
-    );
+    println!("created {name}: queue, capacity {}, slot size {} bytes", q.capacity(), q.slot_size());
     Ok(())
 }
 
 pub fn put(name: &str, msg: &str, timeout: Option<f64>) -> Result<(), String> {
     let name = normalize(name);
     let timeout = timeout_of(timeout)?;
-    let q = Queue::builder()
-        .role(Role::Producer)
-        .open(&name)
-        .map_err(|e| format!("{name}: {e}"))?;
+    let q = Queue::builder().role(Role::Producer).open(&name).map_err(|e| format!("{name}: {e}"))?;
     let r = match timeout {
         None => q.put(msg.as_bytes()),
         Some(d) if d.is_zero() => q.try_put(msg.as_bytes()),
@@ -354,10 +299,7 @@ pub fn put(name: &str, msg: &str, timeout: Option<f64>) -> Result<(), String> {
 pub fn get(name: &str, timeout: Option<f64>) -> Result<(), String> {
     let name = normalize(name);
     let timeout = timeout_of(timeout)?;
-    let q = Queue::builder()
-        .role(Role::Consumer)
-        .open(&name)
-        .map_err(|e| format!("{name}: {e}"))?;
+    let q = Queue::builder().role(Role::Consumer).open(&name).map_err(|e| format!("{name}: {e}"))?;
     let r = match timeout {
         None => q.get(),
         Some(d) if d.is_zero() => q.try_get(),
@@ -368,9 +310,9 @@ pub fn get(name: &str, timeout: Option<f64>) -> Result<(), String> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", String::from_utf8_lossy(&m)).map_err(|e| e.to_string())
         }
-        Err(RecvError::Closed) => Err(format!(
-            "{name}: queue is empty and closed (every producer that attached has gone)"
-        )),
+        Err(RecvError::Closed) => {
+            Err(format!("{name}: queue is empty and closed (every producer that attached has gone)"))
+        }
         Err(e) => Err(format!("{name}: {e}")),
     }
 }

@@ -10,11 +10,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "shmq",
-    version,
-    about = "Shared-memory queues: inspect, poke and benchmark"
-)]
+#[command(name = "shmq", version, about = "Shared-memory queues: inspect, poke and benchmark")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

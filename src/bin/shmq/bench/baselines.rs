@@ -43,8 +43,7 @@ impl SharedPage {
         }
         // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
         let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(4096)
-            .map_err(|e| format!("sizing memfd: {e}"))?;
+        file.set_len(4096).map_err(|e| format!("sizing memfd: {e}"))?;
         Self::map(file)
     }
 
@@ -57,10 +56,7 @@ impl SharedPage {
     }
 
     fn map(file: File) -> Result<SharedPage, String> {
-        let map = MmapOptions::new()
-            .len(4096)
-            .map_raw(&file)
-            .map_err(|e| format!("mmap: {e}"))?;
+        let map = MmapOptions::new().len(4096).map_raw(&file).map_err(|e| format!("mmap: {e}"))?;
         Ok(SharedPage { map, _file: file })
     }
 
@@ -85,20 +81,12 @@ impl SharedPage {
 // ----- raw futex, without FUTEX_PRIVATE_FLAG (the word is shared between processes) -----
 
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
+    let ts =
+        libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
     // SAFETY: `word` is a live, aligned AtomicU32 in a shared mapping; `ts` outlives the call.
     // FUTEX_WAIT takes a relative timeout. Any return is re-checked by the caller.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, &ts as *const libc::timespec);
     }
 }
 
@@ -192,10 +180,7 @@ fn run_pingpong(
             finished.map_err(RowError::Failed)?;
             Ok(Measured::Latency(h))
         }
-        (Err(_), true) => Err(RowError::Failed(format!(
-            "timed out after {:?}",
-            ctx.row_timeout
-        ))),
+        (Err(_), true) => Err(RowError::Failed(format!("timed out after {:?}", ctx.row_timeout))),
         (Err(e), false) => Err(RowError::Failed(match finished {
             Err(c) => format!("{e} ({c})"),
             Ok(()) => e,
@@ -302,14 +287,7 @@ fn echo_fds(r: RawFd, w: RawFd, rounds: u64) -> Result<(), String> {
 pub fn socketpair_row(ctx: &Ctx) -> Result<Measured, RowError> {
     let mut s = [0; 2];
     // SAFETY: `s` has room for the two descriptors socketpair writes.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            s.as_mut_ptr(),
-        )
-    };
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, s.as_mut_ptr()) };
     if r != 0 {
         return Err(RowError::Failed(os_err("socketpair")));
     }
@@ -428,9 +406,7 @@ pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
         .spawn();
     let child = match child {
         Ok(c) => c,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(RowError::Skipped("python3 not found".into()))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(RowError::Skipped("python3 not found".into())),
         Err(e) => return Err(RowError::Failed(format!("spawning python3: {e}"))),
     };
     let pid = child.id() as i32;
@@ -440,10 +416,7 @@ pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
     let fired = dog.disarm();
     let out = out.map_err(|e| RowError::Failed(format!("waiting for python3: {e}")))?;
     if fired {
-        return Err(RowError::Failed(format!(
-            "timed out after {:?}",
-            ctx.row_timeout
-        )));
+        return Err(RowError::Failed(format!("timed out after {:?}", ctx.row_timeout)));
     }
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -451,8 +424,7 @@ pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
         return Err(RowError::Failed(format!("python3 failed: {last}")));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let samples = parse_samples(&text)
-        .ok_or_else(|| RowError::Failed("python3 printed no samples".into()))?;
+    let samples = parse_samples(&text).ok_or_else(|| RowError::Failed("python3 printed no samples".into()))?;
     let mut h = harness::new_histogram();
     for s in samples {
         h.saturating_record(s.max(1));
@@ -513,15 +485,9 @@ fn two_threads(
         (sent, received, elapsed)
     });
     if sent != received {
-        return Err(RowError::Failed(format!(
-            "sent {sent} but received {received}"
-        )));
+        return Err(RowError::Failed(format!("sent {sent} but received {received}")));
     }
-    Ok(Measured::Throughput {
-        size,
-        messages: received,
-        elapsed,
-    })
+    Ok(Measured::Throughput { size, messages: received, elapsed })
 }
 
 /// Calls `step` until `duration` has passed (the clock is read every 256 steps).
@@ -625,10 +591,7 @@ mod tests {
 
     #[test]
     fn python_samples_are_parsed() {
-        assert_eq!(
-            parse_samples("{\"samples\": [1, 22,333]}"),
-            Some(vec![1, 22, 333])
-        );
+        assert_eq!(parse_samples("{\"samples\": [1, 22,333]}"), Some(vec![1, 22, 333]));
         assert_eq!(parse_samples("{\"samples\": []}"), None);
         assert_eq!(parse_samples("garbage"), None);
     }

@@ -118,10 +118,7 @@ impl Peer {
     pub fn spawn(spec: &ChildSpec, share: impl FnOnce(&mut Command)) -> io::Result<Peer> {
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
-        cmd.args(spec.args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(spec.args()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         share(&mut cmd);
         let fds = spec.fds.clone();
         // SAFETY: the closure runs in the child between fork and exec and calls only fcntl and
@@ -164,20 +161,14 @@ impl Peer {
         if got == want {
             Ok(())
         } else {
-            Err(format!(
-                "child {} said {got:?}, expected {want:?}",
-                self.pid()
-            ))
+            Err(format!("child {} said {got:?}, expected {want:?}", self.pid()))
         }
     }
 
     /// Tells the child to start.
     pub fn go(&mut self) -> Result<(), String> {
         let stdin = self.stdin.as_mut().ok_or("child stdin closed")?;
-        stdin
-            .write_all(b"go\n")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("signalling child: {e}"))
+        stdin.write_all(b"go\n").and_then(|()| stdin.flush()).map_err(|e| format!("signalling child: {e}"))
     }
 
     /// Waits (at most `grace`) for the child to exit, killing it after that. An unsuccessful
@@ -238,11 +229,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    pub fn arm(
-        timeout: Duration,
-        victims: Vec<Victim>,
-        unblock: Option<Box<dyn FnOnce() + Send>>,
-    ) -> Watchdog {
+    pub fn arm(timeout: Duration, victims: Vec<Victim>, unblock: Option<Box<dyn FnOnce() + Send>>) -> Watchdog {
         let abort = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel::<()>();
         let flag = abort.clone();
@@ -264,11 +251,7 @@ impl Watchdog {
                 }
             }
         });
-        Watchdog {
-            abort,
-            cancel: Some(tx),
-            thread: Some(thread),
-        }
+        Watchdog { abort, cancel: Some(tx), thread: Some(thread) }
     }
 
     /// Set once the row has overrun.
@@ -381,9 +364,7 @@ pub fn child_ready_go() -> Result<(), String> {
     println!("ready");
     io::stdout().flush().map_err(|e| e.to_string())?;
     let mut s = String::new();
-    io::stdin()
-        .read_line(&mut s)
-        .map_err(|e| format!("waiting for go: {e}"))?;
+    io::stdin().read_line(&mut s).map_err(|e| format!("waiting for go: {e}"))?;
     if s.trim() == "go" {
         Ok(())
     } else {

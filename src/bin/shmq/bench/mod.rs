@@ -101,10 +101,7 @@ pub struct ChildArgs {
 
 impl ChildArgs {
     fn fd(&self, i: usize) -> Result<RawFd, String> {
-        self.fds
-            .get(i)
-            .copied()
-            .ok_or_else(|| format!("row {} needs inherited descriptor #{i}", self.row))
+        self.fds.get(i).copied().ok_or_else(|| format!("row {} needs inherited descriptor #{i}", self.row))
     }
 }
 
@@ -122,11 +119,7 @@ pub struct Ctx {
 impl Ctx {
     /// Side B of a latency row: the second core, every round trip, a little longer to live.
     fn child_spec(&self, row: &str) -> harness::ChildSpec {
-        let mut s = harness::ChildSpec::new(
-            row,
-            self.cores[1],
-            self.row_timeout + Duration::from_secs(5),
-        );
+        let mut s = harness::ChildSpec::new(row, self.cores[1], self.row_timeout + Duration::from_secs(5));
         s.rounds = self.warmup + self.rounds;
         s
     }
@@ -135,11 +128,7 @@ impl Ctx {
 /// What a row measured.
 pub enum Measured {
     Latency(Histogram<u64>),
-    Throughput {
-        size: usize,
-        messages: u64,
-        elapsed: Duration,
-    },
+    Throughput { size: usize, messages: u64, elapsed: Duration },
 }
 
 /// Why a row has no measurement.
@@ -169,12 +158,7 @@ struct Row {
 }
 
 fn row(name: &str, kind: Kind, limit: Option<Limit>, run: RunFn) -> Row {
-    Row {
-        name: name.into(),
-        kind,
-        limit,
-        run,
-    }
+    Row { name: name.into(), kind, limit, run }
 }
 
 fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
@@ -185,42 +169,12 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         row("pipe(2)", L, None, Box::new(baselines::pipe2_row)),
         row("socketpair", L, None, Box::new(baselines::socketpair_row)),
         row("eventfd", L, None, Box::new(baselines::eventfd_row)),
-        row(
-            "shmq-queue-spin",
-            L,
-            Some(Limit::Spin),
-            Box::new(|c| shmq_rows::queue_latency(c, Mode::Spin)),
-        ),
-        row(
-            "shmq-queue-block",
-            L,
-            Some(Limit::Block),
-            Box::new(|c| shmq_rows::queue_latency(c, Mode::Block)),
-        ),
-        row(
-            "shmq-pipe-spin",
-            L,
-            Some(Limit::Spin),
-            Box::new(|c| shmq_rows::pipe_latency(c, Mode::Spin)),
-        ),
-        row(
-            "shmq-pipe-block",
-            L,
-            Some(Limit::Block),
-            Box::new(|c| shmq_rows::pipe_latency(c, Mode::Block)),
-        ),
-        row(
-            "python-mp-pipe",
-            L,
-            None,
-            Box::new(|c| baselines::python_row(c, "pipe")),
-        ),
-        row(
-            "python-mp-queue",
-            L,
-            None,
-            Box::new(|c| baselines::python_row(c, "queue")),
-        ),
+        row("shmq-queue-spin", L, Some(Limit::Spin), Box::new(|c| shmq_rows::queue_latency(c, Mode::Spin))),
+        row("shmq-queue-block", L, Some(Limit::Block), Box::new(|c| shmq_rows::queue_latency(c, Mode::Block))),
+        row("shmq-pipe-spin", L, Some(Limit::Spin), Box::new(|c| shmq_rows::pipe_latency(c, Mode::Spin))),
+        row("shmq-pipe-block", L, Some(Limit::Block), Box::new(|c| shmq_rows::pipe_latency(c, Mode::Block))),
+        row("python-mp-pipe", L, None, Box::new(|c| baselines::python_row(c, "pipe"))),
+        row("python-mp-queue", L, None, Box::new(|c| baselines::python_row(c, "queue"))),
     ];
     for size in [8, 64, 1024] {
         v.push(row(
@@ -231,12 +185,7 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         ));
     }
     for size in [8, 64, 1024] {
-        v.push(row(
-            &format!("shmq-pipe-1to1-{size}"),
-            T,
-            None,
-            Box::new(move |c| shmq_rows::pipe_throughput(c, size)),
-        ));
+        v.push(row(&format!("shmq-pipe-1to1-{size}"), T, None, Box::new(move |c| shmq_rows::pipe_throughput(c, size))));
     }
     v.push(row(
         &format!("shmq-queue-{producers}to{consumers}-8"),
@@ -244,32 +193,12 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         None,
         Box::new(move |c| shmq_rows::queue_throughput(c, 8, producers, consumers)),
     ));
-    v.push(row(
-        "crossbeam-arrayqueue-8",
-        T,
-        None,
-        Box::new(baselines::crossbeam_row::<8>),
-    ));
-    v.push(row(
-        "crossbeam-arrayqueue-64",
-        T,
-        None,
-        Box::new(baselines::crossbeam_row::<64>),
-    ));
-    v.push(row(
-        "crossbeam-arrayqueue-1024",
-        T,
-        None,
-        Box::new(baselines::crossbeam_row::<1024>),
-    ));
+    v.push(row("crossbeam-arrayqueue-8", T, None, Box::new(baselines::crossbeam_row::<8>)));
+    v.push(row("crossbeam-arrayqueue-64", T, None, Box::new(baselines::crossbeam_row::<64>)));
+    v.push(row("crossbeam-arrayqueue-1024", T, None, Box::new(baselines::crossbeam_row::<1024>)));
     v.push(row("rtrb-8", T, None, Box::new(baselines::rtrb_row::<8>)));
     v.push(row("rtrb-64", T, None, Box::new(baselines::rtrb_row::<64>)));
-    v.push(row(
-        "rtrb-1024",
-        T,
-        None,
-        Box::new(baselines::rtrb_row::<1024>),
-    ));
+    v.push(row("rtrb-1024", T, None, Box::new(baselines::rtrb_row::<1024>)));
     v
 }
 
@@ -277,9 +206,7 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
 fn selects(sel: &str, r: &Row) -> bool {
     sel == "all"
         || sel == r.name
-        || r.name
-            .strip_prefix(sel)
-            .is_some_and(|rest| rest.starts_with('-'))
+        || r.name.strip_prefix(sel).is_some_and(|rest| rest.starts_with('-'))
         || (sel == "latency" && r.kind == Kind::Latency)
         || (sel == "throughput" && r.kind == Kind::Throughput)
 }
@@ -296,14 +223,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         return Ok(());
     }
     if !args.rows.is_empty() {
-        if let Some(bad) = args
-            .rows
-            .iter()
-            .find(|s| !rows.iter().any(|r| selects(s, r)))
-        {
-            return Err(format!(
-                "no bench row matches {bad:?} (see `shmq bench --list`)"
-            ));
+        if let Some(bad) = args.rows.iter().find(|s| !rows.iter().any(|r| selects(s, r))) {
+            return Err(format!("no bench row matches {bad:?} (see `shmq bench --list`)"));
         }
         rows.retain(|r| args.rows.iter().any(|s| selects(s, r)));
     }
@@ -311,30 +232,19 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let cores = args.cores.0;
     let allowed = harness::allowed_cores();
     if let Some(c) = cores.iter().find(|c| !allowed.contains(c)) {
-        return Err(format!(
-            "core {c} is not available to this process (allowed: {allowed:?})"
-        ));
+        return Err(format!("core {c} is not available to this process (allowed: {allowed:?})"));
     }
     if cores[0] == cores[1] {
-        eprintln!(
-            "shmq: warning: both sides share core {}; spinning rows will crawl",
-            cores[0]
-        );
+        eprintln!("shmq: warning: both sides share core {}; spinning rows will crawl", cores[0]);
     }
     harness::pin_to(cores[0]).map_err(|e| format!("pinning to core {}: {e}", cores[0]))?;
 
     let ctx = Ctx {
         cores,
         warmup: if args.quick { 2_000 } else { 20_000 },
-        rounds: args
-            .rounds
-            .unwrap_or(if args.quick { 20_000 } else { 200_000 }),
+        rounds: args.rounds.unwrap_or(if args.quick { 20_000 } else { 200_000 }),
         duration: Duration::from_millis(if args.quick { 250 } else { 2_000 }),
-        row_timeout: Duration::from_secs(
-            args.row_timeout
-                .unwrap_or(if args.quick { 20 } else { 180 })
-                .max(1),
-        ),
+        row_timeout: Duration::from_secs(args.row_timeout.unwrap_or(if args.quick { 20 } else { 180 }).max(1)),
     };
 
     let pb = if std::io::stderr().is_terminal() {
@@ -342,10 +252,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     } else {
         ProgressBar::hidden()
     };
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed:>4} {msg}")
-            .expect("valid template"),
-    );
+    pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed:>4} {msg}").expect("valid template"));
     let mut results = Vec::new();
     for r in &rows {
         pb.set_message(r.name.clone());
@@ -356,26 +263,16 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     pb.finish_and_clear();
     report::add_ratios(&mut results);
 
-    let meta = report::Meta {
-        cores,
-        quick: args.quick,
-        rounds: ctx.rounds,
-        warmup: ctx.warmup,
-        duration: ctx.duration,
-    };
+    let meta =
+        report::Meta { cores, quick: args.quick, rounds: ctx.rounds, warmup: ctx.warmup, duration: ctx.duration };
     print!("{}", report::table(&results, &meta));
     if let Some(path) = &args.json {
-        std::fs::write(path, report::json(&results, &meta))
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::write(path, report::json(&results, &meta)).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
         report::plot(&results, path).map_err(|e| format!("plotting {}: {e}", path.display()))?;
     }
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|r| r.failed())
-        .map(|r| r.name.as_str())
-        .collect();
+    let failed: Vec<&str> = results.iter().filter(|r| r.failed()).map(|r| r.name.as_str()).collect();
     if failed.is_empty() {
         Ok(())
     } else {

@@ -35,10 +35,7 @@ pub struct Latency {
 
 impl Latency {
     fn of(h: &Histogram<u64>) -> Latency {
-        let curve = h
-            .iter_quantiles(4)
-            .map(|v| (v.quantile_iterated_to(), v.value_iterated_to()))
-            .collect();
+        let curve = h.iter_quantiles(4).map(|v| (v.quantile_iterated_to(), v.value_iterated_to())).collect();
         Latency {
             p50: h.value_at_quantile(0.5),
             p90: h.value_at_quantile(0.9),
@@ -80,12 +77,7 @@ pub struct RowResult {
 }
 
 impl RowResult {
-    pub fn new(
-        name: &str,
-        kind: Kind,
-        limit: Option<Limit>,
-        outcome: Result<Measured, RowError>,
-    ) -> Self {
+    pub fn new(name: &str, kind: Kind, limit: Option<Limit>, outcome: Result<Measured, RowError>) -> Self {
         let mut r = RowResult {
             name: name.into(),
             kind,
@@ -98,16 +90,8 @@ impl RowResult {
         };
         match outcome {
             Ok(Measured::Latency(h)) => r.latency = Some(Latency::of(&h)),
-            Ok(Measured::Throughput {
-                size,
-                messages,
-                elapsed,
-            }) => {
-                r.throughput = Some(Throughput {
-                    size,
-                    messages,
-                    elapsed,
-                })
+            Ok(Measured::Throughput { size, messages, elapsed }) => {
+                r.throughput = Some(Throughput { size, messages, elapsed })
             }
             Err(RowError::Skipped(s)) => r.skipped = Some(s),
             Err(RowError::Failed(s)) => r.error = Some(s),
@@ -130,16 +114,9 @@ impl RowResult {
 /// Fills in each row's ratio to its limit row, where both were measured.
 pub fn add_ratios(results: &mut [RowResult]) {
     let p50_of = |results: &[RowResult], name: &str| {
-        results
-            .iter()
-            .find(|r| r.name == name)
-            .and_then(|r| r.latency.as_ref())
-            .map(|l| l.p50)
+        results.iter().find(|r| r.name == name).and_then(|r| r.latency.as_ref()).map(|l| l.p50)
     };
-    let limits: Vec<Option<u64>> = results
-        .iter()
-        .map(|r| r.limit_row().and_then(|n| p50_of(results, n)))
-        .collect();
+    let limits: Vec<Option<u64>> = results.iter().map(|r| r.limit_row().and_then(|n| p50_of(results, n))).collect();
     for (r, base) in results.iter_mut().zip(limits) {
         if let (Some(l), Some(base)) = (&r.latency, base) {
             r.ratio = Some(l.p50 as f64 / base.max(1) as f64);
@@ -177,17 +154,9 @@ fn si(v: f64, unit: &str) -> String {
 /// The readable report: a latency table, then a throughput table.
 pub fn table(results: &[RowResult], meta: &Meta) -> String {
     let mut o = String::new();
-    let width = results
-        .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
+    let width = results.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
     let lat: Vec<&RowResult> = results.iter().filter(|r| r.kind == Kind::Latency).collect();
-    let tput: Vec<&RowResult> = results
-        .iter()
-        .filter(|r| r.kind == Kind::Throughput)
-        .collect();
+    let tput: Vec<&RowResult> = results.iter().filter(|r| r.kind == Kind::Throughput).collect();
     if !lat.is_empty() {
         let _ = writeln!(
             o,
@@ -236,11 +205,8 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
             "throughput: {:?} per row; processes (shmq) or threads (crossbeam, rtrb) pinned to cores {},{}",
             meta.duration, meta.cores[0], meta.cores[1]
         );
-        let _ = writeln!(
-            o,
-            "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}",
-            "row", "size", "msgs/s", "bytes/s", "messages"
-        );
+        let _ =
+            writeln!(o, "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}", "row", "size", "msgs/s", "bytes/s", "messages");
         for r in tput {
             let _ = write!(o, "{:<width$}  ", r.name);
             match (&r.throughput, &r.skipped, &r.error) {
@@ -331,13 +297,7 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
                     "ok"
                 }),
             ),
-            (
-                "note",
-                r.error
-                    .as_ref()
-                    .or(r.skipped.as_ref())
-                    .map_or("null".into(), |s| json_str(s)),
-            ),
+            ("note", r.error.as_ref().or(r.skipped.as_ref()).map_or("null".into(), |s| json_str(s))),
             ("samples", json_opt(l.map(|l| l.samples))),
             ("p50_ns", json_opt(l.map(|l| l.p50))),
             ("p90_ns", json_opt(l.map(|l| l.p90))),
@@ -351,10 +311,7 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
             ("ratio_to_limit", json_f64(r.ratio)),
             ("limit", r.limit_row().map_or("null".into(), json_str)),
         ];
-        let body: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| format!("{}: {v}", json_str(k)))
-            .collect();
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}: {v}", json_str(k))).collect();
         let comma = if k + 1 < results.len() { "," } else { "" };
         let _ = writeln!(o, "    {{{}}}{comma}", body.join(", "));
     }
@@ -384,41 +341,25 @@ const COLORS: [(u8, u8, u8); 14] = [
 /// 99%, 99.9% are evenly spaced), y is the round trip in nanoseconds on a log axis.
 pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
-    let rows: Vec<(&str, &Latency)> = results
-        .iter()
-        .filter_map(|r| r.latency.as_ref().map(|l| (r.name.as_str(), l)))
-        .collect();
+    let rows: Vec<(&str, &Latency)> =
+        results.iter().filter_map(|r| r.latency.as_ref().map(|l| (r.name.as_str(), l))).collect();
     if rows.is_empty() {
         return Err("no latency rows to plot".into());
     }
     let x_of = |q: f64, n: u64| 1.0 / (1.0 - q).max(1.0 / n.max(1) as f64);
-    let x_max = rows
-        .iter()
-        .map(|(_, l)| x_of(1.0, l.samples))
-        .fold(10.0, f64::max);
-    let y_min = rows
-        .iter()
-        .flat_map(|(_, l)| l.curve.first())
-        .map(|p| p.1)
-        .min()
-        .unwrap_or(1);
+    let x_max = rows.iter().map(|(_, l)| x_of(1.0, l.samples)).fold(10.0, f64::max);
+    let y_min = rows.iter().flat_map(|(_, l)| l.curve.first()).map(|p| p.1).min().unwrap_or(1);
     let y_max = rows.iter().map(|(_, l)| l.max).max().unwrap_or(1);
     let e = |e: &dyn std::fmt::Display| e.to_string();
 
     let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "shmq bench: round-trip latency by percentile",
-            ("sans-serif", 22),
-        )
+        .caption("shmq bench: round-trip latency by percentile", ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(
-            (1f64..x_max).log_scale(),
-            ((y_min.max(1) as f64 * 0.8)..(y_max as f64 * 1.25)).log_scale(),
-        )
+        .build_cartesian_2d((1f64..x_max).log_scale(), ((y_min.max(1) as f64 * 0.8)..(y_max as f64 * 1.25)).log_scale())
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
@@ -439,17 +380,12 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
     for (k, (name, l)) in rows.iter().enumerate() {
         let (r, g, b) = COLORS[k % COLORS.len()];
         let color = RGBColor(r, g, b).to_rgba();
-        let points = l
-            .curve
-            .iter()
-            .map(|&(q, v)| (x_of(q, l.samples), v.max(1) as f64));
+        let points = l.curve.iter().map(|&(q, v)| (x_of(q, l.samples), v.max(1) as f64));
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|x| e(&x))?
             .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()

@@ -62,19 +62,9 @@ pub fn queue_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
         Mode::Spin => "shmq-queue-spin",
         Mode::Block => "shmq-queue-block",
     };
-    let builder = mode
-        .builder()
-        .capacity(PINGPONG_CAPACITY)
-        .slot_size(PINGPONG_SLOT);
-    let ab = builder
-        .clone()
-        .role(Role::Producer)
-        .create_anonymous()
-        .map_err(err("creating queue"))?;
-    let ba = builder
-        .role(Role::Consumer)
-        .create_anonymous()
-        .map_err(err("creating queue"))?;
+    let builder = mode.builder().capacity(PINGPONG_CAPACITY).slot_size(PINGPONG_SLOT);
+    let ab = builder.clone().role(Role::Producer).create_anonymous().map_err(err("creating queue"))?;
+    let ba = builder.role(Role::Consumer).create_anonymous().map_err(err("creating queue"))?;
     let spec = ctx.child_spec(row);
     let peer = Peer::spawn(&spec, |cmd| {
         ab.share_with(cmd, "AB");
@@ -117,9 +107,7 @@ fn reply(ba: &Queue, mode: Mode, abort: &AtomicBool, i: u64) -> Result<(), Strin
         })?,
         Mode::Block => loop {
             match ba.get_timeout(SLICE) {
-                Err(RecvError::Timeout) if abort.load(Ordering::Relaxed) => {
-                    return Err(super::harness::ABORTED.into())
-                }
+                Err(RecvError::Timeout) if abort.load(Ordering::Relaxed) => return Err(super::harness::ABORTED.into()),
                 Err(RecvError::Timeout) => continue,
                 r => {
                     got = Some(r.map(|m| m.to_vec()));
@@ -148,10 +136,7 @@ fn finish(
             finished.map_err(RowError::Failed)?;
             Ok(Measured::Latency(h))
         }
-        Err(_) if fired => Err(RowError::Failed(format!(
-            "timed out after {:?}",
-            ctx.row_timeout
-        ))),
+        Err(_) if fired => Err(RowError::Failed(format!("timed out after {:?}", ctx.row_timeout))),
         Err(e) => Err(RowError::Failed(match finished {
             Err(c) => format!("{e} ({c})"),
             Ok(()) => e,
@@ -162,10 +147,7 @@ fn finish(
 fn queue_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
     let mode = Mode::of_row(&a.row);
     let open = |key: &str, role: Role| {
-        mode.builder()
-            .role(role)
-            .open_inherited(key)
-            .map_err(|e| format!("opening {key}: {e}"))
+        mode.builder().role(role).open_inherited(key).map_err(|e| format!("opening {key}: {e}"))
     };
     let ab = open("AB", Role::Consumer)?;
     let ba = open("BA", Role::Producer)?;
@@ -224,8 +206,8 @@ fn run_throughput(
         spec.duration = ctx.duration;
         spec.role = Some(if producer { "producer" } else { "consumer" }.into());
         let mut handover = None;
-        let peer = Peer::spawn(&spec, |cmd| handover = share(cmd, k))
-            .map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
+        let peer =
+            Peer::spawn(&spec, |cmd| handover = share(cmd, k)).map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
         drop(handover);
         peers.push(peer);
     }
@@ -260,30 +242,18 @@ fn run_throughput(
         }
     }
     match run {
-        Err(_) if fired => Err(RowError::Failed(format!(
-            "timed out after {:?}",
-            ctx.row_timeout
-        ))),
+        Err(_) if fired => Err(RowError::Failed(format!("timed out after {:?}", ctx.row_timeout))),
         Err(e) => Err(RowError::Failed(format!("{e} {}", child_errors.join("; ")))),
         Ok(_) if !child_errors.is_empty() => Err(RowError::Failed(child_errors.join("; "))),
-        Ok((sent, received, _)) if sent != received => Err(RowError::Failed(format!(
-            "producers sent {sent} messages but consumers got {received}"
-        ))),
-        Ok((_, received, elapsed)) => Ok(Measured::Throughput {
-            size,
-            messages: received,
-            elapsed,
-        }),
+        Ok((sent, received, _)) if sent != received => {
+            Err(RowError::Failed(format!("producers sent {sent} messages but consumers got {received}")))
+        }
+        Ok((_, received, elapsed)) => Ok(Measured::Throughput { size, messages: received, elapsed }),
     }
 }
 
 /// One anonymous queue; N producer and M consumer processes.
-pub fn queue_throughput(
-    ctx: &Ctx,
-    size: usize,
-    producers: usize,
-    consumers: usize,
-) -> Result<Measured, RowError> {
+pub fn queue_throughput(ctx: &Ctx, size: usize, producers: usize, consumers: usize) -> Result<Measured, RowError> {
     // The bench holds a producer role until every child is running, so that no consumer can
     // see end of stream before the last producer has even attached.
     let q = Queue::builder()
@@ -328,10 +298,7 @@ pub fn pipe_throughput(ctx: &Ctx, size: usize) -> Result<Measured, RowError> {
 
 /// The producer loop: sends until `duration` has passed (clock read every 256 messages) or the
 /// receiving side has gone. `send` returns `Ok(false)` for "closed".
-fn produce(
-    a: &ChildArgs,
-    mut send: impl FnMut(&[u8]) -> Result<bool, String>,
-) -> Result<u64, String> {
+fn produce(a: &ChildArgs, mut send: impl FnMut(&[u8]) -> Result<bool, String>) -> Result<u64, String> {
     let mut buf = vec![0u8; a.size];
     let k = a.size.min(8);
     let start = Instant::now();
@@ -352,10 +319,7 @@ fn produce(
 
 /// The consumer loop: receives into a private buffer (a real consumer copies the message out)
 /// until end of stream. `recv` returns `Ok(false)` at end of stream.
-fn consume(
-    a: &ChildArgs,
-    mut recv: impl FnMut(&mut [u8]) -> Result<bool, String>,
-) -> Result<u64, String> {
+fn consume(a: &ChildArgs, mut recv: impl FnMut(&mut [u8]) -> Result<bool, String>) -> Result<u64, String> {
     let mut buf = vec![0u8; a.size];
     let mut n = 0u64;
     while recv(&mut buf)? {
@@ -375,11 +339,7 @@ fn throughput_child(a: &ChildArgs) -> Result<(), String> {
     // PR_SET_PDEATHSIG bound this process.
     let n = if a.row == "shmq-queue-tput" {
         let q = Queue::builder()
-            .role(if producer {
-                Role::Producer
-            } else {
-                Role::Consumer
-            })
+            .role(if producer { Role::Producer } else { Role::Consumer })
             .open_inherited("Q")
             .map_err(|e| format!("opening queue: {e}"))?;
         super::harness::child_ready_go()?;
@@ -505,8 +465,7 @@ fn copy_echo(m: &[u8], echo: &mut [u8; 8]) -> usize {
 
 fn pipe_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
     let mode = Mode::of_row(&a.row);
-    let mut c = Connection::from_env_with("P", mode.pipe_spin())
-        .map_err(|e| format!("opening pipe: {e}"))?;
+    let mut c = Connection::from_env_with("P", mode.pipe_spin()).map_err(|e| format!("opening pipe: {e}"))?;
     let mut buf = [0u8; PINGPONG_SLOT];
     for _ in 0..a.rounds {
         let len = match mode {
