@@ -407,6 +407,11 @@ impl Queue {
         self.get()?.read_value()
     }
 
+    /// Takes a `Pod` value, blocking at most `timeout`.
+    pub fn get_timeout_value<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
+        self.get_timeout(timeout)?.read_value()
+    }
+
     /// Takes a `Pod` value if there is one now.
     pub fn try_get_value<T: Pod>(&self) -> Result<T, RecvError> {
         self.try_get()?.read_value()
