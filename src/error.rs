@@ -92,6 +92,9 @@ pub enum SendError {
     /// This handle was opened without the producer role.
     #[error("this handle cannot send (opened as a consumer)")]
     WrongRole,
+    /// The value could not be encoded (`put_serde` / `send_serde`).
+    #[error("could not encode the message: {0}")]
+    Encode(String),
     /// Another process broke the ring's invariants; the handle stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
@@ -121,6 +124,10 @@ pub enum RecvError {
     /// This handle was opened without the consumer role.
     #[error("this handle cannot receive (opened as a producer)")]
     WrongRole,
+    /// The message could not be decoded as the requested type (`get_serde` / `recv_serde`); the
+    /// message was consumed.
+    #[error("could not decode the message: {0}")]
+    Decode(String),
     /// Another process broke the ring's invariants; the handle stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),

@@ -71,6 +71,8 @@ pub(crate) mod segment;
 mod shm;
 #[cfg(not(loom))]
 mod worker;
+#[cfg(all(feature = "serde", not(loom)))]
+mod serde_msg;
 
 #[cfg(not(loom))]
 pub use attach::ParticipantInfo;
