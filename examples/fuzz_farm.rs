@@ -66,7 +66,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inputs = Queue::builder().capacity(256).slot_size(72).role(Role::Producer).create_anonymous()?;
     let verdicts = Queue::builder().capacity(256).slot_size(16).role(Role::Consumer).create_anonymous()?;
     let mut children = (0..workers)
-        .map(|w| Worker::this_program()?.args(["worker", &w.to_string()]).queue("INPUTS", &inputs).queue("VERDICTS", &verdicts).spawn())
+        .map(|w| {
+            Worker::this_program()?
+                .args(["worker", &w.to_string()])
+                .queue("INPUTS", &inputs)
+                .queue("VERDICTS", &verdicts)
+                .spawn()
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let start = Instant::now();
@@ -133,7 +139,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         c.wait()?;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("{workers} workers, {secs:.2} s: {done} executions ({:.0} execs/s), {crashes} crashes found", done as f64 / secs);
+    println!(
+        "{workers} workers, {secs:.2} s: {done} executions ({:.0} execs/s), {crashes} crashes found",
+        done as f64 / secs
+    );
     for (w, n) in per_worker.iter().enumerate() {
         println!("  worker {w}: {n} inputs");
     }

@@ -67,12 +67,12 @@ mod queue;
 mod recover;
 #[cfg(not(loom))]
 pub(crate) mod segment;
+#[cfg(all(feature = "serde", not(loom)))]
+mod serde_msg;
 #[cfg(not(loom))]
 mod shm;
 #[cfg(not(loom))]
 mod worker;
-#[cfg(all(feature = "serde", not(loom)))]
-mod serde_msg;
 
 #[cfg(not(loom))]
 pub use attach::ParticipantInfo;

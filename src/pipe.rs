@@ -224,7 +224,8 @@ impl Sender {
         &self.ring.mem
     }
 
-    fn wait_room(&mut self, deadline: Option<Option<u64>>) -> Result<(), SendError> {
+    /// Waits until `need` slots are free.
+    fn wait_room(&mut self, need: u64, deadline: Option<Option<u64>>) -> Result<(), SendError> {
         if let Some(e) = &self.dead {
             return Err(e.clone());
         }
@@ -233,8 +234,8 @@ impl Sender {
             if attach::consumers_gone(ring.mem.ctrl()) {
                 return Some(Err(SendError::Closed));
             }
-            match ring.room() {
-                Ok(0) => None,
+            match ring.room_for(need) {
+                Ok(n) if n < need => None,
                 Ok(_) => Some(Ok(())),
                 Err(s) => Some(Err(corrupt_send(s))),
             }
@@ -266,9 +267,9 @@ impl Sender {
     fn send_in(&mut self, msg: &[u8], deadline: Option<Option<u64>>) -> Result<(), SendError> {
         let max = self.end.geometry.slot_size as usize;
         if msg.len() > max {
-            return Err(SendError::TooLarge { len: msg.len(), max });
+            return self.send_large(msg, deadline);
         }
-        self.wait_room(deadline)?;
+        self.wait_room(1, deadline)?;
         let idx = self.ring.slot(0);
         // SAFETY: slot `idx` is unpublished, so only we access it; msg.len() <= slot_size, the
         // payload region's size; `msg` is our own memory, not the slot.
@@ -278,9 +279,34 @@ impl Sender {
         Ok(())
     }
 
+    /// A message larger than a slot: consecutive slots, each but the last flagged "more", all
+    /// published by one release store, so the receiver sees the whole message or none of it.
+    fn send_large(&mut self, msg: &[u8], deadline: Option<Option<u64>>) -> Result<(), SendError> {
+        let slot = self.end.geometry.slot_size as usize;
+        let capacity = self.end.geometry.capacity;
+        let k = msg.len().div_ceil(slot) as u64;
+        if k > capacity {
+            return Err(SendError::TooLarge { len: msg.len(), max: slot * capacity as usize });
+        }
+        self.wait_room(k, deadline)?;
+        for (i, chunk) in msg.chunks(slot).enumerate() {
+            let idx = self.ring.slot(i as u64);
+            // SAFETY: the k slots after the tail are free (waited for above) and unpublished, so
+            // only we access them; each chunk is at most slot_size bytes, the payload's size.
+            unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), self.mem().payload(idx), chunk.len()) };
+            self.ring.set_fragment(i as u64, chunk.len() as u32, (i as u64) + 1 < k);
+        }
+        self.ring.publish(k);
+        Ok(())
+    }
+
     /// Sends a message, blocking while the pipe is full.
     ///
-    /// Errors: `Closed` (the receiver has gone: broken pipe), `TooLarge`, `Corrupt`.
+    /// A message larger than a slot is split across consecutive slots (at most the capacity) and
+    /// reassembled by the receiver, at the cost of one copy on receipt and 16 bytes per extra slot.
+    ///
+    /// Errors: `Closed` (the receiver has gone: broken pipe), `TooLarge` (larger than
+    /// `slot_size * capacity`), `Corrupt`.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_in(msg, Some(None))
     }
@@ -304,7 +330,7 @@ impl Sender {
     /// doorbell check for the batch). Returns how many were sent; stops before the first message
     /// that is too large.
     pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<usize, SendError> {
-        let room = match self.wait_room(None) {
+        let room = match self.wait_room(1, None) {
             Ok(()) => self.ring.room().map_err(corrupt_send)?,
             Err(SendError::Full) => return Ok(0),
             Err(e) => return Err(e),
@@ -330,7 +356,7 @@ impl Sender {
     /// Reserves the next slot to write a message in place, blocking while the pipe is full.
     /// Nothing is sent unless [`PipeReservation::commit`] is called.
     pub fn reserve(&mut self) -> Result<PipeReservation<'_>, SendError> {
-        self.wait_room(Some(None))?;
+        self.wait_room(1, Some(None))?;
         Ok(PipeReservation { tx: self })
     }
 
@@ -419,13 +445,37 @@ impl Receiver {
     }
 
     fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<PipeMessage<'_>, RecvError> {
-        self.wait_msg(deadline)?;
-        match self.ring.peek(0) {
-            Ok((idx, len)) => Ok(PipeMessage { rx: self, idx, len }),
+        let available = self.wait_msg(deadline)?;
+        match self.assemble(available) {
+            Ok((idx, len, owned, count)) => Ok(PipeMessage { rx: self, idx, len, owned, count }),
             Err(s) => {
                 let e = corrupt_recv(s);
                 self.dead = Some(e.clone());
                 Err(e)
+            }
+        }
+    }
+
+    /// The next message: `(slot, len, None, 1)` when it fits one slot (read in place), or a copy
+    /// of its fragments and how many slots they span.
+    fn assemble(&self, available: u64) -> Result<(u64, usize, Option<Vec<u8>>, u64), Corrupt> {
+        let (idx, len, more) = self.ring.peek(0)?;
+        if !more {
+            return Ok((idx, len, None, 1));
+        }
+        let mut body = Vec::with_capacity(len * 2);
+        let mut n = 0;
+        loop {
+            if n >= available {
+                return Err(Corrupt("a fragmented message was not published whole"));
+            }
+            let (idx, len, more) = self.ring.peek(n)?;
+            // SAFETY: slot n is published and unreleased (n < available), so the sender does not
+            // write it; `len` was checked against the slot size.
+            body.extend_from_slice(unsafe { std::slice::from_raw_parts(self.mem().payload(idx), len) });
+            n += 1;
+            if !more {
+                return Ok((idx, body.len(), Some(body), n));
             }
         }
     }
@@ -469,10 +519,19 @@ impl Receiver {
     /// them together (one release store for the batch). Returns how many were read; `Empty` if
     /// none, `Closed` at end of file.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
-        let n = self.wait_msg(None)?.min(max as u64);
+        let mut n = self.wait_msg(None)?.min(max as u64);
+        if matches!(self.ring.peek(0), Ok((_, _, true))) {
+            // A message spanning several slots: deliver it alone, reassembled.
+            f(&self.recv_in(None)?);
+            return Ok(1);
+        }
         for i in 0..n {
             let (idx, len) = match self.ring.peek(i) {
-                Ok(v) => v,
+                Ok((_, _, true)) => {
+                    n = i; // stop before a fragmented message
+                    break;
+                }
+                Ok((idx, len, false)) => (idx, len),
                 Err(s) => {
                     self.ring.release(i);
                     return Err(corrupt_recv(s));
@@ -498,10 +557,14 @@ impl Drop for Receiver {
 }
 
 /// A message received in place. Dereferences to its bytes; frees the slot when dropped.
+///
+/// A message that spanned several slots is reassembled into an owned buffer instead.
 pub struct PipeMessage<'a> {
     rx: &'a mut Receiver,
     idx: u64,
     len: usize,
+    owned: Option<Vec<u8>>,
+    count: u64,
 }
 
 impl PipeMessage<'_> {
@@ -514,6 +577,9 @@ impl PipeMessage<'_> {
 impl std::ops::Deref for PipeMessage<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        if let Some(v) = &self.owned {
+            return v;
+        }
         // SAFETY: the message is published and not released until this guard drops, so the
         // sender does not write it; `len` was read once and checked against the slot size.
         unsafe { std::slice::from_raw_parts(self.rx.mem().payload(self.idx), self.len) }
@@ -522,7 +588,7 @@ impl std::ops::Deref for PipeMessage<'_> {
 
 impl Drop for PipeMessage<'_> {
     fn drop(&mut self) {
-        self.rx.ring.release(1);
+        self.rx.ring.release(self.count);
     }
 }
 

@@ -12,6 +12,10 @@ use crate::doorbell;
 use crate::ring::RingMem;
 use crate::sync::Ordering;
 
+/// Slot header `aux` bit: the message continues in the next slot (messages larger than a slot
+/// travel as consecutive fragments published together).
+pub(crate) const AUX_MORE: u32 = 1;
+
 /// The other side broke the ring's invariants (the reason, for the error message).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub &'static str);
@@ -51,9 +55,15 @@ impl Producer {
     /// Free slots, reloading the consumer's counter only if the cached one shows none.
     #[inline]
     pub fn room(&mut self) -> Result<u64, Corrupt> {
+        self.room_for(1)
+    }
+
+    /// Free slots, reloading the consumer's counter only if the cached one shows fewer than `need`.
+    #[inline]
+    pub fn room_for(&mut self, need: u64) -> Result<u64, Corrupt> {
         let cap = self.mem.capacity;
         let mut used = self.tail.wrapping_sub(self.cached_head);
-        if used >= cap {
+        if used > cap - need.min(cap) {
             // ORDERING: Acquire, pairs with the Release store in `Consumer::release`. SYNC POINT:
             // pipe-released: the consumer is done with the slots we are about to reuse.
             let head = self.mem.ctrl().head.load(Ordering::Acquire);
@@ -75,10 +85,19 @@ impl Producer {
         }
     }
 
-    /// Records the length of the `n`th unpublished message.
+    /// Records the length of the `n`th unpublished message (a whole message in one slot).
     #[inline]
     pub fn set_len(&self, n: u64, len: u32) {
-        self.mem.slot(self.slot(n)).len.store(len, Ordering::Relaxed);
+        self.set_fragment(n, len, false);
+    }
+
+    /// Records the `n`th unpublished slot as a fragment of `len` bytes; `more`: the message
+    /// continues in the next slot.
+    #[inline]
+    pub fn set_fragment(&self, n: u64, len: u32, more: bool) {
+        let slot = self.mem.slot(self.slot(n));
+        slot.len.store(len, Ordering::Relaxed);
+        slot.aux.store(if more { AUX_MORE } else { 0 }, Ordering::Relaxed);
     }
 
     /// Publishes the next `n` messages (written with [`Producer::set_len`] and their payloads)
@@ -118,16 +137,18 @@ impl Consumer {
         Ok(n)
     }
 
-    /// The slot index and checked length of the `n`th unread message (`n < available()`).
+    /// The slot index, checked length and "more fragments follow" flag of the `n`th unread slot
+    /// (`n < available()`).
     #[inline]
-    pub fn peek(&self, n: u64) -> Result<(u64, usize), Corrupt> {
+    pub fn peek(&self, n: u64) -> Result<(u64, usize, bool), Corrupt> {
         let i = self.idx + n;
         let idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
-        let len = self.mem.slot(idx).len.load(Ordering::Relaxed) as usize;
+        let slot = self.mem.slot(idx);
+        let len = slot.len.load(Ordering::Relaxed) as usize;
         if len > self.mem.slot_size {
             return Err(Corrupt("message length exceeds the slot size"));
         }
-        Ok((idx, len))
+        Ok((idx, len, slot.aux.load(Ordering::Relaxed) & AUX_MORE != 0))
     }
 
     /// Frees the next `n` messages for the producer and wakes it if it sleeps.
@@ -164,7 +185,7 @@ mod tests {
         if c.available().unwrap() == 0 {
             return None;
         }
-        let (idx, len) = c.peek(0).unwrap();
+        let (idx, len, _) = c.peek(0).unwrap();
         assert_eq!(len, 8);
         // SAFETY: published and not yet released: the producer does not touch it.
         let v = unsafe { (c.mem.payload(idx) as *const u64).read() };

@@ -159,7 +159,7 @@ fn poll_with_and_without_timeout() {
 #[test]
 fn oversize_and_full_are_typed_and_lose_nothing() {
     let (mut s, mut r) = channel(2, 8).unwrap();
-    assert_eq!(s.try_send(&[0; 9]), Err(SendError::TooLarge { len: 9, max: 8 }));
+    assert_eq!(s.try_send(&[0; 17]), Err(SendError::TooLarge { len: 17, max: 16 }), "over capacity × slot size");
     s.try_send(b"a").unwrap();
     s.try_send(b"b").unwrap();
     assert_eq!(s.try_send(b"c"), Err(SendError::Full));
@@ -206,4 +206,44 @@ fn split_halves_work_from_two_threads() {
             assert_eq!(arx.recv_value::<u64>().unwrap(), i);
         }
     });
+}
+
+#[test]
+fn messages_larger_than_a_slot_are_split_and_reassembled() {
+    let (mut s, mut r) = channel(8, 16).unwrap();
+    let big: Vec<u8> = (0..100u8).collect();
+    s.send(&big).unwrap(); // 7 slots
+    s.send(b"small").unwrap();
+    assert_eq!(&*r.recv().unwrap(), &big[..]);
+    assert_eq!(&*r.recv().unwrap(), b"small");
+    let max: Vec<u8> = (0..128u8).collect();
+    s.send(&max).unwrap(); // exactly capacity × slot size
+    assert_eq!(s.try_send(b"x"), Err(SendError::Full), "it took every slot");
+    assert_eq!(&*r.recv().unwrap(), &max[..]);
+    assert_eq!(s.try_send(&[0; 129]), Err(SendError::TooLarge { len: 129, max: 128 }));
+    // Batches deliver a fragmented message alone and in order.
+    s.send(b"a").unwrap();
+    s.send(&big).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        r.recv_batch(10, |m| seen.push(m.to_vec())).unwrap();
+    }
+    assert_eq!(seen, vec![b"a".to_vec(), big]);
+}
+
+#[test]
+fn large_messages_cross_processes_intact() {
+    let (mut a, b) = Pipe::builder().capacity(4).slot_size(64).create_anonymous().unwrap();
+    let mut cmd = child("child_entry", "echo");
+    let handover = b.share_with(&mut cmd, "P");
+    let c = cmd.spawn().unwrap();
+    drop(handover);
+    for len in (1..=256).step_by(7) {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        a.send(&msg).unwrap();
+        let reply = a.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(reply.iter().eq(msg.iter().rev()), "length {len}");
+    }
+    drop(a);
+    finish(c, LIMIT);
 }
