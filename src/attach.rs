@@ -6,11 +6,12 @@
 //! *before* the lock is dropped, so nobody ever sees an active entry without its lock unless its
 //! process died: that is the signal crash recovery builds on.
 
-use crate::doorbell;
-use crate::layout::{Ends, Header, Participant, RingCtrl, ENDS_CONSUMER_SEEN, ENDS_PRODUCER_SEEN};
+use crate::layout::{Header, Participant};
 use crate::layout::{MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE};
 use crate::segment::{byte_is_locked, try_lock_byte, Segment};
 use crate::Error;
+// The end-of-stream counters live in `ring` so that loom models can check them.
+pub(crate) use crate::ring::{attach, attach_exclusive, consumers_gone, detach, producers_gone};
 use std::fs::File;
 use std::sync::atomic::Ordering;
 
@@ -158,69 +159,4 @@ pub(crate) fn participants(seg: &Segment, probe: &File) -> Vec<ParticipantInfo> 
             })
         })
         .collect()
-}
-
-/// Counts a new producer and/or consumer on `ring`.
-pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) {
-    let ends: &Ends = &ring.ends;
-    if producer {
-        ends.producers.fetch_add(1, Ordering::AcqRel);
-        ends.flags.fetch_or(ENDS_PRODUCER_SEEN, Ordering::AcqRel);
-    }
-    if consumer {
-        ends.consumers.fetch_add(1, Ordering::AcqRel);
-        ends.flags.fetch_or(ENDS_CONSUMER_SEEN, Ordering::AcqRel);
-    }
-}
-
-/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: that end was
-/// attached before (it may be in use, or closed: a closed pipe end is never reopened).
-pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
-    let ends: &Ends = &ring.ends;
-    let (count, seen) = if producer {
-        (&ends.producers, ENDS_PRODUCER_SEEN)
-    } else {
-        (&ends.consumers, ENDS_CONSUMER_SEEN)
-    };
-    // Count first, then mark seen: nobody may observe "seen and zero attached" for an end that is
-    // only now being attached (that would be a false end of stream).
-    count.fetch_add(1, Ordering::AcqRel);
-    if ends.flags.fetch_or(seen, Ordering::AcqRel) & seen != 0 {
-        count.fetch_sub(1, Ordering::AcqRel);
-        return false;
-    }
-    true
-}
-
-/// Uncounts a producer (wakes consumers: they may now see end of stream) or a consumer (wakes
-/// producers: they may now see a broken pipe).
-pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
-    let ends: &Ends = &ring.ends;
-    if producer {
-        // ORDERING: Release: every message this producer committed happens-before a consumer's
-        // Acquire load that sees the count reach zero.
-        ends.producers.fetch_sub(1, Ordering::Release);
-        doorbell::ring_all(&ring.not_empty);
-    }
-    if consumer {
-        ends.consumers.fetch_sub(1, Ordering::Release);
-        doorbell::ring_all(&ring.not_full);
-    }
-}
-
-/// End of stream: a producer was seen and none is attached now.
-#[inline]
-pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
-    let ends: &Ends = &ring.ends;
-    // ORDERING: Acquire, pairs with the Release decrement in `detach`.
-    ends.producers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & ENDS_PRODUCER_SEEN != 0
-}
-
-/// Broken pipe: a consumer was seen and none is attached now.
-#[inline]
-pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
-    let ends: &Ends = &ring.ends;
-    ends.consumers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & ENDS_CONSUMER_SEEN != 0
 }

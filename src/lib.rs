@@ -10,6 +10,9 @@ pub(crate) mod ring;
 pub(crate) mod spsc;
 pub(crate) mod sync;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 #[cfg(not(loom))]
 mod attach;
 #[cfg(not(loom))]
