@@ -16,6 +16,9 @@ mod loom_tests;
 #[cfg(not(loom))]
 mod attach;
 #[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(not(loom))]
 mod inherit;
 #[cfg(not(loom))]
 mod pipe;

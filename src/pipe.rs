@@ -547,7 +547,7 @@ pub struct Handover {
 }
 
 impl Connection {
-    fn attach(
+    pub(crate) fn attach(
         seg: Arc<Segment>,
         geometry: Geometry,
         end: u32,
@@ -762,6 +762,11 @@ impl Connection {
     /// The receiving half of a receive-only (or duplex) end.
     pub fn into_receiver(self) -> Option<Receiver> {
         self.split().1
+    }
+
+    /// The mapped segment (for `crate::fuzzing`).
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.end.seg
     }
 
     /// Which end this is (0 or 1).

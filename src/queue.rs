@@ -205,7 +205,12 @@ impl Queue {
         Queue::builder().open_inherited(key)
     }
 
-    fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
+    pub(crate) fn attach(
+        seg: Segment,
+        geometry: Geometry,
+        role: Role,
+        spin: u32,
+    ) -> Result<Queue, Error> {
         let ring = Mpmc::new(shm::ring_mem(&seg, &geometry, 0));
         let reg = Registration::new(&seg, role.bits())?;
         let bits = role.bits();
@@ -222,6 +227,11 @@ impl Queue {
             geometry,
             seg,
         })
+    }
+
+    /// The mapped segment (for `crate::fuzzing`).
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
     }
 
     /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`.
