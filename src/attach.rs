@@ -7,14 +7,13 @@
 //! or by the reaper of a dead owner), frees the entry, and only then drops the lock: an active
 //! entry without its lock means the process died. `recover` builds on that.
 
-use crate::doorbell;
-use crate::layout::{Ends, Geometry, Header, Participant, RingCtrl};
-use crate::layout::{
-    ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN, MAX_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER,
-};
+use crate::layout::{Geometry, Header, Participant};
+use crate::layout::{MAX_PARTICIPANTS, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::layout::{PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE, PARTICIPANT_HANDOVER};
 use crate::segment::{byte_is_locked, try_lock_byte, Segment};
 use crate::{futex, shm, Error};
+// The end-of-stream counters live in `ring` so that loom models can check them.
+pub(crate) use crate::ring::{attach, attach_exclusive, consumers_gone, detach, producers_gone};
 use std::fs::File;
 use std::sync::atomic::Ordering;
 
@@ -170,51 +169,6 @@ pub(crate) fn participants(seg: &Segment, probe: &File) -> Vec<ParticipantInfo> 
         .collect()
 }
 
-/// Counts a new producer and/or consumer on `ring`.
-pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) {
-    let ends: &Ends = &ring.ends;
-    if producer {
-        ends.producers.fetch_add(1, Ordering::AcqRel);
-        ends.flags.fetch_or(ENDS_PRODUCER_SEEN, Ordering::AcqRel);
-    }
-    if consumer {
-        ends.consumers.fetch_add(1, Ordering::AcqRel);
-        ends.flags.fetch_or(ENDS_CONSUMER_SEEN, Ordering::AcqRel);
-    }
-}
-
-/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: that end was
-/// attached before (it may be in use, or closed: a closed pipe end is never reopened).
-pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
-    let ends: &Ends = &ring.ends;
-    let (count, seen) =
-        if producer { (&ends.producers, ENDS_PRODUCER_SEEN) } else { (&ends.consumers, ENDS_CONSUMER_SEEN) };
-    // Count first, then mark seen: nobody may observe "seen and zero attached" for an end that is
-    // only now being attached (that would be a false end of stream).
-    count.fetch_add(1, Ordering::AcqRel);
-    if ends.flags.fetch_or(seen, Ordering::AcqRel) & seen != 0 {
-        count.fetch_sub(1, Ordering::AcqRel);
-        return false;
-    }
-    true
-}
-
-/// Uncounts a producer (wakes consumers: they may now see end of stream) or a consumer (wakes
-/// producers: they may now see a broken pipe).
-pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
-    let ends: &Ends = &ring.ends;
-    if producer {
-        // ORDERING: Release: every message this producer committed happens-before a consumer's
-        // Acquire load that sees the count reach zero.
-        ends.producers.fetch_sub(1, Ordering::Release);
-        doorbell::ring_all(&ring.not_empty);
-    }
-    if consumer {
-        ends.consumers.fetch_sub(1, Ordering::Release);
-        doorbell::ring_all(&ring.not_full);
-    }
-}
-
 /// Uncounts every role in `bits` (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`).
 pub(crate) fn detach_bits(seg: &Segment, g: &Geometry, bits: u32) {
     for r in 0..g.ring_count {
@@ -223,21 +177,4 @@ pub(crate) fn detach_bits(seg: &Segment, g: &Geometry, bits: u32) {
             detach(shm::ring_mem(seg, g, r).ctrl(), p, c);
         }
     }
-}
-
-/// End of stream: a producer was seen and none is attached now.
-#[inline]
-pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
-    let ends: &Ends = &ring.ends;
-    // ORDERING: Acquire, pairs with the Release decrement in `detach`.
-    ends.producers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT) == ENDS_PRODUCER_SEEN
-}
-
-/// Broken pipe: a consumer was seen and none is attached now.
-#[inline]
-pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
-    let ends: &Ends = &ring.ends;
-    ends.consumers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT) == ENDS_CONSUMER_SEEN
 }

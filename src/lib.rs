@@ -53,8 +53,14 @@ pub(crate) mod ring;
 pub(crate) mod spsc;
 pub(crate) mod sync;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 #[cfg(not(loom))]
 mod attach;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(not(loom))]
 mod inherit;
 #[cfg(not(loom))]

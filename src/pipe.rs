@@ -520,7 +520,7 @@ impl Receiver {
     /// none, `Closed` at end of file.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
         let mut n = self.wait_msg(None)?.min(max as u64);
-        if matches!(self.ring.peek(0), Ok((_, _, true))) {
+        if n > 0 && matches!(self.ring.peek(0), Ok((_, _, true))) {
             // A message spanning several slots: deliver it alone, reassembled.
             f(&self.recv_in(None)?);
             return Ok(1);
@@ -612,7 +612,7 @@ pub struct Handover {
 }
 
 impl Connection {
-    fn attach(seg: Arc<Segment>, geometry: Geometry, end: u32, spin: u32) -> Result<Connection, Error> {
+    pub(crate) fn attach(seg: Arc<Segment>, geometry: Geometry, end: u32, spin: u32) -> Result<Connection, Error> {
         let (tx_ring, rx_ring) = rings_of(&geometry, end);
         let roles = tx_ring.map_or(0, |r| ROLE_PRODUCER << (2 * r)) | rx_ring.map_or(0, |r| ROLE_CONSUMER << (2 * r));
         let reg = Registration::new(&seg, &geometry, roles)?;
@@ -800,6 +800,11 @@ impl Connection {
     /// The receiving half of a receive-only (or duplex) end.
     pub fn into_receiver(self) -> Option<Receiver> {
         self.split().1
+    }
+
+    /// The mapped segment (for `crate::fuzzing`).
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.end.seg
     }
 
     /// Which end this is (0 or 1).

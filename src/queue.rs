@@ -220,13 +220,18 @@ impl Queue {
         Queue::builder().open_inherited(key)
     }
 
-    fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
+    pub(crate) fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
         let ring = Mpmc::new(shm::ring_mem(&seg, &geometry, 0));
         let reg = Registration::new(&seg, &geometry, role.bits())?;
         let bits = role.bits();
         attach::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
         let joinable = seg.header().flags & FLAG_JOINABLE != 0;
         Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, geometry, seg })
+    }
+
+    /// The mapped segment (for `crate::fuzzing`).
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
     }
 
     /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`.

@@ -3,8 +3,13 @@
 //! A [`RingMem`] is a pair of base pointers (slot headers, payloads) and strides. Over a segment
 //! both point into the mapping (payload = header + 16); in unit and loom tests they point at heap
 //! arrays. The algorithms index it only with `idx < capacity`, which they check before calling.
+//!
+//! It also holds the end-of-stream logic over a ring's [`Ends`] counters ([`attach`], [`detach`],
+//! [`producers_gone`], ...), which queues and pipes share.
 
-use crate::layout::{RingCtrl, SlotHeader};
+use crate::doorbell;
+use crate::layout::{Ends, RingCtrl, SlotHeader, ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN};
+use crate::sync::Ordering;
 
 /// Where one ring's control block and slots are.
 #[derive(Clone, Copy)]
@@ -51,6 +56,73 @@ impl RingMem {
         // result stays inside that allocation.
         unsafe { self.pay.add(idx as usize * self.pay_stride) }
     }
+}
+
+// ----- Ends: attachment counts, end of stream and broken pipe -----
+//
+// Kept here, beside the ring memory, rather than in `attach` (which needs files and is not
+// compiled under loom), so that the loom models check them together with the doorbells.
+
+/// Counts a new producer and/or consumer on `ring`.
+pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) {
+    let ends: &Ends = &ring.ends;
+    if producer {
+        ends.producers.fetch_add(1, Ordering::AcqRel);
+        ends.flags.fetch_or(ENDS_PRODUCER_SEEN, Ordering::AcqRel);
+    }
+    if consumer {
+        ends.consumers.fetch_add(1, Ordering::AcqRel);
+        ends.flags.fetch_or(ENDS_CONSUMER_SEEN, Ordering::AcqRel);
+    }
+}
+
+/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: that end was
+/// attached before (it may be in use, or closed: a closed pipe end is never reopened).
+pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
+    let ends: &Ends = &ring.ends;
+    let (count, seen) =
+        if producer { (&ends.producers, ENDS_PRODUCER_SEEN) } else { (&ends.consumers, ENDS_CONSUMER_SEEN) };
+    // Count first, then mark seen: nobody may observe "seen and zero attached" for an end that is
+    // only now being attached (that would be a false end of stream).
+    count.fetch_add(1, Ordering::AcqRel);
+    if ends.flags.fetch_or(seen, Ordering::AcqRel) & seen != 0 {
+        count.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    true
+}
+
+/// Uncounts a producer (wakes consumers: they may now see end of stream) or a consumer (wakes
+/// producers: they may now see a broken pipe).
+pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
+    let ends: &Ends = &ring.ends;
+    if producer {
+        // ORDERING: Release: every message this producer committed happens-before a consumer's
+        // Acquire load that sees the count reach zero.
+        ends.producers.fetch_sub(1, Ordering::Release);
+        doorbell::ring_all(&ring.not_empty);
+    }
+    if consumer {
+        ends.consumers.fetch_sub(1, Ordering::Release);
+        doorbell::ring_all(&ring.not_full);
+    }
+}
+
+/// End of stream: a producer was seen and none is attached now.
+#[inline]
+pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
+    let ends: &Ends = &ring.ends;
+    // ORDERING: Acquire, pairs with the Release decrement in `detach`.
+    ends.producers.load(Ordering::Acquire) == 0
+        && ends.flags.load(Ordering::Relaxed) & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT) == ENDS_PRODUCER_SEEN
+}
+
+/// Broken pipe: a consumer was seen and none is attached now.
+#[inline]
+pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
+    let ends: &Ends = &ring.ends;
+    ends.consumers.load(Ordering::Acquire) == 0
+        && ends.flags.load(Ordering::Relaxed) & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT) == ENDS_CONSUMER_SEEN
 }
 
 /// Heap memory shaped like a ring, for unit tests, loom models and in-process benchmarks.

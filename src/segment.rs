@@ -132,7 +132,7 @@ impl Segment {
     pub fn open_named(name: &str) -> Result<Segment, Error> {
         validate_name(name)?;
         let file = open_raw(&path_of(name), libc::O_RDWR, 0).map_err(|e| map_err(e, name))?;
-        Self::open_file(file, Some(name.into()))
+        Self::open_file(file, Some(name.into()), READY_TIMEOUT)
     }
 
     /// Opens a segment inherited as descriptor `fd`, through a new open file description (so that
@@ -147,17 +147,19 @@ impl Segment {
                 Ok::<File, io::Error>(unsafe { File::from_raw_fd(d) })
             })
             .map_err(|e| map_err(e, &format!("fd {fd}")))?;
-        Self::open_file(file, None)
+        Self::open_file(file, None, READY_TIMEOUT)
     }
 
-    fn open_file(file: File, name: Option<String>) -> Result<Segment, Error> {
+    /// Maps an opened segment file once its creator has published it, waiting at most
+    /// `ready_timeout` for that.
+    pub(crate) fn open_file(file: File, name: Option<String>, ready_timeout: Duration) -> Result<Segment, Error> {
         let start = Instant::now();
         loop {
             let (len, regular) = file_len(&file)?;
             if !regular {
                 return Err(Error::Corrupt("not a regular file"));
             }
-            let timed_out = start.elapsed() > READY_TIMEOUT;
+            let timed_out = start.elapsed() > ready_timeout;
             if len >= std::mem::size_of::<Header>() as u64 {
                 let map = map(&file, len)?;
                 // SAFETY: the mapping holds at least a Header (checked just above), is

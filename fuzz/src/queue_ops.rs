@@ -1,0 +1,221 @@
+//! A sequence of queue operations applied to a real anonymous queue and to a model, compared after
+//! every step: returned bytes, order, errors and `len`.
+//!
+//! The model follows positions, as the ring does: a reservation holds its position, so messages
+//! committed after it stay invisible until it is committed or abandoned; a slot is busy from its
+//! claim until its message guard is dropped (or, abandoned, until a consumer passes it), and a
+//! put finds the queue full while the slot one lap back is busy. Nothing here blocks.
+
+use arbitrary::{Arbitrary, Unstructured};
+use shmq::{Message, Queue, RecvError, Reservation, SendError};
+use std::collections::{BTreeSet, VecDeque};
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    TryPut { len: u8, fill: u8 },
+    TryGet,
+    GetAndHold,
+    DropGuard(u8),
+    Reserve,
+    Commit { which: u8, len: u8, fill: u8 },
+    Abandon(u8),
+    Close,
+    PutValue(u32),
+    GetValue,
+    Len,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    capacity: u8,
+    slot_size: u8,
+    ops: Vec<Op>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Pending,
+    Committed(Vec<u8>),
+    Abandoned,
+}
+
+struct Model {
+    cap: u64,
+    slot: usize,
+    /// Positions `head..tail`, oldest first.
+    entries: VecDeque<Entry>,
+    head: u64,
+    tail: u64,
+    /// Positions whose slot is not free yet.
+    busy: BTreeSet<u64>,
+    closed: bool,
+}
+
+impl Model {
+    fn full(&self) -> bool {
+        self.tail >= self.cap && self.busy.contains(&(self.tail - self.cap))
+    }
+
+    fn claim_write(&mut self, len: usize) -> Result<u64, SendError> {
+        if self.closed {
+            return Err(SendError::WrongRole);
+        }
+        if len > self.slot {
+            return Err(SendError::TooLarge { len, max: self.slot });
+        }
+        if self.full() {
+            return Err(SendError::Full);
+        }
+        let pos = self.tail;
+        self.tail += 1;
+        self.busy.insert(pos);
+        self.entries.push_back(Entry::Pending);
+        Ok(pos)
+    }
+
+    fn set(&mut self, pos: u64, e: Entry) {
+        let i = (pos - self.head) as usize;
+        assert!(matches!(self.entries[i], Entry::Pending));
+        self.entries[i] = e;
+    }
+
+    /// The position and bytes of the next message, retiring abandoned positions on the way.
+    fn claim_read(&mut self) -> Result<(u64, Vec<u8>), RecvError> {
+        loop {
+            match self.entries.front() {
+                Some(Entry::Abandoned) => {
+                    self.busy.remove(&self.head);
+                }
+                Some(Entry::Committed(_)) => {
+                    let Some(Entry::Committed(bytes)) = self.entries.pop_front() else { unreachable!() };
+                    self.head += 1;
+                    return Ok((self.head - 1, bytes));
+                }
+                Some(Entry::Pending) | None if self.closed => return Err(RecvError::Closed),
+                Some(Entry::Pending) | None => return Err(RecvError::Empty),
+            }
+            self.entries.pop_front();
+            self.head += 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        (self.tail - self.head) as usize
+    }
+}
+
+fn fill_bytes(len: usize, fill: u8) -> Vec<u8> {
+    (0..len).map(|i| fill.wrapping_add(i as u8)).collect()
+}
+
+pub fn run(data: &[u8]) {
+    let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let cap = input.capacity as u64 % 4 + 1;
+    let slot = input.slot_size as usize % 16 + 1;
+    let q =
+        Queue::builder().capacity(cap as usize).slot_size(slot).spin(0).create_anonymous().expect("anonymous queue");
+    let mut m = Model { cap, slot, entries: VecDeque::new(), head: 0, tail: 0, busy: BTreeSet::new(), closed: false };
+    // Declared after `q`, so dropped before it.
+    let mut guards: Vec<(Message<'_>, Vec<u8>, u64)> = Vec::new();
+    let mut reservations: Vec<(Reservation<'_>, u64)> = Vec::new();
+
+    for op in input.ops.iter().take(200) {
+        match *op {
+            Op::TryPut { len, fill } => {
+                let msg = fill_bytes(len as usize % (slot + 2), fill);
+                let want = m.claim_write(msg.len()).map(|pos| {
+                    m.set(pos, Entry::Committed(msg.clone()));
+                });
+                assert_eq!(q.try_put(&msg), want, "try_put of {} bytes", msg.len());
+            }
+            Op::PutValue(v) => {
+                let want = m.claim_write(4).map(|pos| {
+                    m.set(pos, Entry::Committed(v.to_ne_bytes().to_vec()));
+                });
+                assert_eq!(q.try_put_value(&v), want, "try_put_value");
+            }
+            Op::TryGet | Op::GetAndHold => {
+                let want = m.claim_read();
+                let got = q.try_get();
+                match (got, want) {
+                    (Ok(msg), Ok((pos, bytes))) => {
+                        assert_eq!(&*msg, &bytes[..], "message bytes");
+                        if matches!(op, Op::GetAndHold) {
+                            guards.push((msg, bytes, pos));
+                        } else {
+                            drop(msg);
+                            m.busy.remove(&pos);
+                        }
+                    }
+                    (Err(e), Err(w)) => assert_eq!(e, w, "try_get error"),
+                    (got, want) => panic!("try_get: got {got:?}, model says {want:?}"),
+                }
+            }
+            Op::GetValue => {
+                let want = m.claim_read().map(|(pos, bytes)| {
+                    m.busy.remove(&pos);
+                    match <[u8; 4]>::try_from(&bytes[..]) {
+                        Ok(b) => Ok(u32::from_ne_bytes(b)),
+                        Err(_) => Err(RecvError::SizeMismatch { len: bytes.len(), expected: 4 }),
+                    }
+                });
+                let want = want.and_then(|r| r);
+                assert_eq!(q.try_get_value::<u32>(), want, "try_get_value");
+            }
+            Op::DropGuard(i) => {
+                if !guards.is_empty() {
+                    let (msg, bytes, pos) = guards.remove(i as usize % guards.len());
+                    assert_eq!(&*msg, &bytes[..], "a held message changed");
+                    drop(msg);
+                    m.busy.remove(&pos);
+                }
+            }
+            Op::Reserve => {
+                let want = m.claim_write(0);
+                match (q.try_reserve(), want) {
+                    (Ok(mut r), Ok(pos)) => {
+                        assert_eq!(r.buf().len(), slot, "a reservation is a whole slot");
+                        reservations.push((r, pos));
+                    }
+                    (Err(e), Err(w)) => assert_eq!(e, w, "try_reserve error"),
+                    (got, want) => panic!("try_reserve: got {:?}, model says {want:?}", got.map(|_| ())),
+                }
+            }
+            Op::Commit { which, len, fill } => {
+                if !reservations.is_empty() {
+                    let (mut r, pos) = reservations.remove(which as usize % reservations.len());
+                    let len = len as usize % (slot + 2);
+                    let bytes = fill_bytes(slot, fill);
+                    r.buf().copy_from_slice(&bytes);
+                    let want = if len > slot {
+                        m.set(pos, Entry::Abandoned);
+                        Err(SendError::TooLarge { len, max: slot })
+                    } else {
+                        m.set(pos, Entry::Committed(bytes[..len].to_vec()));
+                        Ok(())
+                    };
+                    assert_eq!(r.commit(len), want, "commit of {len} bytes");
+                }
+            }
+            Op::Abandon(i) => {
+                if !reservations.is_empty() {
+                    let (r, pos) = reservations.remove(i as usize % reservations.len());
+                    drop(r);
+                    m.set(pos, Entry::Abandoned);
+                }
+            }
+            Op::Close => {
+                q.close();
+                m.closed = true;
+            }
+            Op::Len => {
+                assert_eq!(q.is_empty(), m.len() == 0);
+                assert_eq!(q.is_full(), m.len() == cap as usize);
+            }
+        }
+        assert_eq!(q.len(), m.len(), "len after {op:?}");
+        assert!(q.len() <= cap as usize);
+    }
+}
