@@ -447,7 +447,7 @@ impl Receiver {
     fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<PipeMessage<'_>, RecvError> {
         let available = self.wait_msg(deadline)?;
         match self.assemble(available) {
-            Ok((idx, len, owned, count)) => Ok(PipeMessage { rx: self, idx, len, owned, count }),
+            Ok(body) => Ok(PipeMessage { rx: self, body }),
             Err(s) => {
                 let e = corrupt_recv(s);
                 self.dead = Some(e.clone());
@@ -456,12 +456,11 @@ impl Receiver {
         }
     }
 
-    /// The next message: `(slot, len, None, 1)` when it fits one slot (read in place), or a copy
-    /// of its fragments and how many slots they span.
-    fn assemble(&self, available: u64) -> Result<(u64, usize, Option<Vec<u8>>, u64), Corrupt> {
+    /// The next message: in place when it fits one slot, else a copy of its fragments.
+    fn assemble(&self, available: u64) -> Result<Body, Corrupt> {
         let (idx, len, more) = self.ring.peek(0)?;
         if !more {
-            return Ok((idx, len, None, 1));
+            return Ok(Body { idx, len, owned: None, count: 1 });
         }
         let mut body = Vec::with_capacity(len * 2);
         let mut n = 0;
@@ -475,7 +474,7 @@ impl Receiver {
             body.extend_from_slice(unsafe { std::slice::from_raw_parts(self.mem().payload(idx), len) });
             n += 1;
             if !more {
-                return Ok((idx, body.len(), Some(body), n));
+                return Ok(Body { idx, len: body.len(), owned: Some(body), count: n });
             }
         }
     }
@@ -561,9 +560,18 @@ impl Drop for Receiver {
 /// A message that spanned several slots is reassembled into an owned buffer instead.
 pub struct PipeMessage<'a> {
     rx: &'a mut Receiver,
+    body: Body,
+}
+
+/// Where a received message's bytes are.
+struct Body {
+    /// Its (last) slot.
     idx: u64,
+    /// Its length.
     len: usize,
+    /// The reassembled bytes of a message that spanned several slots.
     owned: Option<Vec<u8>>,
+    /// Slots to release when done.
     count: u64,
 }
 
@@ -577,24 +585,24 @@ impl PipeMessage<'_> {
 impl std::ops::Deref for PipeMessage<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        if let Some(v) = &self.owned {
+        if let Some(v) = &self.body.owned {
             return v;
         }
         // SAFETY: the message is published and not released until this guard drops, so the
         // sender does not write it; `len` was read once and checked against the slot size.
-        unsafe { std::slice::from_raw_parts(self.rx.mem().payload(self.idx), self.len) }
+        unsafe { std::slice::from_raw_parts(self.rx.mem().payload(self.body.idx), self.body.len) }
     }
 }
 
 impl Drop for PipeMessage<'_> {
     fn drop(&mut self) {
-        self.rx.ring.release(self.count);
+        self.rx.ring.release(self.body.count);
     }
 }
 
 impl fmt::Debug for PipeMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipeMessage").field("len", &self.len).finish()
+        f.debug_struct("PipeMessage").field("len", &self.body.len).finish()
     }
 }
 
