@@ -10,6 +10,7 @@
 //! Under `--cfg loom` the same interface is modelled with a loom mutex and condition variable,
 //! which keeps the futex's "compare and sleep atomically" contract.
 
+#[cfg(not(loom))]
 use crate::sync::AtomicU32;
 
 /// Nanoseconds on `CLOCK_MONOTONIC`.

@@ -98,8 +98,8 @@ impl Q {
 
     /// `put`, sleeping on the `not_full` doorbell while the ring is full.
     fn put_blocking(&self, v: u64) {
-        let c =
-            doorbell::block_on(&self.ctrl().not_full, None, 0, || self.m.try_claim_write(1).ok()).expect("no deadline");
+        let c = doorbell::block_on(&self.ctrl().not_full, None, 0, || self.m.try_claim_write(1).ok(), || {})
+            .expect("no deadline");
         self.data.write(c.idx, v);
         self.m.commit(c, 8);
     }
@@ -115,7 +115,7 @@ impl Q {
             Err(RecvError::Empty) => None,
             r => Some(r),
         };
-        let c = doorbell::block_on(&self.ctrl().not_empty, None, 0, attempt).expect("no deadline")?;
+        let c = doorbell::block_on(&self.ctrl().not_empty, None, 0, attempt, || {}).expect("no deadline")?;
         let v = self.data.read(c.idx);
         self.m.release(c);
         Ok(v)
@@ -219,7 +219,7 @@ fn loom_mpmc_sleeping_consumer_is_woken_by_commit() {
         let c = {
             let q = q.clone();
             thread::spawn(move || {
-                let claim = doorbell::block_on(&q.ctrl().not_empty, None, 0, || q.m.try_claim_read(2).ok())
+                let claim = doorbell::block_on(&q.ctrl().not_empty, None, 0, || q.m.try_claim_read(2).ok(), || {})
                     .expect("no deadline");
                 let v = q.data.read(claim.idx);
                 q.m.release(claim);
@@ -275,15 +275,21 @@ fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
         let p = {
             let q = q.clone();
             thread::spawn(move || {
-                doorbell::block_on(&q.ctrl().not_full, None, 0, || {
-                    if ring::consumers_gone(q.ctrl()) {
-                        return Some(Err(SendError::Closed));
-                    }
-                    match q.m.try_claim_write(1) {
-                        Err(SendError::Full) => None,
-                        r => Some(r),
-                    }
-                })
+                doorbell::block_on(
+                    &q.ctrl().not_full,
+                    None,
+                    0,
+                    || {
+                        if ring::consumers_gone(q.ctrl()) {
+                            return Some(Err(SendError::Closed));
+                        }
+                        match q.m.try_claim_write(1) {
+                            Err(SendError::Full) => None,
+                            r => Some(r),
+                        }
+                    },
+                    || {},
+                )
                 .expect("no deadline")
                 .map(|c| q.m.abandon(c))
             })
@@ -328,7 +334,7 @@ fn try_recv(pipe: &Pipe, c: &mut spsc::Consumer) -> Option<u64> {
     if c.available().unwrap() == 0 {
         return None;
     }
-    let (idx, len) = c.peek(0).unwrap();
+    let (idx, len, _) = c.peek(0).unwrap();
     assert_eq!(len, 8);
     let v = pipe.data.read(idx);
     c.release(1);
@@ -388,7 +394,7 @@ fn loom_spsc_sleeping_consumer_is_woken_by_publish() {
             let pipe = pipe.clone();
             thread::spawn(move || {
                 let bell = &pipe.ctrl().not_empty;
-                doorbell::block_on(bell, None, 0, || try_recv(&pipe, &mut c)).unwrap()
+                doorbell::block_on(bell, None, 0, || try_recv(&pipe, &mut c), || {}).unwrap()
             })
         };
         assert!(try_send(&pipe, &mut p, 4));
@@ -406,7 +412,7 @@ fn loom_spsc_sleeping_producer_is_woken_by_release() {
             let pipe = pipe.clone();
             thread::spawn(move || {
                 let bell = &pipe.ctrl().not_full;
-                doorbell::block_on(bell, None, 0, || try_send(&pipe, &mut p, 2).then_some(())).unwrap()
+                doorbell::block_on(bell, None, 0, || try_send(&pipe, &mut p, 2).then_some(()), || {}).unwrap()
             })
         };
         assert_eq!(try_recv(&pipe, &mut c), Some(1));
@@ -431,11 +437,17 @@ fn loom_spsc_sleeping_receiver_sees_end_of_file() {
         };
         // As `Receiver::wait_msg`: a message, or end of file once the producer has gone.
         let mut recv = || {
-            doorbell::block_on(&pipe.ctrl().not_empty, None, 0, || match try_recv(&pipe, &mut c) {
-                Some(v) => Some(Some(v)),
-                None if ring::producers_gone(pipe.ctrl()) => Some(try_recv(&pipe, &mut c)),
-                None => None,
-            })
+            doorbell::block_on(
+                &pipe.ctrl().not_empty,
+                None,
+                0,
+                || match try_recv(&pipe, &mut c) {
+                    Some(v) => Some(Some(v)),
+                    None if ring::producers_gone(pipe.ctrl()) => Some(try_recv(&pipe, &mut c)),
+                    None => None,
+                },
+                || {},
+            )
             .unwrap()
         };
         assert_eq!(recv(), Some(9));
