@@ -28,6 +28,7 @@ impl Registration {
     /// Claims a table entry for this process with the given role bits. If the table is full,
     /// reaps dead participants once and tries again.
     pub fn new(seg: &Segment, g: &Geometry, roles: u32) -> Result<Registration, Error> {
+        crate::doorbell::register();
         let lock = seg.reopen()?;
         if let Some(r) = Self::claim(seg, &lock, roles)? {
             return Ok(Registration { index: r, lock: Some(lock) });
@@ -71,6 +72,7 @@ impl Registration {
     /// The entry must still be in handover with the same generation; its liveness lock passes to
     /// us as soon as the parent lets it go (waited for a bounded time).
     pub fn adopt(seg: &Segment, index: usize, generation: u32) -> Result<Registration, Error> {
+        crate::doorbell::register();
         let gone = || Error::NotInherited("the handed-over end was released or reaped".into());
         let p = seg.header().participants.get(index).ok_or_else(gone)?;
         let lock = seg.reopen()?;

@@ -12,6 +12,18 @@
 //!
 //! Every sleep is a bounded slice ([`SLICE_NS`]) after which the condition is re-checked: a wake
 //! is a hint, and a peer that dies holding the wake-up must not strand us.
+//!
+//! # The asymmetric barrier
+//! A full fence on the waker's side would stall every publish until its store reaches the other
+//! core: one cross-core trip added to every message. Where the kernel offers it, shmq moves that
+//! cost to the sleeper instead (the slow path, about to make a system call anyway): each process
+//! registers for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`; a registered waker needs only a
+//! compiler fence between its publish and its load of `waiters`, and a sleeper calls `membarrier`
+//! after announcing itself and before re-checking, which runs a full barrier on every CPU that is
+//! executing a registered process. Whichever side of that barrier the waker's instructions fall,
+//! either its load of `waiters` sees the announcement or its publish is visible to the re-check
+//! (the argument of liburcu and of folly's asymmetric fences). A process that cannot register
+//! keeps the full fence. Loom models the fence protocol (it cannot model `membarrier`).
 
 use crate::futex;
 use crate::layout::DoorbellWords;
@@ -22,14 +34,73 @@ pub const SLICE_NS: u64 = 25_000_000;
 
 /// Tells sleepers on `bell` that the condition they wait for may have changed.
 ///
-/// Call after the change was published (any ordering: the fence here orders it).
+/// Call after the change was published (any ordering: the barrier here orders it).
 #[inline]
 pub fn ring(bell: &DoorbellWords) {
-    // ORDERING: SeqCst fence between our publish (a Release store by the caller) and our load of
-    // `waiters`; pairs with the fence in `block_on` after `waiters += 1`. SYNC POINT: doorbell.
-    fence(Ordering::SeqCst);
+    // ORDERING: a StoreLoad barrier between our publish (a Release store by the caller) and our
+    // load of `waiters`; pairs with the barrier in `block_on` after `waiters += 1`. SYNC POINT:
+    // doorbell. Light (compiler-only) when this process is registered for the sleeper's
+    // membarrier, a SeqCst fence otherwise; see the module docs.
+    barrier::waker_side();
     if bell.waiters.load(Ordering::Relaxed) != 0 {
         wake(bell, 1);
+    }
+}
+
+/// Registers this process for the asymmetric barrier (idempotent, once per process). Every
+/// handle calls this when it attaches.
+pub fn register() {
+    barrier::register();
+}
+
+#[cfg(not(loom))]
+mod barrier {
+    use std::sync::atomic::{compiler_fence, fence, AtomicU8, Ordering};
+
+    const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+    const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+    const UNKNOWN: u8 = 0;
+    const LIGHT: u8 = 1;
+    const HEAVY: u8 = 2;
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    pub fn register() {
+        if STATE.load(Ordering::Relaxed) == UNKNOWN {
+            // SAFETY: membarrier takes integer arguments only; failure leaves us on the fence.
+            let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) };
+            STATE.store(if r == 0 { LIGHT } else { HEAVY }, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn waker_side() {
+        if STATE.load(Ordering::Relaxed) == LIGHT {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    pub fn sleeper_side() {
+        fence(Ordering::SeqCst);
+        // SAFETY: as in `register`. An error (no support, or a seccomp filter) means no waker
+        // could have registered in this kernel, or, at worst, a wake-up is late by one slice.
+        unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) };
+    }
+}
+
+#[cfg(loom)]
+mod barrier {
+    use crate::sync::{fence, Ordering};
+
+    pub fn register() {}
+
+    pub fn waker_side() {
+        fence(Ordering::SeqCst);
+    }
+
+    pub fn sleeper_side() {
+        fence(Ordering::SeqCst);
     }
 }
 
@@ -81,9 +152,9 @@ pub fn block_on<T>(
     let mut stall_check = futex::now();
     loop {
         bell.waiters.fetch_add(1, Ordering::SeqCst);
-        // ORDERING: SeqCst fence between the announcement and the re-check; pairs with the fence
-        // in `ring`. SYNC POINT: doorbell.
-        fence(Ordering::SeqCst);
+        // ORDERING: a full barrier (and, for light wakers, a barrier on every CPU running one)
+        // between the announcement and the re-check; pairs with `ring`. SYNC POINT: doorbell.
+        barrier::sleeper_side();
         // ORDERING: Acquire, pairs with the Release bump in `wake`.
         let seq = bell.seq.load(Ordering::Acquire);
         if let Some(v) = attempt() {

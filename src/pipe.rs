@@ -445,7 +445,11 @@ impl Receiver {
     }
 
     fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<PipeMessage<'_>, RecvError> {
-        let available = self.wait_msg(deadline)?;
+        let mut available = self.wait_msg(deadline)?;
+        if available == 1 && matches!(self.ring.peek(0), Ok((_, _, true))) {
+            // A fragmented message: its fragments were published together; count them all.
+            available = self.ring.available_all().map_err(corrupt_recv)?;
+        }
         match self.assemble(available) {
             Ok(body) => Ok(PipeMessage { rx: self, body }),
             Err(s) => {
@@ -518,7 +522,8 @@ impl Receiver {
     /// them together (one release store for the batch). Returns how many were read; `Empty` if
     /// none, `Closed` at end of file.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
-        let mut n = self.wait_msg(None)?.min(max as u64);
+        self.wait_msg(None)?;
+        let mut n = self.ring.available_all().map_err(corrupt_recv)?.min(max as u64);
         if n > 0 && matches!(self.ring.peek(0), Ok((_, _, true))) {
             // A message spanning several slots: deliver it alone, reassembled.
             f(&self.recv_in(None)?);

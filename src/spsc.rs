@@ -104,6 +104,14 @@ impl Producer {
     /// and wakes the consumer if it sleeps.
     #[inline]
     pub fn publish(&mut self, n: u64) {
+        for i in 0..n {
+            // ORDERING: Release, pairs with the Acquire load of the stamp in
+            // `Consumer::available`. SYNC POINT: pipe-published: the slot's length and payload are
+            // visible to a consumer that sees its stamp. A consumer waiting for one message polls
+            // this stamp, in the line that holds the payload, instead of the tail's line.
+            let stamp = self.tail.wrapping_add(i + 1);
+            self.mem.slot(self.slot(i)).stamp.store(stamp, Ordering::Release);
+        }
         self.idx = self.slot(n);
         self.tail = self.tail.wrapping_add(n);
         // ORDERING: Release, pairs with the Acquire load in `Consumer::available`. SYNC POINT:
@@ -118,23 +126,52 @@ impl Consumer {
     pub fn new(mem: RingMem) -> Result<Self, Corrupt> {
         let tail = mem.ctrl().tail.load(Ordering::Acquire);
         let head = mem.ctrl().head.load(Ordering::Acquire);
-        check(head, tail, mem.capacity)?;
-        Ok(Consumer { mem, head, idx: head % mem.capacity, cached_tail: tail })
+        if head.wrapping_sub(tail) > mem.capacity {
+            check(head, tail, mem.capacity)?;
+        }
+        // A tail behind the head is a publish still landing: start from "nothing known".
+        let cached_tail = if tail.wrapping_sub(head) <= mem.capacity { tail } else { head };
+        Ok(Consumer { mem, head, idx: head % mem.capacity, cached_tail })
+    }
+
+    /// Whether a message is ready (`Ok(n)`, `n >= 1`) or not (`Ok(0)`), touching the producer's
+    /// lines as little as possible: the cached tail, then the next slot's stamp (in the same line
+    /// as its payload). [`Consumer::available_all`] counts everything published.
+    #[inline]
+    pub fn available(&mut self) -> Result<u64, Corrupt> {
+        let n = self.cached_tail.wrapping_sub(self.head);
+        if n != 0 {
+            return Ok(n);
+        }
+        // ORDERING: Acquire, pairs with the Release store of the stamp in `Producer::publish`.
+        // SYNC POINT: pipe-published. A stamp is trusted only if it is exactly the next position.
+        // Messages are published in order, each with its stamp, so the next slot's stamp alone
+        // says whether anything is ready: the tail's line is not touched while we poll.
+        if self.mem.slot(self.idx).stamp.load(Ordering::Acquire) == self.head.wrapping_add(1) {
+            self.cached_tail = self.head.wrapping_add(1);
+            return Ok(1);
+        }
+        Ok(0)
     }
 
     /// Messages ready to read, reloading the producer's counter only if the cached one shows none.
     #[inline]
-    pub fn available(&mut self) -> Result<u64, Corrupt> {
-        let mut n = self.cached_tail.wrapping_sub(self.head);
-        if n == 0 {
-            // ORDERING: Acquire, pairs with the Release store in `Producer::publish`. SYNC POINT:
-            // pipe-published.
-            let tail = self.mem.ctrl().tail.load(Ordering::Acquire);
-            check(self.head, tail, self.mem.capacity)?;
-            self.cached_tail = tail;
-            n = tail.wrapping_sub(self.head);
+    pub fn available_all(&mut self) -> Result<u64, Corrupt> {
+        let known = self.cached_tail.wrapping_sub(self.head);
+        if known > 1 {
+            return Ok(known);
         }
-        Ok(n)
+        // ORDERING: Acquire, pairs with the Release store in `Producer::publish`. SYNC POINT:
+        // pipe-published.
+        let tail = self.mem.ctrl().tail.load(Ordering::Acquire);
+        // We may have read messages by their stamps before the producer's tail store that
+        // publishes them lands: a tail up to `capacity` behind our head means "nothing new".
+        if self.head.wrapping_sub(tail) <= self.mem.capacity {
+            return Ok(known);
+        }
+        check(self.head, tail, self.mem.capacity)?;
+        self.cached_tail = tail;
+        Ok(tail.wrapping_sub(self.head))
     }
 
     /// The slot index, checked length and "more fragments follow" flag of the `n`th unread slot
@@ -215,11 +252,15 @@ mod tests {
         let h = HeapRing::new(4, 8);
         let mut c = Consumer::new(h.mem).unwrap();
         h.ctrl.tail.store(5, Ordering::Relaxed);
-        assert!(c.available().is_err());
+        assert!(c.available_all().is_err(), "more published than the ring holds");
+        h.hdrs[0].stamp.store(7, Ordering::Relaxed);
+        assert_eq!(c.available(), Ok(0), "a stamp is trusted only if it is the next position");
         h.ctrl.tail.store(1, Ordering::Relaxed);
+        assert_eq!(c.available_all(), Ok(1));
+        h.hdrs[0].stamp.store(1, Ordering::Relaxed);
         h.hdrs[0].len.store(9, Ordering::Relaxed);
         assert_eq!(c.available(), Ok(1));
-        assert!(c.peek(0).is_err());
+        assert!(c.peek(0).is_err(), "a length beyond the slot");
     }
 
     #[test]
@@ -231,15 +272,18 @@ mod tests {
             s.spawn(move || {
                 for i in 0..N {
                     while !send(&mut p, i) {
-                        std::hint::spin_loop();
+                        std::thread::yield_now(); // tests run in parallel on few cores
                     }
                 }
             });
             let mut next = 0;
             while next < N {
-                if let Some(v) = recv(&mut c) {
-                    assert_eq!(v, next);
-                    next += 1;
+                match recv(&mut c) {
+                    Some(v) => {
+                        assert_eq!(v, next);
+                        next += 1;
+                    }
+                    None => std::thread::yield_now(),
                 }
             }
         });
