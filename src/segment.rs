@@ -129,9 +129,19 @@ impl Segment {
     }
 
     /// Opens a named segment and waits (bounded) until its creator has published it as ready.
+    ///
+    /// The file must belong to this user (or to root): a segment another user created first under
+    /// the name we expected would be that user's memory, not our peer's.
     pub fn open_named(name: &str) -> Result<Segment, Error> {
+        use std::os::unix::fs::MetadataExt;
         validate_name(name)?;
         let file = open_raw(&path_of(name), libc::O_RDWR, 0).map_err(|e| map_err(e, name))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let owner = file.metadata()?.uid();
+        if owner != me && owner != 0 {
+            return Err(Error::PermissionDenied(format!("{name} (owned by uid {owner})")));
+        }
         Self::open_file(file, Some(name.into()), READY_TIMEOUT)
     }
 

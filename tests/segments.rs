@@ -115,3 +115,15 @@ fn created_segments_have_the_requested_mode() {
     let _q = Queue::create(&name, 1, 1).unwrap();
     assert_eq!(fs::metadata(path(&name)).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn segment_owned_by_another_user_is_refused() {
+    let name = unique("foreign-owner");
+    drop(Queue::builder().unlink_on_drop(false).create(&name).unwrap());
+    // Only root can give a file away; elsewhere there is nothing to test.
+    if std::os::unix::fs::chown(path(&name), Some(54321), None).is_ok() {
+        let r = Queue::open(&name);
+        assert!(matches!(r, Err(Error::PermissionDenied(_))), "{r:?}");
+    }
+    fs::remove_file(path(&name)).unwrap();
+}
