@@ -256,8 +256,22 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let mut results = Vec::new();
     for r in &rows {
         pb.set_message(r.name.clone());
+        // Re-measure the row's limit right before it, so the ratio compares like with like even if
+        // the host moves the two cores between rows.
+        let adjacent = r.limit.and_then(|l| {
+            let run: fn(&Ctx) -> Result<Measured, RowError> = match l {
+                Limit::Spin => baselines::atomic_limit,
+                Limit::Block => baselines::futex_limit,
+            };
+            match run(&ctx) {
+                Ok(Measured::Latency(h)) => Some(h.value_at_quantile(0.5)),
+                _ => None,
+            }
+        });
         let outcome = (r.run)(&ctx);
-        results.push(RowResult::new(&r.name, r.kind, r.limit, outcome));
+        let mut result = RowResult::new(&r.name, r.kind, r.limit, outcome);
+        result.adjacent_limit = adjacent;
+        results.push(result);
         pb.inc(1);
     }
     pb.finish_and_clear();

@@ -72,6 +72,9 @@ pub struct RowResult {
     pub throughput: Option<Throughput>,
     /// p50 over the p50 of the limit row of the same kind, measured in this run.
     pub ratio: Option<f64>,
+    /// p50 of the limit re-measured just before this row (the host may move the cores between
+    /// rows, so the adjacent measurement is the fairer baseline).
+    pub adjacent_limit: Option<u64>,
     pub skipped: Option<String>,
     pub error: Option<String>,
 }
@@ -85,6 +88,7 @@ impl RowResult {
             latency: None,
             throughput: None,
             ratio: None,
+            adjacent_limit: None,
             skipped: None,
             error: None,
         };
@@ -118,7 +122,7 @@ pub fn add_ratios(results: &mut [RowResult]) {
     };
     let limits: Vec<Option<u64>> = results.iter().map(|r| r.limit_row().and_then(|n| p50_of(results, n))).collect();
     for (r, base) in results.iter_mut().zip(limits) {
-        if let (Some(l), Some(base)) = (&r.latency, base) {
+        if let (Some(l), Some(base)) = (&r.latency, r.adjacent_limit.or(base)) {
             r.ratio = Some(l.p50 as f64 / base.max(1) as f64);
         }
     }
@@ -309,6 +313,7 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
             ("msgs_per_sec", json_f64(t.map(|t| t.msgs_per_sec()))),
             ("bytes_per_sec", json_f64(t.map(|t| t.bytes_per_sec()))),
             ("ratio_to_limit", json_f64(r.ratio)),
+            ("limit_p50_ns", r.adjacent_limit.map_or("null".into(), |v| v.to_string())),
             ("limit", r.limit_row().map_or("null".into(), json_str)),
         ];
         let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}: {v}", json_str(k))).collect();
