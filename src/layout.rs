@@ -282,6 +282,8 @@ pub struct Geometry {
     pub ring_bytes: u64,
     /// Bytes of the whole segment.
     pub total_size: u64,
+    /// Header flags (`FLAG_JOINABLE`), as validated when the segment was opened.
+    pub flags: u32,
 }
 
 fn round_up(v: u64, to: u64) -> Option<u64> {
@@ -327,7 +329,17 @@ impl Geometry {
         if total_size > MAX_TOTAL_SIZE {
             return Err(too_big);
         }
-        Ok(Geometry { kind, ring_count, capacity, slot_size, slot_stride, ring_offset, ring_bytes, total_size })
+        Ok(Geometry {
+            kind,
+            ring_count,
+            capacity,
+            slot_size,
+            slot_stride,
+            ring_offset,
+            ring_bytes,
+            total_size,
+            flags: 0,
+        })
     }
 
     /// Offset of ring `r`'s control block.
@@ -357,21 +369,41 @@ impl Geometry {
     /// [`Geometry::new`] computes from the header's capacity and slot size.
     pub fn validate(h: &Header, file_len: u64, expect: Kind) -> Result<Self, crate::Error> {
         use crate::Error;
-        if h.magic != MAGIC {
+        // Another process can write these fields at any time: read each exactly once, with
+        // volatile reads (no tearing assumptions, no re-reads), and work on the copies.
+        // SAFETY: each pointer comes from a reference to a plain integer field of the header.
+        let (magic, version, kind, flags, ring_count, capacity, slot_size, slot_stride, ring_offset, ring_bytes, total) = unsafe {
+            use std::ptr::read_volatile as rd;
+            (
+                rd(&h.magic),
+                rd(&h.version),
+                rd(&h.kind),
+                rd(&h.flags),
+                rd(&h.ring_count),
+                rd(&h.capacity),
+                rd(&h.slot_size),
+                rd(&h.slot_stride),
+                rd(&h.ring_offset),
+                rd(&h.ring_bytes),
+                rd(&h.total_size),
+            )
+        };
+        if magic != MAGIC {
             return Err(Error::BadMagic);
         }
-        if h.version != LAYOUT_VERSION {
-            return Err(Error::VersionMismatch { found: h.version, expected: LAYOUT_VERSION });
+        if version != LAYOUT_VERSION {
+            return Err(Error::VersionMismatch { found: version, expected: LAYOUT_VERSION });
         }
-        let kind = Kind::from_u32(h.kind).ok_or(Error::Corrupt("unknown segment kind"))?;
-        if h.flags & !KNOWN_FLAGS != 0 {
+        let kind = Kind::from_u32(kind).ok_or(Error::Corrupt("unknown segment kind"))?;
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(Error::Corrupt("unknown header flags"));
         }
         if kind != expect {
             return Err(Error::WrongKind { found: kind.name(), expected: expect.name() });
         }
-        let g = Geometry::new(kind, h.ring_count, h.capacity, h.slot_size).map_err(Error::Corrupt)?;
-        let found = (h.slot_stride, h.ring_offset, h.ring_bytes, h.total_size);
+        let mut g = Geometry::new(kind, ring_count, capacity, slot_size).map_err(Error::Corrupt)?;
+        g.flags = flags;
+        let found = (slot_stride, ring_offset, ring_bytes, total);
         if found != (g.slot_stride, g.ring_offset, g.ring_bytes, g.total_size) {
             return Err(Error::SizeMismatch("derived sizes in the header are inconsistent".into()));
         }

@@ -110,7 +110,7 @@ impl PipeBuilder {
     fn make(&self, place: Place<'_>) -> Result<(Arc<Segment>, Geometry), Error> {
         let rings = if self.duplex { 2 } else { 1 };
         let g = Geometry::new(Kind::Pipe, rings, self.capacity, self.slot_size).map_err(Error::InvalidArgument)?;
-        let seg = shm::create(place, &g, 0)?;
+        let seg = shm::create(place, &g)?;
         seg.publish(); // zeroed rings are the initial state: empty, nobody attached
         Ok((Arc::new(seg), g))
     }
@@ -327,8 +327,9 @@ impl Sender {
     }
 
     /// Sends as many of `msgs` as fit now, publishing them together (one release store and one
-    /// doorbell check for the batch). Returns how many were sent; stops before the first message
-    /// that is too large.
+    /// doorbell check for the batch). Returns how many were sent: at least one if there was room,
+    /// possibly fewer than the free slots (the receiver's position is read from a cache when it
+    /// shows room). Stops before the first message larger than a slot (send those with `send`).
     pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<usize, SendError> {
         let room = match self.wait_room(1, None) {
             Ok(()) => self.ring.room().map_err(corrupt_send)?,
@@ -445,12 +446,8 @@ impl Receiver {
     }
 
     fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<PipeMessage<'_>, RecvError> {
-        let mut available = self.wait_msg(deadline)?;
-        if available == 1 && matches!(self.ring.peek(0), Ok((_, _, true))) {
-            // A fragmented message: its fragments were published together; count them all.
-            available = self.ring.available_all().map_err(corrupt_recv)?;
-        }
-        match self.assemble(available) {
+        self.wait_msg(deadline)?;
+        match self.assemble() {
             Ok(body) => Ok(PipeMessage { rx: self, body }),
             Err(s) => {
                 let e = corrupt_recv(s);
@@ -461,7 +458,7 @@ impl Receiver {
     }
 
     /// The next message: in place when it fits one slot, else a copy of its fragments.
-    fn assemble(&self, available: u64) -> Result<Body, Corrupt> {
+    fn assemble(&self) -> Result<Body, Corrupt> {
         let (idx, len, more) = self.ring.peek(0)?;
         if !more {
             return Ok(Body { idx, len, owned: None, count: 1 });
@@ -469,7 +466,9 @@ impl Receiver {
         let mut body = Vec::with_capacity(len * 2);
         let mut n = 0;
         loop {
-            if n >= available {
+            // Fragments are published together, last stamp first: once the first is seen, a
+            // later one without its stamp is not "still coming", it is corruption.
+            if n > 0 && !self.ring.published(n) {
                 return Err(Corrupt("a fragmented message was not published whole"));
             }
             let (idx, len, more) = self.ring.peek(n)?;
@@ -518,9 +517,11 @@ impl Receiver {
         !matches!(self.wait_msg(deadline), Err(RecvError::Empty | RecvError::Timeout))
     }
 
-    /// Reads every message ready now (at most `max`), calling `f` on each in order, and frees
-    /// them together (one release store for the batch). Returns how many were read; `Empty` if
-    /// none, `Closed` at end of file.
+    /// Reads the messages ready now (at most `max`), calling `f` on each in order, and frees them
+    /// together (one release store for the batch). Returns how many were read: at least one if
+    /// any was ready, possibly fewer than all of them (the sender's position is read from a cache
+    /// when it shows messages). `Empty` if none, `Closed` at end of file. A message that spans
+    /// several slots is delivered alone, reassembled.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
         self.wait_msg(None)?;
         let mut n = self.ring.available_all().map_err(corrupt_recv)?.min(max as u64);
@@ -538,7 +539,9 @@ impl Receiver {
                 Ok((idx, len, false)) => (idx, len),
                 Err(s) => {
                     self.ring.release(i);
-                    return Err(corrupt_recv(s));
+                    let e = corrupt_recv(s);
+                    self.dead = Some(e.clone()); // sticky, as in `recv`
+                    return Err(e);
                 }
             };
             // SAFETY: message i is published and unreleased: the sender does not touch it; `len`

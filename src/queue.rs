@@ -139,8 +139,9 @@ impl QueueBuilder {
     }
 
     fn build(self, place: Place<'_>) -> Result<Queue, Error> {
-        let g = Geometry::new(Kind::Queue, 1, self.capacity, self.slot_size).map_err(Error::InvalidArgument)?;
-        let seg = shm::create(place, &g, if self.joinable { FLAG_JOINABLE } else { 0 })?;
+        let mut g = Geometry::new(Kind::Queue, 1, self.capacity, self.slot_size).map_err(Error::InvalidArgument)?;
+        g.flags = if self.joinable { FLAG_JOINABLE } else { 0 };
+        let seg = shm::create(place, &g)?;
         let ring = Mpmc::new(shm::ring_mem(&seg, &g, 0));
         ring.init();
         if self.persistent {
@@ -225,7 +226,7 @@ impl Queue {
         let reg = Registration::new(&seg, &geometry, role.bits())?;
         let bits = role.bits();
         attach::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
-        let joinable = seg.header().flags & FLAG_JOINABLE != 0;
+        let joinable = geometry.flags & FLAG_JOINABLE != 0;
         Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, geometry, seg })
     }
 

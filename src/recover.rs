@@ -102,7 +102,7 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>) -> usize
             let (dropped, lost) = Mpmc::new(shm::ring_mem(seg, g, 0)).repair_owner(owner);
             h.recovery.dropped_writes.fetch_add(dropped, Ordering::Relaxed);
             h.recovery.lost_reads.fetch_add(lost, Ordering::Relaxed);
-            if lost > 0 && h.flags & FLAG_JOINABLE != 0 {
+            if lost > 0 && g.flags & FLAG_JOINABLE != 0 {
                 // Lost messages will never be marked done: stop `join` from waiting for them.
                 let _ = h
                     .join

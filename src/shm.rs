@@ -16,7 +16,7 @@ pub(crate) enum Place<'a> {
 
 /// Creates a segment for `g` and writes its header. The caller initialises the rings, then calls
 /// [`Segment::publish`].
-pub(crate) fn create(place: Place<'_>, g: &Geometry, flags: u32) -> Result<Segment, Error> {
+pub(crate) fn create(place: Place<'_>, g: &Geometry) -> Result<Segment, Error> {
     let seg = match place {
         Place::Named { name, mode, unlink_on_drop } => Segment::create_named(name, g.total_size, mode, unlink_on_drop)?,
         Place::Anonymous => Segment::create_anonymous(g.total_size)?,
@@ -35,7 +35,7 @@ pub(crate) fn create(place: Place<'_>, g: &Geometry, flags: u32) -> Result<Segme
         addr_of_mut!((*h).ring_bytes).write(g.ring_bytes);
         addr_of_mut!((*h).total_size).write(g.total_size);
         addr_of_mut!((*h).creator_pid).write(std::process::id());
-        addr_of_mut!((*h).flags).write(flags);
+        addr_of_mut!((*h).flags).write(g.flags);
         addr_of_mut!((*h).magic).write(MAGIC);
     }
     Ok(seg)

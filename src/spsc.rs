@@ -104,11 +104,15 @@ impl Producer {
     /// and wakes the consumer if it sleeps.
     #[inline]
     pub fn publish(&mut self, n: u64) {
-        for i in 0..n {
+        // Last slot first: a consumer that sees the first slot's stamp then sees every later
+        // stamp of the same publish (they were stored before it), so a message split across
+        // several slots is never seen in part.
+        for i in (0..n).rev() {
             // ORDERING: Release, pairs with the Acquire load of the stamp in
-            // `Consumer::available`. SYNC POINT: pipe-published: the slot's length and payload are
-            // visible to a consumer that sees its stamp. A consumer waiting for one message polls
-            // this stamp, in the line that holds the payload, instead of the tail's line.
+            // `Consumer::available` / `Consumer::published`. SYNC POINT: pipe-published: the
+            // slot's length and payload (and the later slots' stamps) are visible to a consumer
+            // that sees this stamp. A consumer waiting for one message polls this stamp, in the
+            // line that holds the payload, instead of the tail's line.
             let stamp = self.tail.wrapping_add(i + 1);
             self.mem.slot(self.slot(i)).stamp.store(stamp, Ordering::Release);
         }
@@ -154,6 +158,15 @@ impl Consumer {
         Ok(0)
     }
 
+    /// Whether the `n`th unread slot carries its published stamp (`n < capacity`).
+    #[inline]
+    pub fn published(&self, n: u64) -> bool {
+        let i = self.idx + n;
+        let idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
+        // ORDERING: Acquire, pairs with the Release store in `Producer::publish`.
+        n < self.mem.capacity && self.mem.slot(idx).stamp.load(Ordering::Acquire) == self.head.wrapping_add(n + 1)
+    }
+
     /// Messages ready to read, reloading the producer's counter only if the cached one shows none.
     #[inline]
     pub fn available_all(&mut self) -> Result<u64, Corrupt> {
@@ -194,6 +207,11 @@ impl Consumer {
         let i = self.idx + n;
         self.idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
         self.head = self.head.wrapping_add(n);
+        if self.cached_tail.wrapping_sub(self.head) > self.mem.capacity {
+            // We consumed past what the cache knew (fragments found by their stamps): the cache
+            // must never lag the head, or it would read as a huge number of messages.
+            self.cached_tail = self.head;
+        }
         // ORDERING: Release, pairs with the Acquire load in `Producer::room`. SYNC POINT:
         // pipe-released: our reads of the payloads happen before the producer rewrites them.
         self.mem.ctrl().head.store(self.head, Ordering::Release);
@@ -261,6 +279,23 @@ mod tests {
         h.hdrs[0].len.store(9, Ordering::Relaxed);
         assert_eq!(c.available(), Ok(1));
         assert!(c.peek(0).is_err(), "a length beyond the slot");
+    }
+
+    /// Regression: consuming a message spanning several slots, found by its first stamp, left
+    /// the cached tail behind the head, which then read as ~2^64 messages ready.
+    #[test]
+    fn regression_cached_tail_never_lags_the_head_after_fragments() {
+        let h = HeapRing::new(4, 8);
+        let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
+        for i in 0..3 {
+            p.set_fragment(i, 8, i < 2);
+        }
+        p.publish(3);
+        assert_eq!(c.available(), Ok(1), "found by the first slot's stamp");
+        assert!(c.published(1) && c.published(2) && !c.published(3));
+        c.release(3);
+        assert_eq!(c.available(), Ok(0));
+        assert_eq!(c.available_all(), Ok(0));
     }
 
     #[test]

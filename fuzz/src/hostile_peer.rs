@@ -113,9 +113,11 @@ fn read_u64(seg: &SegmentBytes<'_>, off: usize) -> u64 {
     u64::from_le_bytes(std::array::from_fn(|i| seg.read(off + i)))
 }
 
-/// Touches every byte of a received message and checks its length against the slot.
-fn consume(m: &[u8], slot: usize) {
-    assert!(m.len() <= slot, "a message of {} bytes from a {slot}-byte slot", m.len());
+/// Touches every byte of a received message and checks its length against the most a message
+/// may hold: a slot for the queue, `slot × capacity` for a pipe (whose messages larger than a slot
+/// arrive reassembled from consecutive slots, into memory of our own).
+fn consume(m: &[u8], max: usize) {
+    assert!(m.len() <= max, "a message of {} bytes where at most {max} fit", m.len());
     std::hint::black_box(m.iter().map(|&b| b as u64).sum::<u64>());
 }
 
@@ -213,7 +215,7 @@ pub fn run(data: &[u8]) {
             Op::PRecv { end } => {
                 let c = if end { &mut p1 } else { &mut p0 };
                 if let Ok(m) = c.try_recv() {
-                    consume(&m, slot);
+                    consume(&m, slot * cap);
                 }
             }
             Op::PSendBatch { end, count } => {
@@ -226,7 +228,7 @@ pub fn run(data: &[u8]) {
             Op::PRecvBatch { end, max } => {
                 let c = if end { &mut p1 } else { &mut p0 };
                 if let Some(rx) = c.receiver() {
-                    let _ = rx.recv_batch(max as usize % 6, |m| consume(m, slot));
+                    let _ = rx.recv_batch(max as usize % 6, |m| consume(m, slot * cap));
                 }
             }
             Op::PPoll { end } => {
