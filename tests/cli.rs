@@ -103,6 +103,9 @@ fn create_ls_stat_put_get_rm_round_trip() {
     assert_eq!(code, 1);
     assert!(err.contains(name), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
+    // Queues made by `shmq create` are persistent: clients that came and went close nothing.
+    ok(&["put", name, "again", "--timeout", "5"]);
+    assert_eq!(ok(&["get", name, "--timeout", "5"]), "again\n");
 
     // Creating it again is refused.
     let (code, _, err) = fails(&["create", name]);

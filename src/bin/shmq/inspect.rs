@@ -259,6 +259,10 @@ pub struct CreateArgs {
     /// Permission bits, in octal.
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     mode: u32,
+    /// Give the queue end of stream (`get` reports "closed" once every producer that attached has
+    /// gone). By default a queue made here is persistent, like a broker's: clients come and go.
+    #[arg(long)]
+    end_of_stream: bool,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -270,12 +274,13 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 
 pub fn create(args: CreateArgs) -> Result<(), String> {
     let name = normalize(&args.name);
-    // The creator attaches for a moment. As a producer: a consumer that attached and left would
-    // make later `put`s fail as "closed" (see the library's end-of-stream rules).
+    // Persistent unless asked otherwise: `shmq put` / `shmq get` clients come and go, and with end
+    // of stream the first consumer to leave would make every later `put` fail as "closed".
     let q = Queue::builder()
         .capacity(args.capacity)
         .slot_size(args.slot_size)
         .mode(args.mode)
+        .persistent(!args.end_of_stream)
         .role(Role::Producer)
         .unlink_on_drop(false)
         .create(&name)
