@@ -226,3 +226,13 @@ fn persistent_queue_has_no_end_of_stream() {
     drop(q);
     p.try_put(b"fine").unwrap();
 }
+
+#[test]
+fn handles_are_send_and_sync_where_promised() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Queue>();
+    send::<shmq::Sender>();
+    send::<shmq::Receiver>();
+    send::<shmq::Connection>();
+}
