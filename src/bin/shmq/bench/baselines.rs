@@ -564,6 +564,63 @@ pub fn rtrb_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
     )
 }
 
+// ----- ipc-channel (servo's cross-process channels), behind the `ipc-channel` feature -----
+
+#[cfg(feature = "ipc-channel")]
+const IPC_SERVER_ENV: &str = "SHMQ_BENCH_IPC_SERVER";
+
+/// The channel pair the child hands back: how the parent sends to it, and how it hears back.
+#[cfg(feature = "ipc-channel")]
+type IpcPair = (ipc_channel::ipc::IpcSender<u64>, ipc_channel::ipc::IpcReceiver<u64>);
+
+#[cfg(feature = "ipc-channel")]
+pub fn ipc_channel_row(ctx: &Ctx) -> Result<Measured, RowError> {
+    use ipc_channel::ipc::IpcOneShotServer;
+    use std::cell::RefCell;
+    let (server, name) =
+        IpcOneShotServer::<IpcPair>::new().map_err(|e| RowError::Failed(format!("ipc-channel server: {e}")))?;
+    let chans: RefCell<Option<IpcPair>> = RefCell::new(None);
+    run_pingpong(
+        ctx,
+        ctx.child_spec("ipc-channel"),
+        |cmd| {
+            cmd.env(IPC_SERVER_ENV, &name);
+        },
+        || {
+            // The child connects and sends its channel ends (bounded: the watchdog kills it).
+            if let Ok((_, pair)) = server.accept() {
+                *chans.borrow_mut() = Some(pair);
+            }
+        },
+        None,
+        |_, i| {
+            let guard = chans.borrow();
+            let (tx, rx) = guard.as_ref().ok_or("the ipc-channel child did not connect")?;
+            tx.send(i).map_err(|e| e.to_string())?;
+            match rx.recv() {
+                Ok(v) if v == i => Ok(()),
+                Ok(v) => Err(format!("round {i}: echo carried {v}")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+}
+
+#[cfg(feature = "ipc-channel")]
+fn ipc_channel_child(a: &ChildArgs) -> Result<(), String> {
+    use ipc_channel::ipc::{channel, IpcSender};
+    let name = std::env::var(IPC_SERVER_ENV).map_err(|_| "no ipc-channel server name".to_string())?;
+    let bootstrap = IpcSender::<IpcPair>::connect(name).map_err(|e| e.to_string())?;
+    let (to_child, from_parent) = channel::<u64>().map_err(|e| e.to_string())?;
+    let (to_parent, from_child) = channel::<u64>().map_err(|e| e.to_string())?;
+    bootstrap.send((to_child, from_child)).map_err(|e| e.to_string())?;
+    for _ in 0..a.rounds {
+        let v = from_parent.recv().map_err(|e| e.to_string())?;
+        to_parent.send(v).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 // ----- child dispatch for the rows in this file -----
 
 /// Runs side B of a baseline row; `None` if the row is not one of these.
@@ -573,6 +630,8 @@ pub fn child(a: &ChildArgs, dl: Deadline) -> Option<Result<(), String>> {
         "futex-limit" => futex_child(a, dl),
         "pipe(2)" => (|| echo_fds(a.fd(0)?, a.fd(1)?, a.rounds))(),
         "socketpair" => a.fd(0).and_then(|fd| echo_fds(fd, fd, a.rounds)),
+        #[cfg(feature = "ipc-channel")]
+        "ipc-channel" => ipc_channel_child(a),
         "eventfd" => (|| {
             let (r, w) = (a.fd(0)?, a.fd(1)?);
             for _ in 0..a.rounds {

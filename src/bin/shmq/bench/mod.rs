@@ -176,6 +176,8 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         row("python-mp-pipe", L, None, Box::new(|c| baselines::python_row(c, "pipe"))),
         row("python-mp-queue", L, None, Box::new(|c| baselines::python_row(c, "queue"))),
     ];
+    #[cfg(feature = "ipc-channel")]
+    v.push(row("ipc-channel", L, None, Box::new(baselines::ipc_channel_row)));
     for size in [8, 64, 1024] {
         v.push(row(
             &format!("shmq-queue-1to1-{size}"),
