@@ -17,8 +17,6 @@ use crate::attach::ParticipantInfo;
 use crate::layout::{
     Geometry, Header, Kind, Participant, RingCtrl, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
 };
-use crate::mpmc::Mpmc;
-use crate::ring::RingMem;
 use crate::segment::{byte_is_locked, path_of, validate_name, SHM_DIR};
 use crate::Error;
 use std::fs::File;
@@ -311,18 +309,8 @@ fn read_ring(file: &File, g: &Geometry, r: u32) -> io::Result<RingInfo> {
     let tail = ctrl.tail.load(Ordering::Relaxed);
     let len = match g.kind {
         Kind::Queue => {
-            // `Mpmc::len` decodes the `{ lap, index }` positions and reads only the control
-            // block, which here is our private copy; the slot pointers are never used.
-            let mem = RingMem {
-                ctrl: &*ctrl,
-                hdr: std::ptr::null(),
-                hdr_stride: g.slot_stride as usize,
-                pay: std::ptr::null_mut(),
-                pay_stride: g.slot_stride as usize,
-                capacity: g.capacity,
-                slot_size: g.slot_size as usize,
-            };
-            Mpmc::new(mem).len() as u64
+            // Decodes the `{ lap, index }` hints of our private copy of the control block.
+            crate::mpmc::len_between(tail, head, g.capacity) as u64
         }
         // Pipe: the words count messages published and consumed.
         Kind::Pipe => tail.wrapping_sub(head).min(g.capacity),

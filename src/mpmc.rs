@@ -284,22 +284,34 @@ impl Mpmc {
     /// `0..=capacity`.
     pub fn len(&self) -> usize {
         let ctrl = self.mem.ctrl();
-        loop {
-            let t = ctrl.tail.load(Ordering::SeqCst) & POS_MASK;
-            let h = ctrl.head.load(Ordering::SeqCst) & POS_MASK;
-            // Re-read tail so the pair is a snapshot (crossbeam's approach).
-            if ctrl.tail.load(Ordering::SeqCst) & POS_MASK != t {
-                continue;
+        let mut t = ctrl.tail.load(Ordering::SeqCst);
+        let mut h = ctrl.head.load(Ordering::SeqCst);
+        // Re-read tail so the pair is a snapshot (crossbeam's approach); bounded, because another
+        // process may keep the hints moving (or keep writing them) forever.
+        for _ in 0..16 {
+            let t2 = ctrl.tail.load(Ordering::SeqCst);
+            if t2 == t {
+                break;
             }
-            let lap_mask = !(self.one_lap - 1) & POS_MASK;
-            let laps = dist(t & lap_mask, h & lap_mask) / self.one_lap as i64;
-            let cap = self.mem.capacity as i64;
-            let idx_t = (t & (self.one_lap - 1)) as i64;
-            let idx_h = (h & (self.one_lap - 1)) as i64;
-            let n = laps.saturating_mul(cap).saturating_add(idx_t - idx_h);
-            return n.clamp(0, cap) as usize;
+            t = t2;
+            h = ctrl.head.load(Ordering::SeqCst);
         }
+        len_between(t, h, self.mem.capacity)
     }
+}
+
+/// Messages between the hints `head` and `tail` of a ring of `capacity`, clamped to
+/// `0..=capacity` whatever the (untrusted) hints say.
+pub fn len_between(tail: u64, head: u64, capacity: u64) -> usize {
+    let one_lap = capacity.next_power_of_two();
+    let (t, h) = (tail & POS_MASK, head & POS_MASK);
+    let lap_mask = !(one_lap - 1) & POS_MASK;
+    let laps = dist(t & lap_mask, h & lap_mask) / one_lap as i64;
+    let cap = capacity as i64;
+    let idx_t = (t & (one_lap - 1)) as i64;
+    let idx_h = (h & (one_lap - 1)) as i64;
+    let n = laps.saturating_mul(cap).saturating_add(idx_t - idx_h);
+    n.clamp(0, cap) as usize
 }
 
 #[cfg(all(test, not(loom)))]
