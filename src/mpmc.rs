@@ -54,6 +54,14 @@ pub const READING: u64 = 3;
 /// Claimed by a producer that gave up (or died): consumers skip it.
 pub const SKIPPED: u64 = 4;
 
+/// Slot header `aux` of the first slot of a message spanning several slots; the low bits hold
+/// how many.
+pub const AUX_HEAD: u32 = 1 << 31;
+/// Slot header `aux` of a continuation slot; the low bits hold its distance from the first slot.
+pub const AUX_CONT: u32 = 1 << 30;
+/// The count / distance bits of `aux`.
+pub const AUX_COUNT: u32 = (1 << 24) - 1;
+
 /// Tries of a claim loop before the ring is declared corrupt. Legitimate contention never comes
 /// near this; it only bounds the work a hostile peer can make us do.
 const MAX_SPINS: u32 = 1 << 22;
@@ -81,6 +89,8 @@ fn dist(a: u64, b: u64) -> i64 {
 pub(crate) struct Claim {
     pub idx: u64,
     pub pos: u64,
+    /// Slots the message spans from here (1, or a group's size: see "Messages larger than a slot").
+    pub count: u32,
 }
 
 /// The MPMC algorithm over one ring's memory.
@@ -143,7 +153,7 @@ impl Mpmc {
                     Ok(_) => {
                         // Best effort: if this fails, someone already advanced the hint for us.
                         let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
-                        return Ok(Claim { idx, pos: t });
+                        return Ok(Claim { idx, pos: t, count: 1 });
                     }
                     Err(_) => {
                         crate::sync::spin_hint();
@@ -171,8 +181,9 @@ impl Mpmc {
     pub fn commit(&self, c: Claim, len: u32) {
         let slot = self.mem.slot(c.idx);
         slot.len.store(len, Ordering::Relaxed);
-        // ORDERING: Release, pairs with the Acquire load in `try_claim_read`. SYNC POINT:
-        // slot-published: payload and len are visible to whoever sees FULL.
+        slot.aux.store(0, Ordering::Relaxed); // a slot once part of a group must not stay one
+                                              // ORDERING: Release, pairs with the Acquire load in `try_claim_read`. SYNC POINT:
+                                              // slot-published: payload and len are visible to whoever sees FULL.
         slot.stamp.store(stamp(FULL, 0, c.pos), Ordering::Release);
         doorbell::ring(&self.mem.ctrl().not_empty);
     }
@@ -196,11 +207,40 @@ impl Mpmc {
             let (state, _, p) = unpack(s);
             let d = dist(p, h);
             if d == 0 && state == FULL {
+                // Read after the Acquire load of the stamp: written before it was published.
+                let aux = slot.aux.load(Ordering::Relaxed);
+                if aux & AUX_CONT != 0 {
+                    // The middle of a larger message: never ours to take here (see `cont_orphaned`).
+                    if self.cont_orphaned(h, aux)? {
+                        let retired = stamp(EMPTY, 0, h + self.one_lap);
+                        if slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed).is_ok() {
+                            doorbell::ring(&ctrl.not_full);
+                        }
+                    }
+                    let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
+                    h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                    continue;
+                }
+                let count = if aux & AUX_HEAD != 0 { aux & AUX_COUNT } else { 1 };
+                if count == 0 || count as u64 > self.mem.capacity {
+                    return Err(RecvError::Corrupt("slot claims a message of impossible size"));
+                }
                 let mine = stamp(READING, owner, h);
                 match slot.stamp.compare_exchange_weak(s, mine, Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => {
                         let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
-                        return Ok(Claim { idx, pos: h });
+                        let c = Claim { idx, pos: h, count };
+                        if count > 1 {
+                            self.claim_rest(c, owner)?;
+                            // Move the hint past the whole message (best effort, as above).
+                            let mut cur = Claim { count: 1, ..c };
+                            for _ in 1..count {
+                                cur = self.next_claim(cur);
+                                let next = self.next(cur.pos, cur.idx);
+                                let _ = ctrl.head.compare_exchange(cur.pos, next, Ordering::Relaxed, Ordering::Relaxed);
+                            }
+                        }
+                        return Ok(c);
                     }
                     Err(_) => {
                         crate::sync::spin_hint();
@@ -231,6 +271,161 @@ impl Mpmc {
             }
         }
         Err(RecvError::Corrupt("head never settles"))
+    }
+
+    /// The claim of the slot after `c`'s (same message, next position).
+    #[inline]
+    pub fn next_claim(&self, c: Claim) -> Claim {
+        let pos = self.next(c.pos, c.idx);
+        Claim { idx: pos & (self.one_lap - 1), pos, count: c.count.saturating_sub(1) }
+    }
+
+    /// The position `j` (< capacity) positions before `pos`.
+    fn back(&self, pos: u64, j: u64) -> u64 {
+        let idx = pos & (self.one_lap - 1);
+        if idx >= j {
+            pos - j
+        } else {
+            ((pos & !(self.one_lap - 1)).wrapping_sub(self.one_lap) + (self.mem.capacity - (j - idx))) & POS_MASK
+        }
+    }
+
+    /// Whether the committed continuation slot at `h` (aux `aux`) lost its message: its first
+    /// slot is no longer `READING` for this message (the reader died before taking the rest, or
+    /// the producer died before publishing the first slot, which recovery then skipped). A
+    /// continuation is published before its first slot and taken by the first slot's reader
+    /// before that reader releases anything, so it cannot be seen `FULL` while its first slot
+    /// is still waiting.
+    fn cont_orphaned(&self, h: u64, aux: u32) -> Result<bool, RecvError> {
+        let j = (aux & AUX_COUNT) as u64;
+        if j == 0 || j >= self.mem.capacity {
+            return Err(RecvError::Corrupt("continuation slot with an impossible offset"));
+        }
+        let first = self.back(h, j);
+        let idx = self.index(first).ok_or(RecvError::Corrupt("continuation slot with an impossible offset"))?;
+        let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
+        match (state, dist(p, first)) {
+            (READING, 0) => Ok(false),
+            (FULL | WRITING, 0) => Err(RecvError::Corrupt("continuation slot seen before its first slot")),
+            _ => Ok(true),
+        }
+    }
+
+    /// Takes the continuation slots of a message whose first slot `c` we just claimed.
+    fn claim_rest(&self, c: Claim, owner: u16) -> Result<(), RecvError> {
+        let mut cur = c;
+        for j in 1..c.count {
+            cur = self.next_claim(cur);
+            let slot = self.mem.slot(cur.idx);
+            let s = slot.stamp.load(Ordering::Acquire);
+            let ok = s == stamp(FULL, 0, cur.pos)
+                && slot.aux.load(Ordering::Relaxed) == AUX_CONT | j
+                && slot
+                    .stamp
+                    .compare_exchange(s, stamp(READING, owner, cur.pos), Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok();
+            if !ok {
+                // Not what a producer writes: give back what we took and report it.
+                let mut back = c;
+                for _ in 0..j {
+                    self.release(Claim { count: 1, ..back });
+                    back = self.next_claim(back);
+                }
+                return Err(RecvError::Corrupt("a message's continuation slots are missing"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims `count` consecutive positions for one message (`1 < count <= capacity`), or none.
+    ///
+    /// Positions are claimed in order with the same CAS as single claims; if another producer
+    /// takes one first, the claimed prefix is given up (consumers skip it) and the claim starts
+    /// over. `Full` when the last position needed still holds the previous lap.
+    pub fn try_claim_group(&self, owner: u16, count: u32) -> Result<Claim, SendError> {
+        let ctrl = self.mem.ctrl();
+        for _ in 0..MAX_SPINS / 64 {
+            // Before claiming anything: is the last position a group starting at the tail would
+            // need still holding the previous lap? Then there is no room, and nothing to undo.
+            let t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+            let idx = self.index(t).ok_or(SendError::Corrupt("tail index out of range"))?;
+            let mut last = Claim { idx, pos: t, count };
+            for _ in 1..count {
+                last = self.next_claim(last);
+            }
+            let (_, _, p) = unpack(self.mem.slot(last.idx).stamp.load(Ordering::Acquire));
+            if dist(p, last.pos) < 0 {
+                if ctrl.tail.load(Ordering::Relaxed) & POS_MASK == t {
+                    return Err(SendError::Full);
+                }
+                continue;
+            }
+            let first = self.try_claim_write(owner)?;
+            let first = Claim { count, ..first };
+            // Look at the last position first: no room means no partial claim to undo.
+            let mut last = first;
+            for _ in 1..count {
+                last = self.next_claim(last);
+            }
+            let (state, _, p) = unpack(self.mem.slot(last.idx).stamp.load(Ordering::Acquire));
+            let room = state == EMPTY && p == last.pos;
+            let mut cur = first;
+            let mut taken = 1;
+            while room && taken < count {
+                cur = self.next_claim(cur);
+                let slot = self.mem.slot(cur.idx);
+                let s = stamp(EMPTY, 0, cur.pos);
+                if slot
+                    .stamp
+                    .compare_exchange(s, stamp(WRITING, owner, cur.pos), Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+                {
+                    break;
+                }
+                let _ = ctrl.tail.compare_exchange(
+                    cur.pos,
+                    self.next(cur.pos, cur.idx),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                taken += 1;
+            }
+            if taken == count {
+                return Ok(first);
+            }
+            // Give the prefix up; consumers retire it like any abandoned claim.
+            let mut c = first;
+            for _ in 0..taken {
+                self.abandon(Claim { count: 1, ..c });
+                c = self.next_claim(c);
+            }
+            if !room && dist(p, last.pos) < 0 {
+                return Err(SendError::Full);
+            }
+        }
+        Err(SendError::Corrupt("tail never settles"))
+    }
+
+    /// Publishes a group claimed by `try_claim_group`: continuation slots first (each marked with
+    /// its distance from the first), then the first slot (marked with the count), so a consumer
+    /// that sees the first slot committed sees the whole message. `len(j)` is fragment j's length.
+    pub fn commit_group(&self, first: Claim, len: impl Fn(u32) -> u32) {
+        let mut claims = Vec::with_capacity(first.count as usize);
+        let mut c = first;
+        claims.push(c);
+        for _ in 1..first.count {
+            c = self.next_claim(c);
+            claims.push(c);
+        }
+        for (j, c) in claims.iter().enumerate().rev() {
+            let slot = self.mem.slot(c.idx);
+            slot.len.store(len(j as u32), Ordering::Relaxed);
+            let aux = if j == 0 { AUX_HEAD | first.count } else { AUX_CONT | j as u32 };
+            slot.aux.store(aux, Ordering::Relaxed);
+            // ORDERING: Release, as in `commit` (SYNC POINT: slot-published); the first slot last.
+            slot.stamp.store(stamp(FULL, 0, c.pos), Ordering::Release);
+        }
+        doorbell::ring(&self.mem.ctrl().not_empty);
     }
 
     /// Length of the message in a read claim, checked against the slot size (read once).
@@ -406,6 +601,81 @@ mod tests {
             h.ctrl.tail.store(t, O::Relaxed);
             h.ctrl.head.store(hd, O::Relaxed);
             assert!(m.len() <= 5);
+        }
+    }
+
+    fn put_group(m: &Mpmc, owner: u16, count: u32) -> Result<Claim, SendError> {
+        let c = m.try_claim_group(owner, count)?;
+        m.commit_group(c, |_| 8);
+        Ok(c)
+    }
+
+    #[test]
+    fn group_is_claimed_whole_and_read_by_one_consumer() {
+        let (_h, m) = ring(5);
+        put(&m, 1).unwrap();
+        put_group(&m, 1, 3).unwrap();
+        assert_eq!(m.len(), 4);
+        assert_eq!(m.try_claim_group(1, 2), Err(SendError::Full), "one slot left, two needed");
+        assert_eq!(m.len(), 4, "a refused group leaves nothing behind");
+        assert_eq!(get(&m), Ok(1));
+        let c = m.try_claim_read(2).unwrap();
+        assert_eq!(c.count, 3);
+        let mut cur = c;
+        for _ in 0..3 {
+            m.release(Claim { count: 1, ..cur });
+            cur = m.next_claim(cur);
+        }
+        assert_eq!(get(&m), Err(RecvError::Empty));
+        for _ in 0..100 {
+            put_group(&m, 1, 5).unwrap(); // the whole ring, wrapping around
+            let c = m.try_claim_read(2).unwrap();
+            assert_eq!(c.count, 5);
+            let mut cur = c;
+            for _ in 0..5 {
+                m.release(Claim { count: 1, ..cur });
+                cur = m.next_claim(cur);
+            }
+        }
+    }
+
+    /// A producer that died after publishing a group's continuation slots but before its first
+    /// slot: recovery skips the first slot, and consumers retire the orphaned continuations.
+    #[test]
+    fn orphaned_continuations_of_a_dead_producer_are_retired() {
+        let (_h, m) = ring(4);
+        let first = m.try_claim_group(9, 3).unwrap();
+        let mut c = first;
+        for j in 1..3 {
+            c = m.next_claim(c);
+            let slot = m.mem.slot(c.idx);
+            slot.aux.store(AUX_CONT | j, Ordering::Relaxed);
+            slot.stamp.store(stamp(FULL, 0, c.pos), Ordering::Release);
+        }
+        assert_eq!(get(&m), Err(RecvError::Empty), "the first slot is still being written");
+        assert_eq!(m.repair_owner(9), (1, 0));
+        assert_eq!(get(&m), Err(RecvError::Empty));
+        for v in 0..4 {
+            put(&m, v).unwrap();
+        }
+        assert_eq!(put(&m, 9), Err(SendError::Full));
+        for v in 0..4 {
+            assert_eq!(get(&m), Ok(v));
+        }
+    }
+
+    /// A consumer that died holding a group: every slot of it is freed and counted.
+    #[test]
+    fn dead_reader_of_a_group_frees_every_slot() {
+        let (_h, m) = ring(3);
+        put_group(&m, 1, 3).unwrap();
+        assert_eq!(m.try_claim_read(7).unwrap().count, 3);
+        assert_eq!(m.repair_owner(7), (0, 3));
+        for v in 0..3 {
+            put(&m, v).unwrap();
+        }
+        for v in 0..3 {
+            assert_eq!(get(&m), Ok(v));
         }
     }
 

@@ -313,6 +313,81 @@ impl Queue {
         self.put_bytes(msg, Wait::Never)
     }
 
+    fn put_group(&self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
+        let slot = self.geometry.slot_size as usize;
+        if msg.len() <= slot {
+            return self.put_bytes(msg, wait);
+        }
+        let max = slot * self.capacity();
+        if msg.len() > max {
+            return Err(SendError::TooLarge { len: msg.len(), max });
+        }
+        if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
+            return Err(SendError::WrongRole);
+        }
+        let count = msg.len().div_ceil(slot) as u32;
+        let ctrl = self.ring.mem.ctrl();
+        let owner = self.reg.owner();
+        let attempt = || {
+            if attach::consumers_gone(ctrl) {
+                return Some(Err(SendError::Closed));
+            }
+            match self.ring.try_claim_group(owner, count) {
+                Err(SendError::Full) => None,
+                r => Some(r),
+            }
+        };
+        let first = match wait {
+            Wait::Never => attempt().unwrap_or(Err(SendError::Full)),
+            Wait::Until(d) => doorbell::block_on(&ctrl.not_full, Some(d), self.spin, attempt, || {
+                self.recover();
+            })
+            .unwrap_or(Err(SendError::Timeout)),
+            Wait::Forever => doorbell::block_on(&ctrl.not_full, None, self.spin, attempt, || {
+                self.recover();
+            })
+            .unwrap_or(Err(SendError::Timeout)),
+        }?;
+        let mut c = first;
+        for (j, chunk) in msg.chunks(slot).enumerate() {
+            if j > 0 {
+                c = self.ring.next_claim(c);
+            }
+            // SAFETY: we own the write claims on all `count` slots until commit; each chunk is at
+            // most slot_size bytes, the payload region's size; `msg` is ours, not the slot.
+            unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), self.ring.mem.payload(c.idx), chunk.len()) };
+        }
+        if self.joinable {
+            self.seg.header().join.unfinished.fetch_add(1, Ordering::AcqRel);
+        }
+        let len = |j: u32| msg[j as usize * slot..].len().min(slot) as u32;
+        self.ring.commit_group(first, len);
+        Ok(())
+    }
+
+    /// Puts a message that may be larger than a slot, blocking until it fits. A message of
+    /// `n` slots claims `n` consecutive slots in one operation and is delivered whole to one
+    /// consumer (which gets a copy; see `docs/DESIGN.md`). Up to `slot_size × capacity` bytes.
+    ///
+    /// Cost: it waits for `n` free slots at once, and under contention from other producers a
+    /// partial claim can be given up and retried (the given-up slots are skipped by consumers).
+    /// Messages that fit a slot take the ordinary path.
+    ///
+    /// Errors: `Closed`, `TooLarge` (over `slot_size × capacity`), `WrongRole`, `Corrupt`.
+    pub fn put_large(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_group(msg, Wait::Forever)
+    }
+
+    /// As [`Queue::put_large`], giving up with `Timeout` after `timeout`.
+    pub fn put_large_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.put_group(msg, Wait::after(timeout))
+    }
+
+    /// As [`Queue::put_large`], but `Full` instead of waiting for room.
+    pub fn try_put_large(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_group(msg, Wait::Never)
+    }
+
     /// Puts a `Pod` value (its bytes, no serialisation), blocking while the queue is full.
     pub fn put_value<T: Pod>(&self, value: &T) -> Result<(), SendError> {
         self.put(bytemuck::bytes_of(value))
@@ -375,13 +450,40 @@ impl Queue {
     }
 
     fn message(&self, claim: Claim) -> Result<Message<'_>, RecvError> {
+        if claim.count > 1 {
+            return self.assemble(claim);
+        }
         match self.ring.claimed_len(claim) {
-            Ok(len) => Ok(Message { ring: &self.ring, claim, len }),
+            Ok(len) => Ok(Message { ring: &self.ring, claim, len, owned: None }),
             Err(e) => {
                 self.ring.release(claim);
                 Err(e)
             }
         }
+    }
+
+    /// Copies a message that spans several slots out of them and frees them at once.
+    fn assemble(&self, first: Claim) -> Result<Message<'_>, RecvError> {
+        let mut body = Vec::with_capacity(first.count as usize * self.slot_size());
+        let mut c = Claim { count: 1, ..first };
+        let mut result = Ok(());
+        for j in 0..first.count {
+            if j > 0 {
+                c = Claim { count: 1, ..self.ring.next_claim(c) };
+            }
+            match self.ring.claimed_len(c) {
+                Ok(len) if result.is_ok() => {
+                    // SAFETY: we hold the read claim on slot `c.idx`, so no producer writes it;
+                    // `len` was read once and checked against the slot size.
+                    let fragment = unsafe { std::slice::from_raw_parts(self.ring.mem.payload(c.idx), len) };
+                    body.extend_from_slice(fragment);
+                }
+                Ok(_) => {}
+                Err(e) => result = Err(e),
+            }
+            self.ring.release(c);
+        }
+        result.map(|()| Message { ring: &self.ring, claim: first, len: body.len(), owned: Some(body) })
     }
 
     /// Takes the oldest message, blocking while the queue is empty. The bytes are read in place
@@ -573,6 +675,8 @@ pub struct Message<'q> {
     ring: &'q Mpmc,
     claim: Claim,
     len: usize,
+    /// A message that spanned several slots, copied out (its slots are already free).
+    owned: Option<Vec<u8>>,
 }
 
 impl Message<'_> {
@@ -592,6 +696,9 @@ impl Message<'_> {
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        if let Some(v) = &self.owned {
+            return v;
+        }
         // SAFETY: we hold the read claim on this slot until drop, so no producer writes it;
         // `len` was read once and checked <= slot_size, the payload region's size.
         unsafe { std::slice::from_raw_parts(self.ring.mem.payload(self.claim.idx), self.len) }
@@ -600,7 +707,9 @@ impl std::ops::Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        self.ring.release(self.claim);
+        if self.owned.is_none() {
+            self.ring.release(self.claim);
+        }
     }
 }
 

@@ -236,3 +236,66 @@ fn handles_are_send_and_sync_where_promised() {
     send::<shmq::Receiver>();
     send::<shmq::Connection>();
 }
+
+fn large_msg(id: u32, len: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(id) as u8).collect();
+    if len >= 4 {
+        v[..4].copy_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn messages_larger_than_a_slot_claim_consecutive_slots() {
+    let q = Queue::anonymous(4, 8).unwrap();
+    assert_eq!(q.try_put(&[0; 9]), Err(SendError::TooLarge { len: 9, max: 8 }), "plain put stays one slot");
+    q.put(b"small").unwrap();
+    let big = large_msg(7, 20); // 3 slots
+    q.put_large(&big).unwrap();
+    assert_eq!(q.len(), 4);
+    assert_eq!(q.try_put_large(&large_msg(8, 9)), Err(SendError::Full));
+    assert_eq!(q.put_large_timeout(&large_msg(8, 9), Duration::from_millis(20)), Err(SendError::Timeout));
+    assert_eq!(q.try_put_large(&[0; 33]), Err(SendError::TooLarge { len: 33, max: 32 }));
+    assert_eq!(&*q.get().unwrap(), b"small", "order kept");
+    assert_eq!(&*q.get().unwrap(), &big[..], "delivered whole");
+    assert!(q.is_empty());
+    let whole = large_msg(9, 32);
+    q.try_put_large(&whole).unwrap(); // the whole ring, wrapping around its end
+    assert_eq!(&*q.get().unwrap(), &whole[..]);
+    q.put_large(b"two slots").unwrap(); // 9 bytes
+    assert_eq!(&*q.get().unwrap(), b"two slots");
+}
+
+#[test]
+fn threads_mix_large_and_small_messages_and_each_arrives_once_and_whole() {
+    let q = Queue::anonymous(6, 16).unwrap();
+    const P: u32 = 3;
+    const N: u32 = 3_000;
+    let got = AtomicUsize::new(0);
+    let seen: Vec<AtomicUsize> = (0..P * N).map(|_| AtomicUsize::new(0)).collect();
+    std::thread::scope(|s| {
+        for p in 0..P {
+            let q = &q;
+            s.spawn(move || {
+                for i in 0..N {
+                    let id = p * N + i;
+                    let len = 4 + (id as usize * 7) % 60; // 1 to 4 slots
+                    q.put_large(&large_msg(id, len)).unwrap();
+                }
+            });
+        }
+        for _ in 0..P {
+            s.spawn(|| {
+                while got.load(Ordering::Relaxed) < (P * N) as usize {
+                    if let Ok(m) = q.get_timeout(Duration::from_millis(10)) {
+                        let id = u32::from_le_bytes(m[..4].try_into().unwrap());
+                        assert_eq!(&*m, &large_msg(id, 4 + (id as usize * 7) % 60)[..], "message {id} intact");
+                        seen[id as usize].fetch_add(1, Ordering::Relaxed);
+                        got.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert!(seen.iter().all(|c| c.load(Ordering::Relaxed) == 1), "every message exactly once");
+}

@@ -179,19 +179,19 @@ pub fn run(data: &[u8]) {
             }
             Op::QGet => {
                 if let Ok(m) = q.try_get() {
-                    consume(&m, slot);
+                    consume(&m, slot * cap);
                 }
             }
             Op::QGetAndHold => {
                 if let Ok(m) = q.try_get() {
-                    consume(&m, slot);
+                    consume(&m, slot * cap);
                     guards.push(m);
                 }
             }
             Op::QDropGuard(i) => {
                 if !guards.is_empty() {
                     let m = guards.remove(i as usize % guards.len());
-                    consume(&m, slot);
+                    consume(&m, slot * cap);
                 }
             }
             Op::QReserve { len, commit } => {
