@@ -62,6 +62,13 @@ fn child_entry() {
             }
             println!("drained {n}");
         }
+        "put-large" => {
+            let q = Queue::builder().role(Role::Producer).open_inherited("Q").unwrap();
+            for len in 1..=200usize {
+                let msg: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+                q.put_large(&msg).unwrap();
+            }
+        }
         "joinable-worker" => {
             let q = Queue::builder().role(Role::Consumer).open_inherited("Q").unwrap();
             loop {
@@ -188,4 +195,19 @@ fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
     for w in workers {
         finish(w, LIMIT);
     }
+}
+
+#[test]
+fn large_messages_cross_processes_whole_and_in_order() {
+    let q = Queue::builder().capacity(8).slot_size(32).role(Role::Consumer).create_anonymous().unwrap();
+    let mut cmd = child("child_entry", "put-large");
+    q.share_with(&mut cmd, "Q");
+    let c = cmd.spawn().unwrap();
+    for len in 1..=200usize {
+        let m = q.get_timeout(LIMIT).unwrap();
+        let want: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        assert_eq!(&*m, &want[..], "message of {len} bytes");
+    }
+    assert_eq!(q.get_timeout(LIMIT).unwrap_err(), RecvError::Closed);
+    finish(c, LIMIT);
 }
