@@ -100,7 +100,7 @@ pub struct Ends {
     pub producers: AtomicU32,
     /// Attached handles that may receive (queue: any number; pipe: 0 or 1).
     pub consumers: AtomicU32,
-    /// [`ENDS_PRODUCER_SEEN`] | [`ENDS_CONSUMER_SEEN`] | [`ENDS_POISONED`].
+    /// [`ENDS_PRODUCER_SEEN`] | [`ENDS_CONSUMER_SEEN`] | [`ENDS_PERSISTENT`].
     pub flags: AtomicU32,
 }
 
