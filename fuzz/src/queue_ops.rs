@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, VecDeque};
 #[derive(Arbitrary, Debug)]
 enum Op {
     TryPut { len: u8, fill: u8 },
+    TryPutLarge { len: u8, fill: u8 },
     TryGet,
     GetAndHold,
     DropGuard(u8),
@@ -37,6 +38,10 @@ enum Entry {
     Pending,
     Committed(Vec<u8>),
     Abandoned,
+    /// The first position of a message spanning `.1` positions (`put_large`).
+    Group(Vec<u8>, u64),
+    /// A later position of a group.
+    Cont,
 }
 
 struct Model {
@@ -73,6 +78,53 @@ impl Model {
         Ok(pos)
     }
 
+    /// `try_put_large`, as the ring does it: refuse if the group's last slot is still busy a lap
+    /// back; claim the first position like any put; claim the rest in order, and on a busy one
+    /// abandon what was claimed and start over at the new tail.
+    fn put_group(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        if msg.len() <= self.slot {
+            let pos = self.claim_write(msg.len())?;
+            self.set(pos, Entry::Committed(msg.to_vec()));
+            return Ok(());
+        }
+        let max = self.slot * self.cap as usize;
+        if msg.len() > max {
+            return Err(SendError::TooLarge { len: msg.len(), max });
+        }
+        if self.closed {
+            return Err(SendError::WrongRole);
+        }
+        let k = msg.len().div_ceil(self.slot) as u64;
+        loop {
+            let last = self.tail + k - 1;
+            if (last >= self.cap && self.busy.contains(&(last - self.cap))) || self.full() {
+                return Err(SendError::Full);
+            }
+            let start = self.tail;
+            let mut claimed = 0;
+            while claimed < k {
+                let p = self.tail;
+                if p >= self.cap && self.busy.contains(&(p - self.cap)) {
+                    break;
+                }
+                self.tail += 1;
+                self.busy.insert(p);
+                self.entries.push_back(Entry::Pending);
+                claimed += 1;
+            }
+            if claimed == k {
+                self.set(start, Entry::Group(msg.to_vec(), k));
+                for p in start + 1..start + k {
+                    self.set(p, Entry::Cont);
+                }
+                return Ok(());
+            }
+            for p in start..start + claimed {
+                self.set(p, Entry::Abandoned);
+            }
+        }
+    }
+
     fn set(&mut self, pos: u64, e: Entry) {
         let i = (pos - self.head) as usize;
         assert!(matches!(self.entries[i], Entry::Pending));
@@ -91,6 +143,19 @@ impl Model {
                     self.head += 1;
                     return Ok((self.head - 1, bytes));
                 }
+                Some(Entry::Group(..)) => {
+                    // Copied out and freed at once: no guard holds these positions.
+                    let Some(Entry::Group(bytes, k)) = self.entries.pop_front() else { unreachable!() };
+                    for _ in 1..k {
+                        assert!(matches!(self.entries.pop_front(), Some(Entry::Cont)));
+                    }
+                    for p in self.head..self.head + k {
+                        self.busy.remove(&p);
+                    }
+                    self.head += k;
+                    return Ok((u64::MAX, bytes));
+                }
+                Some(Entry::Cont) => unreachable!("a continuation is consumed with its group"),
                 Some(Entry::Pending) | None if self.closed => return Err(RecvError::Closed),
                 Some(Entry::Pending) | None => return Err(RecvError::Empty),
             }
@@ -129,6 +194,11 @@ pub fn run(data: &[u8]) {
                     m.set(pos, Entry::Committed(msg.clone()));
                 });
                 assert_eq!(q.try_put(&msg), want, "try_put of {} bytes", msg.len());
+            }
+            Op::TryPutLarge { len, fill } => {
+                let msg = fill_bytes(len as usize % (slot * cap as usize + 2), fill);
+                let want = m.put_group(&msg);
+                assert_eq!(q.try_put_large(&msg), want, "try_put_large of {} bytes", msg.len());
             }
             Op::PutValue(v) => {
                 let want = m.claim_write(4).map(|pos| {
