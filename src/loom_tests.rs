@@ -535,3 +535,22 @@ fn loom_mpmc_group_and_single_arrive_whole() {
         assert_eq!(got, vec![vec![10, 11], vec![20]]);
     });
 }
+
+// ----- attaching -----
+
+/// Regression (found by `shmq bench`): a consumer checking for end of stream while the first
+/// producer attaches must never see "a producer was seen and none is attached".
+#[test]
+fn loom_attach_never_looks_like_end_of_stream() {
+    loom::model(|| {
+        let q = Q::new(1);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || ring::attach(q.ctrl(), true, false))
+        };
+        assert!(!ring::producers_gone(q.ctrl()));
+        assert!(!ring::consumers_gone(q.ctrl()));
+        p.join().unwrap();
+        assert!(!ring::producers_gone(q.ctrl()));
+    });
+}

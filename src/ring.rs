@@ -109,20 +109,26 @@ pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
 }
 
 /// End of stream: a producer was seen and none is attached now.
+///
+/// The flag is read *before* the count. An attach increments the count and then sets the flag, so
+/// a reader that sees the flag also sees that increment; reading the count first could pair a zero
+/// from before the first producer attached with a flag set just after it (a false end of stream,
+/// found by `shmq bench`). Regression test: `loom_tests::loom_attach_never_looks_like_end_of_stream`.
 #[inline]
 pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
     let ends: &Ends = &ring.ends;
-    // ORDERING: Acquire, pairs with the Release decrement in `detach`.
-    ends.producers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT) == ENDS_PRODUCER_SEEN
+    // ORDERING: Acquire on the flag pairs with the AcqRel `fetch_or` in `attach`; Acquire on the
+    // count pairs with the Release decrement in `detach` (messages committed before it are seen).
+    let flags = ends.flags.load(Ordering::Acquire);
+    flags & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT) == ENDS_PRODUCER_SEEN && ends.producers.load(Ordering::Acquire) == 0
 }
 
-/// Broken pipe: a consumer was seen and none is attached now.
+/// Broken pipe: a consumer was seen and none is attached now (flag first, as in `producers_gone`).
 #[inline]
 pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
     let ends: &Ends = &ring.ends;
-    ends.consumers.load(Ordering::Acquire) == 0
-        && ends.flags.load(Ordering::Relaxed) & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT) == ENDS_CONSUMER_SEEN
+    let flags = ends.flags.load(Ordering::Acquire);
+    flags & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT) == ENDS_CONSUMER_SEEN && ends.consumers.load(Ordering::Acquire) == 0
 }
 
 /// Heap memory shaped like a ring, for unit tests, loom models and in-process benchmarks.
