@@ -251,13 +251,19 @@ impl Queue {
         if len > self.geometry.slot_size as usize {
             return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
         }
+        self.claim_with(wait, |owner| self.ring.try_claim_write(owner))
+    }
+
+    /// Runs a claim (`claim(owner)`) until it gets room, the consumers are gone, or `wait` ends:
+    /// the blocking shared by single-slot and group puts.
+    fn claim_with(&self, wait: Wait, claim: impl Fn(u16) -> Result<Claim, SendError>) -> Result<Claim, SendError> {
         let ctrl = self.ring.mem.ctrl();
         let owner = self.reg.owner();
         let attempt = || {
             if attach::consumers_gone(ctrl) {
                 return Some(Err(SendError::Closed));
             }
-            match self.ring.try_claim_write(owner) {
+            match claim(owner) {
                 Err(SendError::Full) => None,
                 r => Some(r),
             }
@@ -326,28 +332,7 @@ impl Queue {
             return Err(SendError::WrongRole);
         }
         let count = msg.len().div_ceil(slot) as u32;
-        let ctrl = self.ring.mem.ctrl();
-        let owner = self.reg.owner();
-        let attempt = || {
-            if attach::consumers_gone(ctrl) {
-                return Some(Err(SendError::Closed));
-            }
-            match self.ring.try_claim_group(owner, count) {
-                Err(SendError::Full) => None,
-                r => Some(r),
-            }
-        };
-        let first = match wait {
-            Wait::Never => attempt().unwrap_or(Err(SendError::Full)),
-            Wait::Until(d) => doorbell::block_on(&ctrl.not_full, Some(d), self.spin, attempt, || {
-                self.recover();
-            })
-            .unwrap_or(Err(SendError::Timeout)),
-            Wait::Forever => doorbell::block_on(&ctrl.not_full, None, self.spin, attempt, || {
-                self.recover();
-            })
-            .unwrap_or(Err(SendError::Timeout)),
-        }?;
+        let first = self.claim_with(wait, |owner| self.ring.try_claim_group(owner, count))?;
         let mut c = first;
         for (j, chunk) in msg.chunks(slot).enumerate() {
             if j > 0 {
