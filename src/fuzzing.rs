@@ -17,25 +17,42 @@ use crate::segment::Segment;
 use crate::shm;
 use crate::Error;
 use std::fs::File;
-use std::io::Write;
 use std::marker::PhantomData;
 use std::os::fd::FromRawFd;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Writes `bytes` into a fresh memfd (unsealed: its size is whatever `bytes` is).
+/// A file holding `bytes` (unsealed: its size is whatever `bytes` is).
+///
+/// Each thread rewrites one memfd of its own in place and hands out a duplicate descriptor of
+/// it: creating and destroying a memfd per input cost more than everything else an execution
+/// does. So every handle opened by an earlier call on this thread must be dropped before the
+/// next call (the file may shrink under it), which the fuzz targets do.
 fn memfd_with(bytes: &[u8]) -> Result<File, Error> {
-    let label = c"shmq-fuzz";
-    // SAFETY: `label` is a valid C string; MFD_CLOEXEC is a known flag.
-    let fd = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error().into());
+    thread_local! {
+        static SCRATCH: std::cell::OnceCell<File> = const { std::cell::OnceCell::new() };
     }
-    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-    let mut file = unsafe { File::from_raw_fd(fd) };
-    file.write_all(bytes)?;
-    Ok(file)
+    SCRATCH.with(|cell| {
+        let file = match cell.get() {
+            Some(f) => f,
+            None => {
+                let label = c"shmq-fuzz";
+                // SAFETY: `label` is a valid C string; MFD_CLOEXEC is a known flag.
+                let fd = unsafe { libc::memfd_create(label.as_ptr(), libc::MFD_CLOEXEC) };
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error().into());
+                }
+                // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+                let _ = cell.set(unsafe { File::from_raw_fd(fd) });
+                cell.get().expect("just set")
+            }
+        };
+        file.set_len(bytes.len() as u64)?;
+        file.write_all_at(bytes, 0)?;
+        Ok(file.try_clone()?)
+    })
 }
 
 /// Opens `bytes`, as a segment file, the way `Queue::open` opens a named segment (as producer and

@@ -4,8 +4,9 @@
 //! A position is `{ lap, index }` packed as `lap * one_lap + index`, where `one_lap` is
 //! `capacity.next_power_of_two()`, kept to [`POS_BITS`] bits. Slot `index` serves positions
 //! `{ 0, index }, { 1, index }, …` in turn. `tail` and `head` in the control block are *hints*:
-//! the next position to write and to read. Anyone may advance them by one position with a CAS
-//! after seeing that the position was claimed; nobody trusts them further than that.
+//! the next position to write and to read. Anyone may advance them with a CAS after seeing that
+//! the position was claimed: by one position, or past a whole lap the slot's stamp proves finished
+//! (see `catch_up`); nobody trusts them further than that.
 //!
 //! # Stamps
 //! Each slot's 64-bit stamp is `{ state: 3, owner: 16, pos: 45 }` and is the only source of truth:
@@ -35,7 +36,7 @@
 use crate::doorbell;
 use crate::error::{RecvError, SendError};
 use crate::ring::RingMem;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Bits of a position.
 pub const POS_BITS: u32 = 45;
@@ -65,6 +66,15 @@ pub const AUX_COUNT: u32 = (1 << 24) - 1;
 /// Tries of a claim loop before the ring is declared corrupt. Legitimate contention never comes
 /// near this; it only bounds the work a hostile peer can make us do.
 const MAX_SPINS: u32 = 1 << 22;
+
+/// Reads a `tail` or `head` hint. A position never exceeds [`POS_MASK`]; a larger value comes
+/// from a hostile peer, and is refused rather than masked: a masked copy never equals the word,
+/// so every CAS that helps the hint on would fail and the claim loop would run to [`MAX_SPINS`].
+#[inline]
+fn hint(word: &AtomicU64) -> Option<u64> {
+    let v = word.load(Ordering::Relaxed);
+    (v <= POS_MASK).then_some(v)
+}
 
 /// Packs a stamp.
 #[inline]
@@ -134,10 +144,29 @@ impl Mpmc {
         }
     }
 
+    /// Where a stale hint at `pos` (slot `idx`, whose stamp says position `p`, `d = p - pos`)
+    /// may move: one position on, or, when the slot is at least a lap ahead, straight past the
+    /// slot's previous lap `p - one_lap`. A slot reaches lap `p` only after position
+    /// `p - one_lap` was written and then read or retired, each claimed while the hint stood
+    /// there, so every position up to it is already claimed on both sides: neither hint skips a
+    /// position that still needs its producer or consumer. Without the jump, a hint left far
+    /// behind (by a peer that wrote garbage, or a process that froze for a long time) would make
+    /// every claim walk the gap one position at a time, up to [`MAX_SPINS`]. A stamp whose
+    /// position is not one of this slot's (only a hostile peer writes one) gets the single step.
+    #[inline]
+    fn catch_up(&self, pos: u64, idx: u64, p: u64, d: i64) -> u64 {
+        if d as u64 >= self.one_lap && p & (self.one_lap - 1) == idx {
+            self.next(p.wrapping_sub(self.one_lap) & POS_MASK, idx)
+        } else {
+            self.next(pos, idx)
+        }
+    }
+
     /// Claims the next free slot for writing, tagged with `owner`.
     pub fn try_claim_write(&self, owner: u16) -> Result<Claim, SendError> {
         let ctrl = self.mem.ctrl();
-        let mut t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+        let tail = || hint(&ctrl.tail).ok_or(SendError::Corrupt("tail hint out of range"));
+        let mut t = tail()?;
         for _ in 0..MAX_SPINS {
             let idx = self.index(t).ok_or(SendError::Corrupt("tail index out of range"))?;
             let slot = self.mem.slot(idx);
@@ -157,16 +186,17 @@ impl Mpmc {
                     }
                     Err(_) => {
                         crate::sync::spin_hint();
-                        t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+                        t = tail()?;
                     }
                 }
             } else if d >= 0 {
                 // Position t is taken (or the slot is a lap ahead): the hint is stale. Help it on.
-                let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
-                t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+                let _ =
+                    ctrl.tail.compare_exchange(t, self.catch_up(t, idx, p, d), Ordering::Relaxed, Ordering::Relaxed);
+                t = tail()?;
             } else {
                 // The slot still holds the previous lap: full, unless the hint moved meanwhile.
-                let t2 = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+                let t2 = tail()?;
                 if t2 == t {
                     return Err(SendError::Full);
                 }
@@ -181,9 +211,10 @@ impl Mpmc {
     pub fn commit(&self, c: Claim, len: u32) {
         let slot = self.mem.slot(c.idx);
         slot.len.store(len, Ordering::Relaxed);
-        slot.aux.store(0, Ordering::Relaxed); // a slot once part of a group must not stay one
-                                              // ORDERING: Release, pairs with the Acquire load in `try_claim_read`. SYNC POINT:
-                                              // slot-published: payload and len are visible to whoever sees FULL.
+        // A slot once part of a group must not stay one.
+        slot.aux.store(0, Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire load in `try_claim_read`. SYNC POINT:
+        // slot-published: payload and len are visible to whoever sees FULL.
         slot.stamp.store(stamp(FULL, 0, c.pos), Ordering::Release);
         doorbell::ring(&self.mem.ctrl().not_empty);
     }
@@ -197,7 +228,8 @@ impl Mpmc {
     /// Claims the oldest committed message for reading, tagged with `owner`.
     pub fn try_claim_read(&self, owner: u16) -> Result<Claim, RecvError> {
         let ctrl = self.mem.ctrl();
-        let mut h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+        let head = || hint(&ctrl.head).ok_or(RecvError::Corrupt("head hint out of range"));
+        let mut h = head()?;
         for _ in 0..MAX_SPINS {
             let idx = self.index(h).ok_or(RecvError::Corrupt("head index out of range"))?;
             let slot = self.mem.slot(idx);
@@ -218,7 +250,7 @@ impl Mpmc {
                         }
                     }
                     let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
-                    h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                    h = head()?;
                     continue;
                 }
                 let count = if aux & AUX_HEAD != 0 { aux & AUX_COUNT } else { 1 };
@@ -244,7 +276,7 @@ impl Mpmc {
                     }
                     Err(_) => {
                         crate::sync::spin_hint();
-                        h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                        h = head()?;
                     }
                 }
             } else if d == 0 && state == SKIPPED {
@@ -254,16 +286,17 @@ impl Mpmc {
                     doorbell::ring(&ctrl.not_full);
                 }
                 let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
-                h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                h = head()?;
             } else if d > 0 || (d == 0 && state == READING) {
                 // Position h was read already: the hint is stale. Help it on.
-                let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
-                h = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                let _ =
+                    ctrl.head.compare_exchange(h, self.catch_up(h, idx, p, d), Ordering::Relaxed, Ordering::Relaxed);
+                h = head()?;
             } else if d == 0 && state > SKIPPED {
                 return Err(RecvError::Corrupt("slot stamp has an unknown state"));
             } else {
                 // EMPTY(h) or WRITING(h): not published yet. An older lap: not even written.
-                let h2 = ctrl.head.load(Ordering::Relaxed) & POS_MASK;
+                let h2 = head()?;
                 if h2 == h {
                     return Err(RecvError::Empty);
                 }
@@ -344,10 +377,11 @@ impl Mpmc {
     /// over. `Full` when the last position needed still holds the previous lap.
     pub fn try_claim_group(&self, owner: u16, count: u32) -> Result<Claim, SendError> {
         let ctrl = self.mem.ctrl();
+        let tail = || hint(&ctrl.tail).ok_or(SendError::Corrupt("tail hint out of range"));
         for _ in 0..MAX_SPINS / 64 {
             // Before claiming anything: is the last position a group starting at the tail would
             // need still holding the previous lap? Then there is no room, and nothing to undo.
-            let t = ctrl.tail.load(Ordering::Relaxed) & POS_MASK;
+            let t = tail()?;
             let idx = self.index(t).ok_or(SendError::Corrupt("tail index out of range"))?;
             let mut last = Claim { idx, pos: t, count };
             for _ in 1..count {
@@ -355,7 +389,7 @@ impl Mpmc {
             }
             let (_, _, p) = unpack(self.mem.slot(last.idx).stamp.load(Ordering::Acquire));
             if dist(p, last.pos) < 0 {
-                if ctrl.tail.load(Ordering::Relaxed) & POS_MASK == t {
+                if tail()? == t {
                     return Err(SendError::Full);
                 }
                 continue;
@@ -567,6 +601,46 @@ mod tests {
                 assert_eq!(get(&m), Ok(i));
             }
             assert!(m.len() <= 3);
+        }
+    }
+
+    /// Found by the `open_segment` fuzzer: a hint with bits above the position range was masked
+    /// before use, so the CAS that helps it on never matched the word and each claim spun to
+    /// `MAX_SPINS` (seconds per operation under the fuzzer) before reporting corruption.
+    #[test]
+    fn regression_hint_above_the_position_range_is_refused_at_once() {
+        let (_h, m) = ring(8);
+        put(&m, 1).unwrap();
+        m.mem.ctrl().tail.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(put(&m, 2), Err(SendError::Corrupt("tail hint out of range")));
+        assert_eq!(m.try_claim_group(1, 2).err(), Some(SendError::Corrupt("tail hint out of range")));
+        m.mem.ctrl().head.store(POS_MASK + 1, Ordering::Relaxed);
+        assert_eq!(get(&m), Err(RecvError::Corrupt("head hint out of range")));
+    }
+
+    /// Hints left many laps behind (by a peer that wrote garbage, or a process frozen since)
+    /// jump past every finished lap instead of walking it, and never past a position still
+    /// waiting for its producer or consumer.
+    #[test]
+    fn stale_hints_many_laps_behind_catch_up_without_skipping() {
+        for cap in [2u64, 3, 4, 5] {
+            let (_h, m) = ring(cap);
+            for i in 0..1000 {
+                put(&m, i).unwrap();
+                assert_eq!(get(&m), Ok(i));
+            }
+            put(&m, 1000).unwrap();
+            let (tail, head) = (m.mem.ctrl().tail.load(Ordering::Relaxed), m.mem.ctrl().head.load(Ordering::Relaxed));
+            m.mem.ctrl().tail.store(0, Ordering::Relaxed);
+            m.mem.ctrl().head.store(0, Ordering::Relaxed);
+            put(&m, 1001).unwrap();
+            assert_eq!(get(&m), Ok(1000), "capacity {cap}");
+            assert_eq!(get(&m), Ok(1001), "capacity {cap}");
+            assert_eq!(get(&m), Err(RecvError::Empty));
+            // Both hints are back where they would have been (one message further each).
+            assert_eq!(m.mem.ctrl().tail.load(Ordering::Relaxed), m.next(tail, tail & (m.one_lap - 1)));
+            let h2 = m.next(head, head & (m.one_lap - 1));
+            assert_eq!(m.mem.ctrl().head.load(Ordering::Relaxed), m.next(h2, h2 & (m.one_lap - 1)));
         }
     }
 

@@ -1,18 +1,28 @@
-//! Arbitrary bytes as a segment file: opening it as a queue and as a pipe returns a handle or a
+//! Arbitrary bytes as a segment file: opening it as a queue or as a pipe returns a handle or a
 //! typed error, never panics and never touches memory outside the mapping; a handle that opens
 //! survives a few non-blocking operations.
 //!
 //! Inputs are either raw bytes or a valid segment (made by this build) with patches and a size
-//! change, so the fuzzer reaches the checks behind the magic number.
+//! change, so the fuzzer reaches the checks behind the magic number. Each input is opened as one
+//! kind, chosen by the input.
 
 use arbitrary::{Arbitrary, Unstructured};
 use shmq::fuzzing;
 use shmq::{Pipe, Queue};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 #[derive(Arbitrary, Debug)]
 enum Input {
-    Raw(Vec<u8>),
+    Raw {
+        /// Open it as a pipe (else as a queue). One kind per execution: each open maps the file
+        /// and registers, which is most of an execution's cost.
+        as_pipe: bool,
+        bytes: Vec<u8>,
+    },
     Patched {
+        /// Open it as the other kind than it was made as.
+        cross: bool,
         pipe: bool,
         duplex: bool,
         capacity: u8,
@@ -33,8 +43,21 @@ struct Patch {
     value: u64,
 }
 
-/// The bytes of a fresh segment of this build.
+/// `(pipe, duplex, capacity, slot_size)`.
+type Geometry = (bool, bool, usize, usize);
+
+/// The bytes of a fresh segment of this build, made once per geometry: creating a segment costs
+/// a memfd and a registration, far more than the rest of an execution.
 fn template(pipe: bool, duplex: bool, capacity: usize, slot_size: usize) -> Vec<u8> {
+    thread_local! {
+        static CACHE: RefCell<HashMap<Geometry, Vec<u8>>> = RefCell::default();
+    }
+    let key = (pipe, duplex && pipe, capacity, slot_size);
+    CACHE
+        .with(|c| c.borrow_mut().entry(key).or_insert_with(|| make_template(pipe, duplex, capacity, slot_size)).clone())
+}
+
+fn make_template(pipe: bool, duplex: bool, capacity: usize, slot_size: usize) -> Vec<u8> {
     if pipe {
         let (a, _b) = Pipe::builder()
             .duplex(duplex)
@@ -121,9 +144,9 @@ pub fn run(data: &[u8]) {
     let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
-    let bytes = match input {
-        Input::Raw(bytes) => bytes,
-        Input::Patched { pipe, duplex, capacity, slot_size, patches, resize } => {
+    let (as_pipe, bytes) = match input {
+        Input::Raw { as_pipe, bytes } => (as_pipe, bytes),
+        Input::Patched { cross, pipe, duplex, capacity, slot_size, patches, resize } => {
             let capacity = capacity as usize % 8 + 1;
             let slot_size = slot_size as usize % 200 + 1;
             let mut bytes = template(pipe, duplex, capacity, slot_size);
@@ -133,9 +156,12 @@ pub fn run(data: &[u8]) {
             }
             let len = (bytes.len() as isize + resize as isize * 64).max(0) as usize;
             bytes.resize(len, 0);
-            bytes
+            (pipe != cross, bytes)
         }
     };
-    exercise_queue(&bytes);
-    exercise_pipe(&bytes);
+    if as_pipe {
+        exercise_pipe(&bytes);
+    } else {
+        exercise_queue(&bytes);
+    }
 }
