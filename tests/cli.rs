@@ -261,6 +261,32 @@ fn rm_refuses_a_live_segment_unless_forced_and_stale_spares_it() {
     putter.wait().unwrap();
 }
 
+/// The optional peers (cargo features `ipc-channel` and `iceoryx2`) measure real round trips:
+/// every sample is an echo of the value just sent.
+#[test]
+#[cfg(any(feature = "ipc-channel", feature = "iceoryx2"))]
+fn optional_peer_rows_measure_round_trips() {
+    let mut rows = vec![];
+    if cfg!(feature = "ipc-channel") {
+        rows.push("ipc-channel");
+    }
+    if cfg!(feature = "iceoryx2") {
+        rows.push("iceoryx2");
+    }
+    let dir = std::env::temp_dir().join(format!("shmq-cli-peers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = ok(&["bench", "--rounds", "2000", "--rows", &rows.join(","), "--json", json.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let got: Vec<&str> = v["rows"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(got, rows, "{out}");
+    for r in v["rows"].as_array().unwrap() {
+        assert_eq!(r["samples"], 2000, "{out}");
+        assert!(r["p50_ns"].as_u64().unwrap() > 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn quick_bench_writes_valid_json() {
     let dir = std::env::temp_dir().join(format!("shmq-cli-bench-{}", std::process::id()));

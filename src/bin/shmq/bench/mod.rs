@@ -178,6 +178,8 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
     ];
     #[cfg(feature = "ipc-channel")]
     v.push(row("ipc-channel", L, None, Box::new(baselines::ipc_channel_row)));
+    #[cfg(feature = "iceoryx2")]
+    v.push(row("iceoryx2", L, None, Box::new(baselines::iceoryx2_row)));
     for size in [8, 64, 1024] {
         v.push(row(
             &format!("shmq-queue-1to1-{size}"),
