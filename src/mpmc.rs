@@ -67,6 +67,11 @@ pub const AUX_COUNT: u32 = (1 << 24) - 1;
 /// near this; it only bounds the work a hostile peer can make us do.
 const MAX_SPINS: u32 = 1 << 22;
 
+/// Every position a slot's stamp names is one of that slot's (`pos % one_lap == index`); any
+/// other was written by a hostile peer. Refused at once: stepping a hint past such a stamp one
+/// position at a time would only end at [`MAX_SPINS`].
+const FOREIGN_STAMP: &str = "slot stamp names a position of another slot";
+
 /// Reads a `tail` or `head` hint. A position never exceeds [`POS_MASK`]; a larger value comes
 /// from a hostile peer, and is refused rather than masked: a masked copy never equals the word,
 /// so every CAS that helps the hint on would fail and the claim loop would run to [`MAX_SPINS`].
@@ -151,11 +156,11 @@ impl Mpmc {
     /// there, so every position up to it is already claimed on both sides: neither hint skips a
     /// position that still needs its producer or consumer. Without the jump, a hint left far
     /// behind (by a peer that wrote garbage, or a process that froze for a long time) would make
-    /// every claim walk the gap one position at a time, up to [`MAX_SPINS`]. A stamp whose
-    /// position is not one of this slot's (only a hostile peer writes one) gets the single step.
+    /// every claim walk the gap one position at a time, up to [`MAX_SPINS`]. (Callers have
+    /// checked that `p` is one of this slot's positions.)
     #[inline]
     fn catch_up(&self, pos: u64, idx: u64, p: u64, d: i64) -> u64 {
-        if d as u64 >= self.one_lap && p & (self.one_lap - 1) == idx {
+        if d as u64 >= self.one_lap {
             self.next(p.wrapping_sub(self.one_lap) & POS_MASK, idx)
         } else {
             self.next(pos, idx)
@@ -174,6 +179,9 @@ impl Mpmc {
             // slot-released): the previous reader is done with the payload before we write it.
             let s = slot.stamp.load(Ordering::Acquire);
             let (state, _, p) = unpack(s);
+            if p & (self.one_lap - 1) != idx {
+                return Err(SendError::Corrupt(FOREIGN_STAMP));
+            }
             let d = dist(p, t);
             if d == 0 && state == EMPTY {
                 let mine = stamp(WRITING, owner, t);
@@ -237,6 +245,9 @@ impl Mpmc {
             // slot-published.
             let s = slot.stamp.load(Ordering::Acquire);
             let (state, _, p) = unpack(s);
+            if p & (self.one_lap - 1) != idx {
+                return Err(RecvError::Corrupt(FOREIGN_STAMP));
+            }
             let d = dist(p, h);
             if d == 0 && state == FULL {
                 // Read after the Acquire load of the stamp: written before it was published.
@@ -616,6 +627,18 @@ mod tests {
         assert_eq!(m.try_claim_group(1, 2).err(), Some(SendError::Corrupt("tail hint out of range")));
         m.mem.ctrl().head.store(POS_MASK + 1, Ordering::Relaxed);
         assert_eq!(get(&m), Err(RecvError::Corrupt("head hint out of range")));
+    }
+
+    /// Found by the `open_segment` fuzzer (an input that took 10 s): stamps naming positions of
+    /// another slot made every claim step the hint one position at a time until `MAX_SPINS`.
+    #[test]
+    fn regression_a_stamp_naming_another_slots_position_is_refused_at_once() {
+        let (_h, m) = ring(2);
+        put(&m, 1).unwrap();
+        m.mem.slot(1).stamp.store(stamp(EMPTY, 0, 16_777_124), Ordering::Relaxed);
+        assert_eq!(put(&m, 2), Err(SendError::Corrupt(FOREIGN_STAMP)));
+        m.mem.slot(0).stamp.store(stamp(FULL, 0, 11_251_589_784_411), Ordering::Relaxed);
+        assert_eq!(get(&m), Err(RecvError::Corrupt(FOREIGN_STAMP)));
     }
 
     /// Hints left many laps behind (by a peer that wrote garbage, or a process frozen since)
