@@ -65,7 +65,7 @@ impl Q {
     }
 
     fn try_put(&self, v: u64) -> Result<(), SendError> {
-        let c = self.m.try_claim_write(1)?;
+        let c = self.m.try_claim_write(1, true)?;
         self.data.write(c.idx, v);
         self.m.commit(c, 8);
         Ok(())
@@ -98,7 +98,7 @@ impl Q {
 
     /// `put`, sleeping on the `not_full` doorbell while the ring is full.
     fn put_blocking(&self, v: u64) {
-        let c = doorbell::block_on(&self.ctrl().not_full, None, 0, || self.m.try_claim_write(1).ok(), || {})
+        let c = doorbell::block_on(&self.ctrl().not_full, None, 0, || self.m.try_claim_write(1, false).ok(), || {})
             .expect("no deadline");
         self.data.write(c.idx, v);
         self.m.commit(c, 8);
@@ -190,7 +190,7 @@ fn loom_mpmc_abandoned_reservation_is_skipped() {
         let abandoner = {
             let q = q.clone();
             thread::spawn(move || {
-                let c = q.m.try_claim_write(1).unwrap();
+                let c = q.m.try_claim_write(1, true).unwrap();
                 q.m.abandon(c);
             })
         };
@@ -283,7 +283,7 @@ fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
                         if ring::consumers_gone(q.ctrl()) {
                             return Some(Err(SendError::Closed));
                         }
-                        match q.m.try_claim_write(1) {
+                        match q.m.try_claim_write(1, true) {
                             Err(SendError::Full) => None,
                             r => Some(r),
                         }

@@ -251,19 +251,24 @@ impl Queue {
         if len > self.geometry.slot_size as usize {
             return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
         }
-        self.claim_with(wait, |owner| self.ring.try_claim_write(owner))
+        self.claim_with(wait, |owner, first| self.ring.try_claim_write(owner, first))
     }
 
-    /// Runs a claim (`claim(owner)`) until it gets room, the consumers are gone, or `wait` ends:
-    /// the blocking shared by single-slot and group puts.
-    fn claim_with(&self, wait: Wait, claim: impl Fn(u16) -> Result<Claim, SendError>) -> Result<Claim, SendError> {
+    /// Runs a claim (`claim(owner, first_try)`) until it gets room, the consumers are gone, or
+    /// `wait` ends: the blocking shared by single-slot and group puts.
+    fn claim_with(
+        &self,
+        wait: Wait,
+        claim: impl Fn(u16, bool) -> Result<Claim, SendError>,
+    ) -> Result<Claim, SendError> {
         let ctrl = self.ring.mem.ctrl();
         let owner = self.reg.owner();
+        let first = std::cell::Cell::new(true);
         let attempt = || {
             if attach::consumers_gone(ctrl) {
                 return Some(Err(SendError::Closed));
             }
-            match claim(owner) {
+            match claim(owner, first.replace(false)) {
                 Err(SendError::Full) => None,
                 r => Some(r),
             }
@@ -332,7 +337,7 @@ impl Queue {
             return Err(SendError::WrongRole);
         }
         let count = msg.len().div_ceil(slot) as u32;
-        let first = self.claim_with(wait, |owner| self.ring.try_claim_group(owner, count))?;
+        let first = self.claim_with(wait, |owner, _| self.ring.try_claim_group(owner, count))?;
         let mut c = first;
         for (j, chunk) in msg.chunks(slot).enumerate() {
             if j > 0 {
