@@ -172,6 +172,7 @@ impl End {
 }
 
 impl Drop for End {
+    #[inline]
     fn drop(&mut self) {
         let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
         if self.handed_over.load(Ordering::Relaxed) {
@@ -225,6 +226,7 @@ impl Sender {
     }
 
     /// Waits until `need` slots are free.
+    #[inline]
     fn wait_room(&mut self, need: u64, deadline: Option<Option<u64>>) -> Result<(), SendError> {
         if let Some(e) = &self.dead {
             return Err(e.clone());
@@ -264,6 +266,7 @@ impl Sender {
         r
     }
 
+    #[inline]
     fn send_in(&mut self, msg: &[u8], deadline: Option<Option<u64>>) -> Result<(), SendError> {
         let max = self.end.geometry.slot_size as usize;
         if msg.len() > max {
@@ -307,6 +310,7 @@ impl Sender {
     ///
     /// Errors: `Closed` (the receiver has gone: broken pipe), `TooLarge` (larger than
     /// `slot_size * capacity`), `Corrupt`.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_in(msg, Some(None))
     }
@@ -317,6 +321,7 @@ impl Sender {
     }
 
     /// Sends a message if there is room now (`Full` otherwise).
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_in(msg, None)
     }
@@ -393,6 +398,7 @@ impl PipeReservation<'_> {
 }
 
 impl Drop for Sender {
+    #[inline]
     fn drop(&mut self) {
         if !self.handed_over {
             self.end.detach(self.role);
@@ -406,6 +412,7 @@ impl Receiver {
     }
 
     /// Waits until a message is readable. `Ok(n)`: n messages ready.
+    #[inline]
     fn wait_msg(&mut self, deadline: Option<Option<u64>>) -> Result<u64, RecvError> {
         if let Some(e) = &self.dead {
             return Err(e.clone());
@@ -445,6 +452,7 @@ impl Receiver {
         r
     }
 
+    #[inline]
     fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<PipeMessage<'_>, RecvError> {
         self.wait_msg(deadline)?;
         match self.assemble() {
@@ -458,6 +466,7 @@ impl Receiver {
     }
 
     /// The next message: in place when it fits one slot, else a copy of its fragments.
+    #[inline]
     fn assemble(&self) -> Result<Body, Corrupt> {
         let (idx, len, more) = self.ring.peek(0)?;
         if !more {
@@ -486,6 +495,7 @@ impl Receiver {
     /// the slot goes back to the sender when the guard is dropped.
     ///
     /// Errors: `Closed` (end of file: the sender has gone and the pipe is drained), `Corrupt`.
+    #[inline]
     pub fn recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
         self.recv_in(Some(None))
     }
@@ -496,6 +506,7 @@ impl Receiver {
     }
 
     /// Receives the next message if there is one now (`Empty` otherwise).
+    #[inline]
     pub fn try_recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
         self.recv_in(None)
     }
@@ -556,6 +567,7 @@ impl Receiver {
 }
 
 impl Drop for Receiver {
+    #[inline]
     fn drop(&mut self) {
         if !self.handed_over {
             self.end.detach(self.role);
@@ -592,6 +604,7 @@ impl PipeMessage<'_> {
 
 impl std::ops::Deref for PipeMessage<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         if let Some(v) = &self.body.owned {
             return v;
@@ -603,6 +616,7 @@ impl std::ops::Deref for PipeMessage<'_> {
 }
 
 impl Drop for PipeMessage<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.rx.ring.release(self.body.count);
     }
@@ -732,15 +746,18 @@ impl Connection {
         Connection::build(end, spin, true)
     }
 
+    #[inline]
     fn tx(&mut self) -> Result<&mut Sender, SendError> {
         self.tx.as_mut().ok_or(SendError::WrongRole)
     }
 
+    #[inline]
     fn rx(&mut self) -> Result<&mut Receiver, RecvError> {
         self.rx.as_mut().ok_or(RecvError::WrongRole)
     }
 
     /// See [`Sender::send`]. `WrongRole` on the receiving end of a one-way pipe.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.tx()?.send(msg)
     }
@@ -751,6 +768,7 @@ impl Connection {
     }
 
     /// See [`Sender::try_send`].
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.tx()?.try_send(msg)
     }
@@ -761,6 +779,7 @@ impl Connection {
     }
 
     /// See [`Receiver::recv`]. `WrongRole` on the sending end of a one-way pipe.
+    #[inline]
     pub fn recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
         self.rx()?.recv()
     }
@@ -771,6 +790,7 @@ impl Connection {
     }
 
     /// See [`Receiver::try_recv`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
         self.rx()?.try_recv()
     }

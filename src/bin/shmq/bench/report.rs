@@ -28,6 +28,9 @@ pub struct Latency {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
+    /// Mean round trip: finer than the percentiles where the clock ticks coarsely (the mean of
+    /// many samples taken at random clock phases is not quantised), but pulled up by the tail.
+    pub mean: f64,
     pub samples: u64,
     /// `(quantile, ns)` points from 0 up to 1.
     pub curve: Vec<(f64, u64)>,
@@ -42,6 +45,7 @@ impl Latency {
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             max: h.max(),
+            mean: h.mean(),
             samples: h.len(),
             curve,
         }
@@ -308,6 +312,7 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
             ("p99_ns", json_opt(l.map(|l| l.p99))),
             ("p999_ns", json_opt(l.map(|l| l.p999))),
             ("max_ns", json_opt(l.map(|l| l.max))),
+            ("mean_ns", json_f64(l.map(|l| l.mean))),
             ("msg_size", json_opt(t.map(|t| t.size))),
             ("messages", json_opt(t.map(|t| t.messages))),
             ("msgs_per_sec", json_f64(t.map(|t| t.msgs_per_sec()))),
