@@ -376,6 +376,28 @@ impl Mpmc {
         }
     }
 
+    /// Retires the continuation slots still `FULL` of a message whose first slot `first` was
+    /// taken by a reader that died before taking them (recovery has just freed the first slot).
+    /// Consumers that passed them while the first slot was still `READING` left them to that
+    /// reader and moved the head on; nobody else comes back for them, and a lap later producers
+    /// would find them still full. A slot the dead reader did take is `READING` and is freed by
+    /// the repair scan itself.
+    fn retire_rest(&self, first: Claim) {
+        let mut cur = Claim { count: 1, ..first };
+        for j in 1..(first.count as u64).min(self.mem.capacity) {
+            cur = self.next_claim(cur);
+            let slot = self.mem.slot(cur.idx);
+            let s = slot.stamp.load(Ordering::Acquire);
+            if s == stamp(FULL, 0, cur.pos) && slot.aux.load(Ordering::Relaxed) == AUX_CONT | j as u32 {
+                let retired = stamp(EMPTY, 0, (cur.pos + self.one_lap) & POS_MASK);
+                // ORDERING: Release, as in `release`: the slot goes back to the producers. A
+                // consumer retiring the same orphan (`cont_orphaned`) CASes from the same value:
+                // one of us wins.
+                let _ = slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Takes the continuation slots of a message whose first slot `c` we just claimed.
     fn claim_rest(&self, c: Claim, owner: u16) -> Result<(), RecvError> {
         let mut cur = c;
@@ -514,9 +536,20 @@ impl Mpmc {
         doorbell::ring(&self.mem.ctrl().not_full);
     }
 
+    /// Frees every slot of a read claim (`c.count` of them, first to last).
+    #[inline]
+    pub fn release_group(&self, c: Claim) {
+        let mut cur = Claim { count: 1, ..c };
+        self.release(cur);
+        for _ in 1..c.count {
+            cur = self.next_claim(cur);
+            self.release(cur);
+        }
+    }
+
     /// Repairs every claim made by `owner`, whose process is dead: `WRITING(p, owner)` becomes
-    /// `SKIPPED(p)` and `READING(p, owner)` becomes `EMPTY(p + one_lap)`. Returns the numbers of
-    /// each. Only the survivor that won the dead owner's table entry calls this, and the dead make
+    /// `SKIPPED(p)` and `READING(p, owner)` becomes `EMPTY(p + one_lap)`. Returns how many
+    /// write claims (slots) were dropped and how many messages were lost. Only the survivor that won the dead owner's table entry calls this, and the dead make
     /// no new claims, so no claim of `owner` can appear behind the scan.
     pub fn repair_owner(&self, owner: u16) -> (u64, u64) {
         let (mut dropped, mut lost) = (0, 0);
@@ -527,13 +560,25 @@ impl Mpmc {
             if o != owner {
                 continue;
             }
-            let (new, counter) = match state {
-                WRITING => (stamp(SKIPPED, 0, p), &mut dropped),
-                READING => (stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK), &mut lost),
+            // A message counts once: a continuation slot of a larger message is not counted (its
+            // `aux`, written before the message was committed, is stable while it is READING).
+            // WRITING slots count one each: `aux` is not written yet, so a group cannot be told
+            // from single claims.
+            let (new, counter, counts): (_, &mut u64, bool) = match state {
+                WRITING => (stamp(SKIPPED, 0, p), &mut dropped, true),
+                READING => (
+                    stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK),
+                    &mut lost,
+                    slot.aux.load(Ordering::Relaxed) & AUX_CONT == 0,
+                ),
                 _ => continue,
             };
             if slot.stamp.compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                *counter += 1;
+                *counter += counts as u64;
+                let aux = slot.aux.load(Ordering::Relaxed);
+                if state == READING && aux & AUX_HEAD != 0 {
+                    self.retire_rest(Claim { idx, pos: p, count: aux & AUX_COUNT });
+                }
             }
         }
         doorbell::ring_all(&self.mem.ctrl().not_empty);
@@ -788,12 +833,36 @@ mod tests {
         let (_h, m) = ring(3);
         put_group(&m, 1, 3).unwrap();
         assert_eq!(m.try_claim_read(7).unwrap().count, 3);
-        assert_eq!(m.repair_owner(7), (0, 3));
+        assert_eq!(m.repair_owner(7), (0, 1), "one message lost, however many slots it held");
         for v in 0..3 {
             put(&m, v).unwrap();
         }
         for v in 0..3 {
             assert_eq!(get(&m), Ok(v));
+        }
+    }
+
+    /// Found by the chaos test with `put_large`: a reader that died between taking a message's
+    /// first slot and its continuations left them `FULL` behind a head that other consumers had
+    /// moved past; a lap later producers found them full forever, and the queue wedged.
+    #[test]
+    fn regression_continuations_of_a_dead_readers_message_are_retired() {
+        let (_h, m) = ring(3);
+        put_group(&m, 1, 3).unwrap();
+        // The reader (owner 7) takes the first slot, then dies before `claim_rest`.
+        let first = m.mem.slot(0);
+        let full = first.stamp.load(Ordering::Relaxed);
+        first.stamp.store(stamp(READING, 7, unpack(full).2), Ordering::Relaxed);
+        // Another consumer passes the continuations, leaving them to that reader.
+        assert_eq!(get(&m), Err(RecvError::Empty));
+        assert_eq!(m.repair_owner(7), (0, 1));
+        for lap in 0..3 {
+            for v in 0..3 {
+                put(&m, lap * 10 + v).unwrap_or_else(|e| panic!("lap {lap}: {e:?}: the orphans wedged the ring"));
+            }
+            for v in 0..3 {
+                assert_eq!(get(&m), Ok(lap * 10 + v));
+            }
         }
     }
 

@@ -456,24 +456,26 @@ impl Queue {
     fn assemble(&self, first: Claim) -> Result<Message<'_>, RecvError> {
         let mut body = Vec::with_capacity(first.count as usize * self.slot_size());
         let mut c = Claim { count: 1, ..first };
-        let mut result = Ok(());
         for j in 0..first.count {
             if j > 0 {
                 c = Claim { count: 1, ..self.ring.next_claim(c) };
             }
             match self.ring.claimed_len(c) {
-                Ok(len) if result.is_ok() => {
+                Ok(len) => {
                     // SAFETY: we hold the read claim on slot `c.idx`, so no producer writes it;
                     // `len` was read once and checked against the slot size.
                     let fragment = unsafe { std::slice::from_raw_parts(self.ring.mem.payload(c.idx), len) };
                     body.extend_from_slice(fragment);
                 }
-                Ok(_) => {}
-                Err(e) => result = Err(e),
+                Err(e) => {
+                    self.ring.release_group(first);
+                    return Err(e);
+                }
             }
-            self.ring.release(c);
         }
-        result.map(|()| Message { ring: &self.ring, claim: first, len: body.len(), owned: Some(body) })
+        // The slots stay claimed until the guard drops, as a single slot's do: a consumer that
+        // dies holding the message is then seen holding it, and the loss is counted.
+        Ok(Message { ring: &self.ring, claim: first, len: body.len(), owned: Some(body) })
     }
 
     /// Takes the oldest message, blocking while the queue is empty. The bytes are read in place
@@ -665,7 +667,7 @@ pub struct Message<'q> {
     ring: &'q Mpmc,
     claim: Claim,
     len: usize,
-    /// A message that spanned several slots, copied out (its slots are already free).
+    /// A message that spanned several slots, copied out (its slots stay claimed until drop).
     owned: Option<Vec<u8>>,
 }
 
@@ -697,9 +699,7 @@ impl std::ops::Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        if self.owned.is_none() {
-            self.ring.release(self.claim);
-        }
+        self.ring.release_group(self.claim);
     }
 }
 

@@ -129,7 +129,8 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>) -> usize
 pub struct RecoveryStats {
     /// Dead participants repaired and freed.
     pub reaped: u64,
-    /// Uncommitted messages of dead producers, dropped whole.
+    /// Uncommitted write claims of dead producers, dropped whole. Counted in slots: a message
+    /// larger than a slot that was being written counts each of its slots.
     pub dropped_writes: u64,
     /// Messages dead consumers had taken but not finished with: lost, and counted here.
     pub lost_reads: u64,
