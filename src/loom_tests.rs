@@ -536,6 +536,33 @@ fn loom_mpmc_group_and_single_arrive_whole() {
     });
 }
 
+/// A reader took a two-slot message's first slot and died before its continuation. Recovery
+/// (retiring the continuation itself) races with a live consumer (which may retire it as an
+/// orphan, or pass it while the first slot still looks taken): either way both slots come back,
+/// and the next lap is neither wedged nor double-freed.
+#[test]
+fn loom_mpmc_dead_readers_continuation_is_retired_once() {
+    use crate::mpmc::{stamp, unpack, READING};
+    loom::model(|| {
+        let q = Q::new(2);
+        try_put_group(&q, [10, 11]).unwrap();
+        let first = &q.heap.hdrs[0].stamp;
+        let (_, _, p) = unpack(first.load(loom::sync::atomic::Ordering::Relaxed));
+        first.store(stamp(READING, 7, p), loom::sync::atomic::Ordering::Relaxed);
+        let reaper = {
+            let q = q.clone();
+            thread::spawn(move || assert_eq!(q.m.repair_owner(7), (0, 1)))
+        };
+        assert_eq!(try_get_all(&q), Err(RecvError::Empty));
+        reaper.join().unwrap();
+        q.try_put(1).unwrap();
+        q.try_put(2).unwrap();
+        assert_eq!(q.try_put(3), Err(SendError::Full));
+        assert_eq!(q.try_get(), Ok(1));
+        assert_eq!(q.try_get(), Ok(2));
+    });
+}
+
 // ----- attaching -----
 
 /// Regression (found by `shmq bench`): a consumer checking for end of stream while the first
