@@ -47,19 +47,6 @@ pub fn ring(bell: &DoorbellWords) {
     }
 }
 
-/// The cheap side of the asymmetric barrier (see the module docs), for protocols other than the
-/// doorbell that pair a frequent "store, then load theirs" with a rare one: a compiler fence
-/// where this process is registered, else a SeqCst fence. Pairs with [`heavy_barrier`].
-#[inline]
-pub(crate) fn light_barrier() {
-    barrier::waker_side();
-}
-
-/// The expensive side, for the rare party: a SeqCst fence and a `membarrier` (a system call).
-pub(crate) fn heavy_barrier() {
-    barrier::sleeper_side();
-}
-
 /// Registers this process for the asymmetric barrier (idempotent, once per process). Every
 /// handle calls this when it attaches.
 pub fn register() {

@@ -536,14 +536,6 @@ impl Mpmc {
         doorbell::ring(&self.mem.ctrl().not_full);
     }
 
-    /// Whether `owner` holds a write claim (a `WRITING` slot) anywhere in the ring.
-    pub fn holds_writes(&self, owner: u16) -> bool {
-        (0..self.mem.capacity).any(|idx| {
-            let (state, o, _) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
-            state == WRITING && o == owner
-        })
-    }
-
     /// Frees every slot of a read claim (`c.count` of them, first to last).
     #[inline]
     pub fn release_group(&self, c: Claim) {

@@ -14,7 +14,7 @@ use bytemuck::Pod;
 use std::fmt;
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Which ends of a queue a handle uses.
@@ -175,9 +175,6 @@ pub struct Queue {
     reg: Registration,
     /// Role bits this handle still holds (`close` drops the producer bit).
     roles: AtomicU32,
-    /// `close` ran while puts of this handle were still in flight: the last of them detaches the
-    /// producer role (see `close`).
-    close_pending: AtomicBool,
     spin: u32,
     joinable: bool,
     geometry: Geometry,
@@ -230,16 +227,7 @@ impl Queue {
         let bits = role.bits();
         attach::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
         let joinable = geometry.flags & FLAG_JOINABLE != 0;
-        Ok(Queue {
-            ring,
-            reg,
-            roles: AtomicU32::new(bits),
-            close_pending: AtomicBool::new(false),
-            spin,
-            joinable,
-            geometry,
-            seg,
-        })
+        Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, geometry, seg })
     }
 
     /// The mapped segment (for `crate::fuzzing`).
@@ -263,38 +251,7 @@ impl Queue {
         if len > self.geometry.slot_size as usize {
             return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
         }
-        let c = self.claim_with(wait, |owner, first| self.ring.try_claim_write(owner, first))?;
-        self.still_producing(c)
-    }
-
-    /// After a claim: gives it up if `close` ran meanwhile. With the check in `close`, either we
-    /// see the producer bit gone here, or `close` sees our claim and leaves the detach to us.
-    #[inline]
-    fn still_producing(&self, c: Claim) -> Result<Claim, SendError> {
-        // ORDERING: the claim CAS, then this barrier, then the load of `roles`; pairs with the
-        // heavy barrier in `finish_close` between clearing the bit and scanning for claims
-        // (Dekker's pattern on an asymmetric barrier, as in `doorbell`).
-        doorbell::light_barrier();
-        if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER != 0 {
-            return Ok(c);
-        }
-        let mut cur = Claim { count: 1, ..c };
-        self.ring.abandon(cur);
-        for _ in 1..c.count {
-            cur = self.ring.next_claim(cur);
-            self.ring.abandon(cur);
-        }
-        self.after_write();
-        Err(SendError::WrongRole)
-    }
-
-    /// After a commit or an abandon (whose doorbell ring is the light barrier): a `close` that
-    /// found this handle's puts in flight left the detach to the last of them.
-    #[inline]
-    fn after_write(&self) {
-        if self.close_pending.load(Ordering::Relaxed) {
-            self.finish_close();
-        }
+        self.claim_with(wait, |owner, first| self.ring.try_claim_write(owner, first))
     }
 
     /// Runs a claim (`claim(owner, first_try)`) until it gets room, the consumers are gone, or
@@ -310,10 +267,6 @@ impl Queue {
         let attempt = || {
             if attach::consumers_gone(ctrl) {
                 return Some(Err(SendError::Closed));
-            }
-            if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
-                // Closed by another thread while we waited for room.
-                return Some(Err(SendError::WrongRole));
             }
             match claim(owner, first.replace(false)) {
                 Err(SendError::Full) => None,
@@ -337,7 +290,6 @@ impl Queue {
         // the payload region holds slot_size bytes that do not overlap `msg` (ours, not shared).
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.mem.payload(c.idx), msg.len()) };
         self.commit(c, msg.len());
-        self.after_write();
         Ok(())
     }
 
@@ -386,7 +338,6 @@ impl Queue {
         }
         let count = msg.len().div_ceil(slot) as u32;
         let first = self.claim_with(wait, |owner, _| self.ring.try_claim_group(owner, count))?;
-        let first = self.still_producing(first)?;
         let mut c = first;
         for (j, chunk) in msg.chunks(slot).enumerate() {
             if j > 0 {
@@ -401,7 +352,6 @@ impl Queue {
         }
         let len = |j: u32| msg[j as usize * slot..].len().min(slot) as u32;
         self.ring.commit_group(first, len);
-        self.after_write();
         Ok(())
     }
 
@@ -571,34 +521,9 @@ impl Queue {
 
     /// Stops this handle from putting (Python's `close`). When every producer has closed or gone,
     /// consumers see end of stream once the queue is drained. Idempotent.
-    ///
-    /// Puts of this handle already in flight on other threads (a [`Reservation`] held, a `put`
-    /// copying its message) are not cut off: the producer role is given up when the last of them
-    /// commits or gives up, so consumers never see end of stream before a message that was being
-    /// written when `close` was called. A put that had not claimed its slot yet fails with
-    /// `WrongRole`.
     pub fn close(&self) {
-        if self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel) & ROLE_PRODUCER != 0 {
-            self.close_pending.store(true, Ordering::Relaxed);
-            self.finish_close();
-            // Puts of this handle asleep waiting for room give up now, not at the next wake.
-            doorbell::ring_all(&self.ring.mem.ctrl().not_full);
-        }
-    }
-
-    /// Detaches the producer role of a closed handle, unless one of its puts is still in flight
-    /// (that put's `after_write` comes back here).
-    fn finish_close(&self) {
-        // ORDERING: the heavy side of the asymmetric barrier: between clearing the producer bit
-        // (or a claim's commit) and scanning for our claims; pairs with the light barriers in
-        // `still_producing` and in the commit's doorbell ring before `after_write`.
-        doorbell::heavy_barrier();
-        if self.ring.holds_writes(self.reg.owner()) {
-            return;
-        }
-        if self.close_pending.swap(false, Ordering::AcqRel)
-            && self.reg.drop_roles(self.seg.header(), ROLE_PRODUCER) != 0
-        {
+        self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel);
+        if self.reg.drop_roles(self.seg.header(), ROLE_PRODUCER) != 0 {
             attach::detach(self.ring.mem.ctrl(), true, false);
         }
     }
@@ -720,12 +645,7 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        let mut bits = self.roles.swap(0, Ordering::AcqRel);
-        if self.close_pending.swap(false, Ordering::AcqRel) {
-            // Unreachable in practice (every put borrows the handle and finishes the close), but
-            // a deferred close must never leave the producer counted.
-            bits |= ROLE_PRODUCER;
-        }
+        let bits = self.roles.swap(0, Ordering::AcqRel);
         attach::detach(self.ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
         self.reg.release(self.seg.header());
     }
@@ -811,11 +731,9 @@ impl Reservation<'_> {
         let max = self.q.geometry.slot_size as usize;
         if len > max {
             self.q.ring.abandon(c);
-            self.q.after_write();
             return Err(SendError::TooLarge { len, max });
         }
         self.q.commit(c, len);
-        self.q.after_write();
         Ok(())
     }
 }
@@ -824,7 +742,6 @@ impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.claim.take() {
             self.q.ring.abandon(c);
-            self.q.after_write();
         }
     }
 }

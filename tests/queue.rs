@@ -117,52 +117,6 @@ fn roles_are_enforced_and_end_of_stream_follows_the_producers() {
     assert_eq!(owner.get_timeout(Duration::from_secs(5)).unwrap_err(), RecvError::Closed);
 }
 
-/// `close` from one thread while another holds a reservation: consumers must not see end of
-/// stream before that message, and the message must arrive.
-#[test]
-fn close_waits_for_puts_in_flight_on_other_threads() {
-    let name = unique("close-inflight");
-    let c = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).create(&name).unwrap();
-    let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
-    let (reserved_tx, reserved_rx) = std::sync::mpsc::channel();
-    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        let p = &p;
-        let writer = s.spawn(move || {
-            let mut r = p.reserve().unwrap();
-            r.buf()[..6].copy_from_slice(b"inside");
-            reserved_tx.send(()).unwrap();
-            commit_rx.recv().unwrap();
-            r.commit(6)
-        });
-        reserved_rx.recv().unwrap();
-        p.close();
-        assert_eq!(p.try_put(b"x"), Err(SendError::WrongRole), "no new put after close");
-        assert_eq!(c.get_timeout(Duration::from_millis(100)).unwrap_err(), RecvError::Timeout, "not the end yet");
-        commit_tx.send(()).unwrap();
-        assert_eq!(writer.join().unwrap(), Ok(()));
-    });
-    assert_eq!(&*c.get_timeout(Duration::from_secs(10)).unwrap(), b"inside");
-    assert_eq!(c.get_timeout(Duration::from_secs(10)).unwrap_err(), RecvError::Closed);
-}
-
-/// A put blocked on a full queue gives up with `WrongRole` when its handle is closed.
-#[test]
-fn close_wakes_a_put_blocked_on_a_full_queue() {
-    let q = Queue::anonymous(1, 8).unwrap();
-    q.put(b"full").unwrap();
-    std::thread::scope(|s| {
-        let h = s.spawn(|| q.put(b"blocked"));
-        std::thread::sleep(Duration::from_millis(50));
-        let t = Instant::now();
-        q.close();
-        assert_eq!(h.join().unwrap(), Err(SendError::WrongRole));
-        assert!(t.elapsed() < Duration::from_secs(5));
-    });
-    assert_eq!(&*q.get().unwrap(), b"full");
-    assert_eq!(q.get().unwrap_err(), RecvError::Closed);
-}
-
 #[test]
 fn put_reports_closed_once_every_consumer_is_gone() {
     let name = unique("broken");
