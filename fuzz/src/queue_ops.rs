@@ -131,8 +131,9 @@ impl Model {
         self.entries[i] = e;
     }
 
-    /// The position and bytes of the next message, retiring abandoned positions on the way.
-    fn claim_read(&mut self) -> Result<(u64, Vec<u8>), RecvError> {
+    /// The first position, the number of positions and the bytes of the next message, retiring
+    /// abandoned positions on the way.
+    fn claim_read(&mut self) -> Result<(u64, u64, Vec<u8>), RecvError> {
         loop {
             match self.entries.front() {
                 Some(Entry::Abandoned) => {
@@ -141,19 +142,16 @@ impl Model {
                 Some(Entry::Committed(_)) => {
                     let Some(Entry::Committed(bytes)) = self.entries.pop_front() else { unreachable!() };
                     self.head += 1;
-                    return Ok((self.head - 1, bytes));
+                    return Ok((self.head - 1, 1, bytes));
                 }
                 Some(Entry::Group(..)) => {
-                    // Copied out and freed at once: no guard holds these positions.
+                    // Copied out, but every slot stays busy until the guard drops.
                     let Some(Entry::Group(bytes, k)) = self.entries.pop_front() else { unreachable!() };
                     for _ in 1..k {
                         assert!(matches!(self.entries.pop_front(), Some(Entry::Cont)));
                     }
-                    for p in self.head..self.head + k {
-                        self.busy.remove(&p);
-                    }
                     self.head += k;
-                    return Ok((u64::MAX, bytes));
+                    return Ok((self.head - k, k, bytes));
                 }
                 Some(Entry::Cont) => unreachable!("a continuation is consumed with its group"),
                 Some(Entry::Pending) | None if self.closed => return Err(RecvError::Closed),
@@ -161,6 +159,13 @@ impl Model {
             }
             self.entries.pop_front();
             self.head += 1;
+        }
+    }
+
+    /// A message's guard dropped: its `k` positions from `pos` are free again.
+    fn free(&mut self, pos: u64, k: u64) {
+        for p in pos..pos + k {
+            self.busy.remove(&p);
         }
     }
 
@@ -183,7 +188,7 @@ pub fn run(data: &[u8]) {
         Queue::builder().capacity(cap as usize).slot_size(slot).spin(0).create_anonymous().expect("anonymous queue");
     let mut m = Model { cap, slot, entries: VecDeque::new(), head: 0, tail: 0, busy: BTreeSet::new(), closed: false };
     // Declared after `q`, so dropped before it.
-    let mut guards: Vec<(Message<'_>, Vec<u8>, u64)> = Vec::new();
+    let mut guards: Vec<(Message<'_>, Vec<u8>, u64, u64)> = Vec::new();
     let mut reservations: Vec<(Reservation<'_>, u64)> = Vec::new();
 
     for op in input.ops.iter().take(200) {
@@ -210,13 +215,13 @@ pub fn run(data: &[u8]) {
                 let want = m.claim_read();
                 let got = q.try_get();
                 match (got, want) {
-                    (Ok(msg), Ok((pos, bytes))) => {
+                    (Ok(msg), Ok((pos, k, bytes))) => {
                         assert_eq!(&*msg, &bytes[..], "message bytes");
                         if matches!(op, Op::GetAndHold) {
-                            guards.push((msg, bytes, pos));
+                            guards.push((msg, bytes, pos, k));
                         } else {
                             drop(msg);
-                            m.busy.remove(&pos);
+                            m.free(pos, k);
                         }
                     }
                     (Err(e), Err(w)) => assert_eq!(e, w, "try_get error"),
@@ -224,8 +229,8 @@ pub fn run(data: &[u8]) {
                 }
             }
             Op::GetValue => {
-                let want = m.claim_read().map(|(pos, bytes)| {
-                    m.busy.remove(&pos);
+                let want = m.claim_read().map(|(pos, k, bytes)| {
+                    m.free(pos, k);
                     match <[u8; 4]>::try_from(&bytes[..]) {
                         Ok(b) => Ok(u32::from_ne_bytes(b)),
                         Err(_) => Err(RecvError::SizeMismatch { len: bytes.len(), expected: 4 }),
@@ -236,10 +241,10 @@ pub fn run(data: &[u8]) {
             }
             Op::DropGuard(i) => {
                 if !guards.is_empty() {
-                    let (msg, bytes, pos) = guards.remove(i as usize % guards.len());
+                    let (msg, bytes, pos, k) = guards.remove(i as usize % guards.len());
                     assert_eq!(&*msg, &bytes[..], "a held message changed");
                     drop(msg);
-                    m.busy.remove(&pos);
+                    m.free(pos, k);
                 }
             }
             Op::Reserve => {
