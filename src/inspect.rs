@@ -108,6 +108,82 @@ pub struct RingInfo {
     pub flags: u32,
 }
 
+/// One slot's header, as `shmq stat --slots` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Queue: `{ state, owner, position }`; pipe: the message count that published it.
+    pub stamp: u64,
+    /// Payload length written by the producer.
+    pub len: u32,
+    /// Queue: group bits (first slot of `n`, or continuation `j`); pipe: "more fragments".
+    pub aux: u32,
+}
+
+impl SlotInfo {
+    /// A queue stamp in words: state, owner (participant index + 1; 0 = none) and position as
+    /// `lap:index` for a ring whose lap is `one_lap` positions.
+    pub fn queue_text(&self, one_lap: u64) -> String {
+        use crate::mpmc::{unpack, AUX_CONT, AUX_COUNT, AUX_HEAD, EMPTY, FULL, READING, SKIPPED, WRITING};
+        let (state, owner, pos) = unpack(self.stamp);
+        let name = match state {
+            EMPTY => "EMPTY".to_string(),
+            WRITING => format!("WRITING by {owner}"),
+            FULL => "FULL".to_string(),
+            READING => format!("READING by {owner}"),
+            SKIPPED => "SKIPPED".to_string(),
+            other => format!("state {other}?"),
+        };
+        let group = if self.aux & AUX_HEAD != 0 {
+            format!(", first of {}", self.aux & AUX_COUNT)
+        } else if self.aux & AUX_CONT != 0 {
+            format!(", continuation +{}", self.aux & AUX_COUNT)
+        } else {
+            String::new()
+        };
+        format!("{name} at {}:{} (len {}{group})", pos / one_lap, pos % one_lap, self.len)
+    }
+
+    /// A pipe slot in words: which message published it, its length, and whether the message
+    /// continues in the next slot.
+    pub fn pipe_text(&self) -> String {
+        let more = if self.aux & crate::spsc::AUX_MORE != 0 { ", more follows" } else { "" };
+        format!("published as message {} (len {}{more})", self.stamp, self.len)
+    }
+}
+
+/// Reads the headers of the first `max` slots of each ring of a named segment that validates,
+/// with `pread` (nothing mapped, as everywhere in this module). `Err` if it does not validate.
+pub fn slots(name: &str, max: u64) -> Result<Vec<Vec<SlotInfo>>, Error> {
+    let (file, md) = open_file(name)?;
+    if file_kind(&file)? != FileKind::Shmq {
+        return Err(Error::BadMagic);
+    }
+    // SAFETY: all-zero bytes are a valid Header (integers and atomics only).
+    let mut h: Box<Header> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: Header is made of integers and atomics, valid for any bit pattern.
+    unsafe { read_at(&file, 0, &mut *h)? };
+    let kind = Kind::from_u32(h.kind).ok_or(Error::BadMagic)?;
+    let g = Geometry::validate(&h, md.len(), kind)?;
+    let mut out = Vec::new();
+    for r in 0..g.ring_count {
+        let first = g.ring_start(r) + std::mem::size_of::<RingCtrl>() as u64;
+        let mut ring = Vec::new();
+        for idx in 0..g.capacity.min(max) {
+            let mut w = [0u8; 16];
+            // A validated geometry puts every slot inside the file (or the read comes up short).
+            file.read_exact_at(&mut w, first + idx * g.slot_stride)?;
+            let word = |i: usize| u32::from_ne_bytes(w[i..i + 4].try_into().expect("4 bytes"));
+            ring.push(SlotInfo {
+                stamp: u64::from_ne_bytes(w[..8].try_into().expect("8 bytes")),
+                len: word(8),
+                aux: word(12),
+            });
+        }
+        out.push(ring);
+    }
+    Ok(out)
+}
+
 /// Everything `shmq stat` shows about a segment that starts with the magic number.
 #[derive(Clone, Debug)]
 pub struct Inspection {

@@ -132,11 +132,13 @@ pub struct RingCtrl {
 #[repr(C)]
 #[derive(Default)]
 pub struct SlotHeader {
-    /// Queue: `{ state, owner, position }` (see `mpmc`). Pipe: unused, zero.
+    /// Queue: `{ state, owner, position }` (see `mpmc`). Pipe: the number of messages published
+    /// up to and including this slot's (see `spsc`).
     pub stamp: AtomicU64,
     /// Length of the message in the slot, written before the slot is published.
     pub len: AtomicU32,
-    /// Reserved, zero.
+    /// Queue: the group bits of a message spanning several slots (`mpmc::AUX_*`). Pipe: "more
+    /// fragments follow" (`spsc::AUX_MORE`).
     pub aux: AtomicU32,
 }
 

@@ -127,7 +127,7 @@ fn flags_text(flags: u32) -> String {
     }
 }
 
-pub fn stat(name: &str) -> Result<(), String> {
+pub fn stat(name: &str, slots: Option<u64>) -> Result<(), String> {
     let name = normalize(name);
     let i = inspect::inspect(&name).map_err(|e| format!("{name}: {e}"))?;
     let mut o = String::new();
@@ -170,6 +170,23 @@ pub fn stat(name: &str) -> Result<(), String> {
     match &i.problem {
         None => line("validates", "yes".into()),
         Some(p) => line("validates", format!("NO: {p}")),
+    }
+    if let (Some(max), None, Some(h)) = (slots, &i.problem, &i.header) {
+        let rings = inspect::slots(&name, max).map_err(|e| format!("{name}: reading slots: {e}"))?;
+        let one_lap = h.capacity.next_power_of_two();
+        for (r, ring) in rings.iter().enumerate() {
+            let p = if rings.len() > 1 { format!("ring {r} ") } else { String::new() };
+            for (idx, s) in ring.iter().enumerate() {
+                let text = match h.kind() {
+                    Some(Kind::Queue) => s.queue_text(one_lap),
+                    _ => s.pipe_text(),
+                };
+                line(&format!("{p}slot {idx}"), text);
+            }
+            if (ring.len() as u64) < h.capacity {
+                line(&format!("{p}slots"), format!("first {} of {} shown", ring.len(), h.capacity));
+            }
+        }
     }
     print!("{o}");
     match i.problem {

@@ -26,6 +26,10 @@ enum Command {
     Stat {
         /// Segment name (`/name` or `name`).
         name: String,
+        /// Also show each slot's header (state, owner, position, length) for the first N slots
+        /// of each ring (default 256).
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "256")]
+        slots: Option<u64>,
     },
     /// Remove segments (refuses one with a live participant unless --force).
     Rm(inspect::RmArgs),
@@ -60,7 +64,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::BenchChild(args) => bench::child(args),
         Command::Ls => inspect::ls(),
-        Command::Stat { name } => inspect::stat(&name),
+        Command::Stat { name, slots } => inspect::stat(&name, slots),
         Command::Rm(args) => inspect::rm(args),
         Command::Create(args) => inspect::create(args),
         Command::Put { name, msg, timeout } => inspect::put(&name, &msg, timeout),
