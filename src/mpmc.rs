@@ -153,8 +153,9 @@ impl Mpmc {
     /// may move: one position on, or, when the slot is at least a lap ahead, straight past the
     /// slot's previous lap `p - one_lap`. A slot reaches lap `p` only after position
     /// `p - one_lap` was written and then read or retired, each claimed while the hint stood
-    /// there, so every position up to it is already claimed on both sides: neither hint skips a
-    /// position that still needs its producer or consumer. Without the jump, a hint left far
+    /// there (or, for a continuation of a larger message, at its first slot), so every position
+    /// up to it is already claimed on both sides: neither hint skips a position that still needs
+    /// its producer or consumer. Without the jump, a hint left far
     /// behind (by a peer that wrote garbage, or a process that froze for a long time) would make
     /// every claim walk the gap one position at a time, up to [`MAX_SPINS`]. (Callers have
     /// checked that `p` is one of this slot's positions.)
@@ -224,7 +225,11 @@ impl Mpmc {
                     ctrl.tail.compare_exchange(t, self.catch_up(t, idx, p, d), Ordering::Relaxed, Ordering::Relaxed);
                 t = tail()?;
             } else {
-                // The slot still holds the previous lap: full, unless the hint moved meanwhile.
+                // The slot still holds the previous lap: full, unless the hint moved meanwhile,
+                // or unless that lap's message is an orphaned continuation (retired: look again).
+                if self.retire_if_orphan(idx, s, d) {
+                    continue;
+                }
                 let t2 = tail()?;
                 if t2 == t {
                     return Err(SendError::Full);
@@ -233,6 +238,30 @@ impl Mpmc {
             }
         }
         Err(SendError::Corrupt("tail never settles"))
+    }
+
+    /// A producer finding slot `idx` still `FULL` from the previous lap (`s`, `d = -one_lap`)
+    /// retires it if it is a continuation whose message is gone (`cont_orphaned`), and says
+    /// whether it did. Consumers retire orphans they meet at the head, and recovery retires those
+    /// of a reader it repairs; this covers the rest (a reaper killed between the two steps of a
+    /// repair, a head that had already passed), so an orphan can never keep the ring full.
+    fn retire_if_orphan(&self, idx: u64, s: u64, d: i64) -> bool {
+        let (state, _, p) = unpack(s);
+        if state != FULL || d != -(self.one_lap as i64) {
+            return false;
+        }
+        let slot = self.mem.slot(idx);
+        // Read after the Acquire load of the stamp: written before that lap was published.
+        let aux = slot.aux.load(Ordering::Relaxed);
+        if aux & AUX_CONT == 0 || !matches!(self.cont_orphaned(p, aux), Ok(true)) {
+            return false;
+        }
+        let retired = stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK);
+        // ORDERING: Release, as in `release` (the slot goes back to producers). Whoever else
+        // retires the same orphan CASes from the same value: one of us wins, and either way the
+        // slot is free now.
+        let _ = slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed);
+        true
     }
 
     /// Publishes a claimed slot holding `len` payload bytes and wakes a sleeping consumer.
@@ -441,9 +470,10 @@ impl Mpmc {
             for _ in 1..count {
                 last = self.next_claim(last);
             }
-            let (_, _, p) = unpack(self.mem.slot(last.idx).stamp.load(Ordering::Acquire));
+            let s = self.mem.slot(last.idx).stamp.load(Ordering::Acquire);
+            let (_, _, p) = unpack(s);
             if dist(p, last.pos) < 0 {
-                if tail()? == t {
+                if !self.retire_if_orphan(last.idx, s, dist(p, last.pos)) && tail()? == t {
                     return Err(SendError::Full);
                 }
                 continue;
@@ -564,18 +594,15 @@ impl Mpmc {
             // `aux`, written before the message was committed, is stable while it is READING).
             // WRITING slots count one each: `aux` is not written yet, so a group cannot be told
             // from single claims.
+            // Read before the CAS below hands the slot back to producers, who may rewrite it.
+            let aux = slot.aux.load(Ordering::Relaxed);
             let (new, counter, counts): (_, &mut u64, bool) = match state {
                 WRITING => (stamp(SKIPPED, 0, p), &mut dropped, true),
-                READING => (
-                    stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK),
-                    &mut lost,
-                    slot.aux.load(Ordering::Relaxed) & AUX_CONT == 0,
-                ),
+                READING => (stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK), &mut lost, aux & AUX_CONT == 0),
                 _ => continue,
             };
             if slot.stamp.compare_exchange(s, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 *counter += counts as u64;
-                let aux = slot.aux.load(Ordering::Relaxed);
                 if state == READING && aux & AUX_HEAD != 0 {
                     self.retire_rest(Claim { idx, pos: p, count: aux & AUX_COUNT });
                 }
@@ -864,6 +891,32 @@ mod tests {
                 assert_eq!(get(&m), Ok(lap * 10 + v));
             }
         }
+    }
+
+    /// Review finding: a reaper killed after freeing a dead reader's first slot but before
+    /// retiring its continuations (or a first slot recycled before recovery read its `aux`) left
+    /// them `FULL` behind the head, and only a consumer at the head ever retired orphans.
+    /// Producers meeting one a lap later now retire it themselves.
+    #[test]
+    fn regression_orphans_behind_the_head_are_retired_by_producers() {
+        let (_h, m) = ring(3);
+        put_group(&m, 1, 3).unwrap();
+        // The first slot freed for the next lap, its continuations still FULL, and the head
+        // already past them all: what a half-finished repair leaves.
+        let first = m.mem.slot(0);
+        let (_, _, p) = unpack(first.stamp.load(Ordering::Relaxed));
+        first.stamp.store(stamp(EMPTY, 0, p + m.one_lap), Ordering::Relaxed);
+        m.mem.ctrl().head.store(m.one_lap, Ordering::Relaxed);
+        for v in 0..3 {
+            put(&m, v).unwrap_or_else(|e| panic!("put {v}: {e:?}: an orphan kept the ring full"));
+        }
+        for v in 0..3 {
+            assert_eq!(get(&m), Ok(v));
+        }
+        // And a group put meets the same orphans as its last position.
+        put_group(&m, 1, 3).unwrap();
+        let c = m.try_claim_read(9).unwrap();
+        assert_eq!(c.count, 3);
     }
 
     /// crossbeam's test: many threads, tiny capacity, every value seen exactly once.

@@ -101,7 +101,7 @@ fn create_ls_stat_put_get_rm_round_trip() {
     assert!(slots.contains("slot 0             EMPTY at 1:0 (len 5)"), "{slots}");
     assert!(slots.contains("slot 1             FULL at 0:1 (len 6)"), "{slots}");
     assert!(slots.contains("slot 3             EMPTY at 0:3"), "{slots}");
-    let two = ok(&["stat", name, "--slots", "2"]);
+    let two = ok(&["stat", "--slots", name, "--max-slots", "2"]);
     assert!(two.contains("first 2 of 4 shown") && !two.contains("slot 2 "), "{two}");
     assert_eq!(ok(&["get", name, "--timeout", "5"]), "wörld\n");
     // Empty now: a bounded get fails (timed out, or closed since the producers have gone).

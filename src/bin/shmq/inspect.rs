@@ -171,6 +171,9 @@ pub fn stat(name: &str, slots: Option<u64>) -> Result<(), String> {
         None => line("validates", "yes".into()),
         Some(p) => line("validates", format!("NO: {p}")),
     }
+    if slots.is_some() && (i.problem.is_some() || i.header.is_none()) {
+        line("slots", "not shown: the segment does not validate".into());
+    }
     if let (Some(max), None, Some(h)) = (slots, &i.problem, &i.header) {
         let rings = inspect::slots(&name, max).map_err(|e| format!("{name}: reading slots: {e}"))?;
         let one_lap = h.capacity.next_power_of_two();

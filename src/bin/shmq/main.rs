@@ -26,10 +26,12 @@ enum Command {
     Stat {
         /// Segment name (`/name` or `name`).
         name: String,
-        /// Also show each slot's header (state, owner, position, length) for the first N slots
-        /// of each ring (default 256).
-        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "256")]
-        slots: Option<u64>,
+        /// Also show each slot's header (state, owner, position, length).
+        #[arg(long)]
+        slots: bool,
+        /// With --slots: at most this many slots per ring.
+        #[arg(long, value_name = "N", default_value_t = 256, requires = "slots")]
+        max_slots: u64,
     },
     /// Remove segments (refuses one with a live participant unless --force).
     Rm(inspect::RmArgs),
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::BenchChild(args) => bench::child(args),
         Command::Ls => inspect::ls(),
-        Command::Stat { name, slots } => inspect::stat(&name, slots),
+        Command::Stat { name, slots, max_slots } => inspect::stat(&name, slots.then_some(max_slots)),
         Command::Rm(args) => inspect::rm(args),
         Command::Create(args) => inspect::create(args),
         Command::Put { name, msg, timeout } => inspect::put(&name, &msg, timeout),
