@@ -72,6 +72,25 @@ const MAX_SPINS: u32 = 1 << 22;
 /// position at a time would only end at [`MAX_SPINS`].
 const FOREIGN_STAMP: &str = "slot stamp names a position of another slot";
 
+/// Positions are modular, so a hint that keeps moving "forward" past hostile stamps can run
+/// around the whole position space and start again (found by `open_segment`: an input that took
+/// seconds). Legitimately one claim helps a hint past at most the positions claimed meanwhile,
+/// nowhere near half the space; a walk that gets that far is reported as corruption.
+const RAN_AROUND: &str = "a hint ran around the position space";
+
+/// How far one claim has moved a hint.
+#[derive(Default)]
+struct Walk(u64);
+
+impl Walk {
+    /// Records a move from `from` to `to`; `false` once the total passes half the space.
+    #[inline]
+    fn advance(&mut self, from: u64, to: u64) -> bool {
+        self.0 += to.wrapping_sub(from) & POS_MASK;
+        self.0 <= POS_MASK / 2
+    }
+}
+
 /// Reads a `tail` or `head` hint. A position never exceeds [`POS_MASK`]; a larger value comes
 /// from a hostile peer, and is refused rather than masked: a masked copy never equals the word,
 /// so every CAS that helps the hint on would fail and the claim loop would run to [`MAX_SPINS`].
@@ -181,6 +200,7 @@ impl Mpmc {
         let ctrl = self.mem.ctrl();
         let tail = || hint(&ctrl.tail).ok_or(SendError::Corrupt("tail hint out of range"));
         let mut t = tail()?;
+        let mut walk = Walk::default();
         if let (true, Some(idx)) = (eager, self.index(t)) {
             let slot = self.mem.slot(idx);
             // ORDERING: Acquire on success, as for the CAS in the loop below (slot-released).
@@ -221,8 +241,11 @@ impl Mpmc {
                 }
             } else if d >= 0 {
                 // Position t is taken (or the slot is a lap ahead): the hint is stale. Help it on.
-                let _ =
-                    ctrl.tail.compare_exchange(t, self.catch_up(t, idx, p, d), Ordering::Relaxed, Ordering::Relaxed);
+                let to = self.catch_up(t, idx, p, d);
+                if !walk.advance(t, to) {
+                    return Err(SendError::Corrupt(RAN_AROUND));
+                }
+                let _ = ctrl.tail.compare_exchange(t, to, Ordering::Relaxed, Ordering::Relaxed);
                 t = tail()?;
             } else {
                 // The slot still holds the previous lap: full, unless the hint moved meanwhile,
@@ -288,6 +311,7 @@ impl Mpmc {
         let ctrl = self.mem.ctrl();
         let head = || hint(&ctrl.head).ok_or(RecvError::Corrupt("head hint out of range"));
         let mut h = head()?;
+        let mut walk = Walk::default();
         for _ in 0..MAX_SPINS {
             let idx = self.index(h).ok_or(RecvError::Corrupt("head index out of range"))?;
             let slot = self.mem.slot(idx);
@@ -350,8 +374,11 @@ impl Mpmc {
                 h = head()?;
             } else if d > 0 || (d == 0 && state == READING) {
                 // Position h was read already: the hint is stale. Help it on.
-                let _ =
-                    ctrl.head.compare_exchange(h, self.catch_up(h, idx, p, d), Ordering::Relaxed, Ordering::Relaxed);
+                let to = self.catch_up(h, idx, p, d);
+                if !walk.advance(h, to) {
+                    return Err(RecvError::Corrupt(RAN_AROUND));
+                }
+                let _ = ctrl.head.compare_exchange(h, to, Ordering::Relaxed, Ordering::Relaxed);
                 h = head()?;
             } else if d == 0 && state > SKIPPED {
                 return Err(RecvError::Corrupt("slot stamp has an unknown state"));
@@ -732,6 +759,25 @@ mod tests {
         assert_eq!(put(&m, 2), Err(SendError::Corrupt(FOREIGN_STAMP)));
         m.mem.slot(0).stamp.store(stamp(FULL, 0, 11_251_589_784_411), Ordering::Relaxed);
         assert_eq!(get(&m), Err(RecvError::Corrupt(FOREIGN_STAMP)));
+    }
+
+    /// Found by the `open_segment` fuzzer (an input that took 2.6 s): stamps far apart in the
+    /// position space made the head hint jump forward around the whole space and start again,
+    /// until `MAX_SPINS`.
+    #[test]
+    fn regression_a_hint_running_around_the_position_space_is_refused() {
+        let (_h, m) = ring(8);
+        // Each slot names a position of its own, spread over the space so that every jump lands
+        // on the next slot and the last one wraps around to the first.
+        let far = 1u64 << 42;
+        for idx in 0..8u64 {
+            let pos = ((idx + 1) * far + idx) & POS_MASK;
+            m.mem.slot(idx).stamp.store(stamp(READING, 3, pos), Ordering::Relaxed);
+        }
+        m.mem.ctrl().head.store(0, Ordering::Relaxed);
+        m.mem.ctrl().tail.store(0, Ordering::Relaxed);
+        assert_eq!(get(&m), Err(RecvError::Corrupt(RAN_AROUND)));
+        assert!(matches!(put(&m, 1), Err(SendError::Corrupt(_)) | Err(SendError::Full)));
     }
 
     /// Hints left many laps behind (by a peer that wrote garbage, or a process frozen since)
