@@ -279,12 +279,19 @@ impl Mpmc {
         if aux & AUX_CONT == 0 || !matches!(self.cont_orphaned(p, aux), Ok(true)) {
             return false;
         }
-        let retired = stamp(EMPTY, 0, (p + self.one_lap) & POS_MASK);
-        // ORDERING: Release, as in `release` (the slot goes back to producers). Whoever else
-        // retires the same orphan CASes from the same value: one of us wins, and either way the
-        // slot is free now.
-        let _ = slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed);
+        // Whoever else retires the same orphan CASes from the same value: one of us wins, and
+        // either way the slot is free now.
+        self.retire(idx, s, p);
         true
+    }
+
+    /// Frees slot `idx`, whose stamp was `s` for position `pos`, for the next lap without a
+    /// reader (a skipped write or an orphaned continuation). `false` if the stamp had changed.
+    #[inline]
+    fn retire(&self, idx: u64, s: u64, pos: u64) -> bool {
+        // ORDERING: Release, as in `release`: the slot goes back to the producers.
+        let retired = stamp(EMPTY, 0, pos + self.one_lap);
+        self.mem.slot(idx).stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed).is_ok()
     }
 
     /// Publishes a claimed slot holding `len` payload bytes and wakes a sleeping consumer.
@@ -328,11 +335,8 @@ impl Mpmc {
                 let aux = slot.aux.load(Ordering::Relaxed);
                 if aux & AUX_CONT != 0 {
                     // The middle of a larger message: never ours to take here (see `cont_orphaned`).
-                    if self.cont_orphaned(h, aux)? {
-                        let retired = stamp(EMPTY, 0, h + self.one_lap);
-                        if slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed).is_ok() {
-                            doorbell::ring(&ctrl.not_full);
-                        }
+                    if self.cont_orphaned(h, aux)? && self.retire(idx, s, h) {
+                        doorbell::ring(&ctrl.not_full);
                     }
                     let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
                     h = head()?;
@@ -366,8 +370,7 @@ impl Mpmc {
                 }
             } else if d == 0 && state == SKIPPED {
                 // An abandoned write: retire it for everyone, then look at the next position.
-                let retired = stamp(EMPTY, 0, h + self.one_lap);
-                if slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed).is_ok() {
+                if self.retire(idx, s, h) {
                     doorbell::ring(&ctrl.not_full);
                 }
                 let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
@@ -445,11 +448,9 @@ impl Mpmc {
             let slot = self.mem.slot(cur.idx);
             let s = slot.stamp.load(Ordering::Acquire);
             if s == stamp(FULL, 0, cur.pos) && slot.aux.load(Ordering::Relaxed) == AUX_CONT | j as u32 {
-                let retired = stamp(EMPTY, 0, (cur.pos + self.one_lap) & POS_MASK);
-                // ORDERING: Release, as in `release`: the slot goes back to the producers. A
-                // consumer retiring the same orphan (`cont_orphaned`) CASes from the same value:
-                // one of us wins.
-                let _ = slot.stamp.compare_exchange(s, retired, Ordering::Release, Ordering::Relaxed);
+                // A consumer retiring the same orphan (`cont_orphaned`) CASes from the same
+                // value: one of us wins.
+                self.retire(cur.idx, s, cur.pos);
             }
         }
     }
