@@ -196,24 +196,49 @@ impl Mpmc {
     /// trip and a bare cache-line ping-pong. A CAS that fails still took the line over, so
     /// callers that retry on a full queue pass `eager` only on their first try: polling with CASes
     /// would pull the line away from the consumer that is about to free it.
+    ///
+    /// The eager try is small and inlined into the caller; everything else (a stale hint, a full
+    /// ring, a hostile stamp) is in [`Self::claim_write_slow`], which gives the same answer for
+    /// the same state.
+    #[inline]
     pub fn try_claim_write(&self, owner: u16, eager: bool) -> Result<Claim, SendError> {
+        if eager {
+            let ctrl = self.mem.ctrl();
+            let t = ctrl.tail.load(Ordering::Relaxed);
+            let idx = t & (self.one_lap - 1);
+            // A hint above the position range is left to the slow path, which reports it.
+            if t <= POS_MASK && idx < self.mem.capacity {
+                // ORDERING: Acquire on success, as for the CAS in the slow path (slot-released).
+                // On failure nothing is read: the slow path loads the stamp again.
+                if self
+                    .mem
+                    .slot(idx)
+                    .stamp
+                    .compare_exchange(
+                        stamp(EMPTY, 0, t),
+                        stamp(WRITING, owner, t),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    // Best effort: if this fails, someone already advanced the hint for us.
+                    let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
+                    return Ok(Claim { idx, pos: t, count: 1 });
+                }
+            }
+        }
+        self.claim_write_slow(owner)
+    }
+
+    /// The general write claim: loads each stamp before claiming it, helps stale hints on,
+    /// reports a full ring and refuses hostile states.
+    #[inline(never)]
+    fn claim_write_slow(&self, owner: u16) -> Result<Claim, SendError> {
         let ctrl = self.mem.ctrl();
         let tail = || hint(&ctrl.tail).ok_or(SendError::Corrupt("tail hint out of range"));
         let mut t = tail()?;
         let mut walk = Walk::default();
-        if let (true, Some(idx)) = (eager, self.index(t)) {
-            let slot = self.mem.slot(idx);
-            // ORDERING: Acquire on success, as for the CAS in the loop below (slot-released).
-            // On failure nothing is read: the loop loads the stamp again.
-            if slot
-                .stamp
-                .compare_exchange(stamp(EMPTY, 0, t), stamp(WRITING, owner, t), Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
-                return Ok(Claim { idx, pos: t, count: 1 });
-            }
-        }
         for _ in 0..MAX_SPINS {
             let idx = self.index(t).ok_or(SendError::Corrupt("tail index out of range"))?;
             let slot = self.mem.slot(idx);
@@ -314,7 +339,47 @@ impl Mpmc {
     }
 
     /// Claims the oldest committed message for reading, tagged with `owner`.
+    ///
+    /// The two common cases are small and inlined into the caller: the head names a committed
+    /// single-slot message (claim it), or an empty slot with the head unmoved (report `Empty`).
+    /// Everything else (a stale hint, a group, a skipped write, a hostile stamp, a lost CAS) goes
+    /// to [`Self::claim_read_slow`], which gives the same answer for the same state.
+    #[inline]
     pub fn try_claim_read(&self, owner: u16) -> Result<Claim, RecvError> {
+        let ctrl = self.mem.ctrl();
+        let h = ctrl.head.load(Ordering::Relaxed);
+        let idx = h & (self.one_lap - 1);
+        // A hint above the position range is left to the slow path, which reports it.
+        if h <= POS_MASK && idx < self.mem.capacity {
+            let slot = self.mem.slot(idx);
+            // ORDERING: Acquire, pairs with the Release store in `commit`. SYNC POINT:
+            // slot-published.
+            let s = slot.stamp.load(Ordering::Acquire);
+            // A committed message of one slot at exactly this position (commit writes owner 0
+            // and clears `aux`; anything else in `aux` is a group's slot: the slow path's).
+            if s == stamp(FULL, 0, h) && slot.aux.load(Ordering::Relaxed) == 0 {
+                // ORDERING: Acquire on success, as in the slow path.
+                if slot
+                    .stamp
+                    .compare_exchange(s, stamp(READING, owner, h), Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
+                    return Ok(Claim { idx, pos: h, count: 1 });
+                }
+            } else if s == stamp(EMPTY, 0, h) && ctrl.head.load(Ordering::Relaxed) == h {
+                // Not written yet, and the hint did not move meanwhile: empty (the slow path's
+                // last branch, taken without its loop).
+                return Err(RecvError::Empty);
+            }
+        }
+        self.claim_read_slow(owner)
+    }
+
+    /// The general read claim: helps stale hints on, takes groups, retires skipped writes and
+    /// orphaned continuations, refuses hostile states.
+    #[inline(never)]
+    fn claim_read_slow(&self, owner: u16) -> Result<Claim, RecvError> {
         let ctrl = self.mem.ctrl();
         let head = || hint(&ctrl.head).ok_or(RecvError::Corrupt("head hint out of range"));
         let mut h = head()?;
@@ -1002,5 +1067,65 @@ mod tests {
             }
         });
         assert!(seen.iter().all(|c| c.load(O::Relaxed) == 1), "every value exactly once");
+    }
+
+    /// The inlined fast paths of `try_claim_read` and `try_claim_write` must answer exactly as
+    /// the general claims would from the same state (they exist only to skip the general loop).
+    /// Differential check over random, mostly hostile states of a 3-slot ring: both claims run
+    /// on identical copies, and their results and everything they wrote must agree.
+    #[test]
+    fn fast_paths_agree_with_the_slow_paths() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let auxes = [0, AUX_HEAD | 1, AUX_HEAD | 2, AUX_HEAD | 3, AUX_CONT | 1, AUX_CONT | 2, 5];
+        let (mut fast_claims, mut fast_empties) = (0, 0);
+        for case in 0..20_000 {
+            let (ha, a) = ring(3);
+            let (hb, b) = ring(3);
+            // Laps near zero and just below the wrap of the position space.
+            let base = if case % 4 == 0 { POS_MASK - 7 } else { 4 * next(4) };
+            let mut state = Vec::new();
+            for i in 0..3 {
+                let pos = if next(10) == 0 { base + next(8) } else { base + 4 * next(3) + i };
+                let st = if next(3) == 0 { next(6) } else { [EMPTY, FULL][next(2) as usize] };
+                let owner = [0u16, 0, 1, 7][next(4) as usize];
+                let aux = if next(2) == 0 { 0 } else { auxes[next(auxes.len() as u64) as usize] };
+                state.push((stamp(st, owner, pos), aux));
+            }
+            let head = [base + next(4), base + 4 + next(4), POS_MASK + 1 + next(4)][next(3) as usize];
+            let tail = [base + next(4), base + 4 + next(4), POS_MASK + 1][next(3) as usize];
+            for m in [&a, &b] {
+                for (i, &(st, aux)) in state.iter().enumerate() {
+                    m.mem.slot(i as u64).stamp.store(st, Ordering::Relaxed);
+                    m.mem.slot(i as u64).aux.store(aux, Ordering::Relaxed);
+                    m.mem.slot(i as u64).len.store(8, Ordering::Relaxed);
+                }
+                m.mem.ctrl().head.store(head, Ordering::Relaxed);
+                m.mem.ctrl().tail.store(tail, Ordering::Relaxed);
+            }
+            let snapshot = |m: &Mpmc| {
+                let slots: Vec<_> = (0..3).map(|i| m.mem.slot(i).stamp.load(Ordering::Relaxed)).collect();
+                (slots, m.mem.ctrl().head.load(Ordering::Relaxed), m.mem.ctrl().tail.load(Ordering::Relaxed))
+            };
+            if case % 2 == 0 {
+                let (fast, slow) = (a.try_claim_read(9), b.claim_read_slow(9));
+                assert_eq!(fast, slow, "read, case {case}: {state:x?} head {head:#x}");
+                fast_claims += usize::from(fast.is_ok());
+                fast_empties += usize::from(fast == Err(RecvError::Empty));
+            } else {
+                // The eager try is the only difference from the general claim, and it may only
+                // take what the general claim would take.
+                let (fast, slow) = (a.try_claim_write(9, true), b.claim_write_slow(9));
+                assert_eq!(fast, slow, "write, case {case}: {state:x?} tail {tail:#x}");
+            }
+            assert_eq!(snapshot(&a), snapshot(&b), "case {case}: {state:x?} head {head:#x} tail {tail:#x}");
+            drop((ha, hb));
+        }
+        assert!(fast_claims > 500 && fast_empties > 500, "{fast_claims} claims, {fast_empties} empties");
     }
 }

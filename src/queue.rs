@@ -244,6 +244,7 @@ impl Queue {
 
     // ----- put -----
 
+    #[inline]
     fn claim_put(&self, len: usize, wait: Wait) -> Result<Claim, SendError> {
         if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
             return Err(SendError::WrongRole);
@@ -256,6 +257,7 @@ impl Queue {
 
     /// Runs a claim (`claim(owner, first_try)`) until it gets room, the consumers are gone, or
     /// `wait` ends: the blocking shared by single-slot and group puts.
+    #[inline]
     fn claim_with(
         &self,
         wait: Wait,
@@ -284,6 +286,7 @@ impl Queue {
         .unwrap_or(Err(SendError::Timeout))
     }
 
+    #[inline]
     fn put_bytes(&self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
         let c = self.claim_put(msg.len(), wait)?;
         // SAFETY: we own the claimed slot until commit; msg.len() <= slot_size was checked, and
@@ -320,6 +323,7 @@ impl Queue {
     /// Puts a message if there is room now (Python's `put_nowait`).
     ///
     /// Errors: `Full`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    #[inline]
     pub fn try_put(&self, msg: &[u8]) -> Result<(), SendError> {
         self.put_bytes(msg, Wait::Never)
     }
@@ -410,6 +414,7 @@ impl Queue {
 
     // ----- get -----
 
+    #[inline]
     fn claim_get(&self, wait: Wait) -> Result<Claim, RecvError> {
         if self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0 {
             return Err(RecvError::WrongRole);
@@ -439,6 +444,7 @@ impl Queue {
         .unwrap_or(Err(RecvError::Timeout))
     }
 
+    #[inline]
     fn message(&self, claim: Claim) -> Result<Message<'_>, RecvError> {
         if claim.count > 1 {
             return self.assemble(claim);
@@ -496,6 +502,7 @@ impl Queue {
     /// Takes the oldest message if there is one now (Python's `get_nowait`).
     ///
     /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`.
+    #[inline]
     pub fn try_get(&self) -> Result<Message<'_>, RecvError> {
         self.claim_get(Wait::Never).and_then(|c| self.message(c))
     }
@@ -687,6 +694,7 @@ impl Message<'_> {
 
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         if let Some(v) = &self.owned {
             return v;
@@ -698,6 +706,7 @@ impl std::ops::Deref for Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.ring.release_group(self.claim);
     }
