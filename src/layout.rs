@@ -23,7 +23,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMQSEG\0"`, little-endian: the first eight bytes of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Bumped on any change to this file's layout or to the stamp encoding.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Value of [`Header::ready`] once the creator has finished initialising the segment.
 pub const READY: u32 = 0x5244_5921;
 /// Lines are padded to 128 bytes: x86 prefetches cache lines in adjacent pairs.
@@ -310,13 +310,18 @@ impl Geometry {
             return Err("ring count does not fit the kind");
         }
         // Queue slots are written by many producers at once: a stride of whole 64-byte lines keeps
-        // neighbours from sharing one. A pipe has one writer, so it packs slots densely.
-        let stride_align = match kind {
-            Kind::Queue => 64,
-            Kind::Pipe => PAYLOAD_ALIGN as u64,
-        };
+        // neighbours from sharing one. A pipe has one writer, so slots of up to 64 bytes (header
+        // included) share lines, 2 or 4 to a line, but no slot straddles two lines: a stride of
+        // 16, 32 or 64 bytes divides the line, a larger one is whole lines. (Packed at 16-byte
+        // steps, one message in four of a 64-byte slot had its payload in the next line, and
+        // every slot shared lines with both neighbours: the pipe's round trip measured ~10 ns
+        // slower and its 64-byte throughput ~25% lower; see docs/BENCHMARKS.md.)
         let too_big = "segment would exceed 2^40 bytes";
-        let slot_stride = round_up(PAYLOAD_OFFSET as u64 + slot_size, stride_align).ok_or(too_big)?;
+        let raw = PAYLOAD_OFFSET as u64 + slot_size;
+        let slot_stride = match kind {
+            Kind::Pipe if raw <= 64 => raw.next_power_of_two().max(PAYLOAD_ALIGN as u64),
+            _ => round_up(raw, 64).ok_or(too_big)?,
+        };
         let ring_offset = round_up(header_size() as u64, LINE as u64).ok_or(too_big)?;
         let slots = capacity.checked_mul(slot_stride).ok_or(too_big)?;
         let ring_bytes = (std::mem::size_of::<RingCtrl>() as u64)
@@ -432,10 +437,13 @@ mod tests {
     }
 
     #[test]
-    fn pipe_stride_is_dense() {
-        let g = Geometry::new(Kind::Pipe, 2, 1024, 8).unwrap();
-        assert_eq!(g.slot_stride, 32);
-        assert_eq!(g.ring_start(1) - g.ring_start(0), g.ring_bytes);
+    fn pipe_slots_share_lines_but_never_straddle_one() {
+        for (size, stride) in [(1, 32), (8, 32), (16, 32), (17, 64), (48, 64), (49, 128), (64, 128), (1000, 1024)] {
+            let g = Geometry::new(Kind::Pipe, 2, 1024, size).unwrap();
+            assert_eq!(g.slot_stride, stride, "slot size {size}");
+            assert!(64 % g.slot_stride == 0 || g.slot_stride % 64 == 0);
+            assert_eq!(g.ring_start(1) - g.ring_start(0), g.ring_bytes);
+        }
     }
 
     #[test]

@@ -168,7 +168,7 @@ fn corrupt_and_foreign_files_are_reported_never_waited_for() {
     let corrupt = Name::new("corrupt");
     let mut bytes = vec![0u8; 8192];
     bytes[..8].copy_from_slice(b"SHMQSEG\0");
-    bytes[8..12].copy_from_slice(&1u32.to_le_bytes()); // version
+    bytes[8..12].copy_from_slice(&shmq::layout::LAYOUT_VERSION.to_le_bytes()); // version
     bytes[12..16].copy_from_slice(&1u32.to_le_bytes()); // kind: queue
     bytes[16..20].copy_from_slice(&0x5244_5921u32.to_le_bytes()); // ready
     bytes[20..24].copy_from_slice(&1u32.to_le_bytes()); // ring count
