@@ -99,17 +99,7 @@ pub fn queue_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
 fn reply(ba: &Queue, mode: Mode, abort: &AtomicBool, i: u64) -> Result<(), String> {
     let mut echo = [0u8; 8];
     let got = match mode {
-        Mode::Spin => {
-            let mut got = Ok(0);
-            spin_until(abort, || match ba.try_get() {
-                Err(RecvError::Empty) => false,
-                r => {
-                    got = r.map(|m| copy_echo(&m, &mut echo));
-                    true
-                }
-            })?;
-            got
-        }
+        Mode::Spin => spin_echo(abort, || ba.try_get().map(|m| copy_echo(&m, &mut echo)))?,
         Mode::Block => loop {
             match ba.get_timeout(SLICE) {
                 Err(RecvError::Timeout) if abort.load(Ordering::Relaxed) => return Err(super::harness::ABORTED.into()),
@@ -118,11 +108,7 @@ fn reply(ba: &Queue, mode: Mode, abort: &AtomicBool, i: u64) -> Result<(), Strin
             }
         },
     };
-    match got {
-        Ok(8) if echo == i.to_le_bytes() => Ok(()),
-        Ok(n) => Err(format!("round {i}: echo carried {:?}", &echo[..n.min(8)])),
-        Err(e) => Err(format!("round {i}: {e}")),
-    }
+    check_echo(i, got, &echo)
 }
 
 fn finish(
@@ -425,15 +411,7 @@ pub fn pipe_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
                     }
                 })?;
                 sent.map_err(|e| e.to_string())?;
-                let mut got = Ok(0);
-                spin_until(abort, || match a.try_recv() {
-                    Err(RecvError::Empty) => false,
-                    r => {
-                        got = r.map(|m| copy_echo(&m, &mut echo));
-                        true
-                    }
-                })?;
-                got
+                spin_echo(abort, || a.try_recv().map(|m| copy_echo(&m, &mut echo)))?
             }
             Mode::Block => {
                 a.send(&msg).map_err(|e| e.to_string())?;
@@ -448,11 +426,7 @@ pub fn pipe_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
                 }
             }
         };
-        match got {
-            Ok(8) if echo == msg => Ok(()),
-            Ok(n) => Err(format!("round {i}: echo carried {:?}", &echo[..n.min(8)])),
-            Err(e) => Err(format!("round {i}: {e}")),
-        }
+        check_echo(i, got, &echo)
     });
     let fired = dog.disarm();
     finish(peer, timed, fired, ctx)
@@ -462,6 +436,32 @@ fn copy_echo(m: &[u8], echo: &mut [u8; 8]) -> usize {
     let n = m.len().min(8);
     echo[..n].copy_from_slice(&m[..n]);
     m.len()
+}
+
+/// Side A of a spin row: busy-polls `try_recv` (which copies the echo out, into a stack buffer,
+/// so the round trip measures no allocation) until it returns anything but `Empty`.
+fn spin_echo(
+    abort: &AtomicBool,
+    mut try_recv: impl FnMut() -> Result<usize, RecvError>,
+) -> Result<Result<usize, RecvError>, String> {
+    let mut got = Ok(0);
+    spin_until(abort, || match try_recv() {
+        Err(RecvError::Empty) => false,
+        r => {
+            got = r;
+            true
+        }
+    })?;
+    Ok(got)
+}
+
+/// Whether round `i` came back with its own 8 bytes.
+fn check_echo(i: u64, got: Result<usize, RecvError>, echo: &[u8; 8]) -> Result<(), String> {
+    match got {
+        Ok(8) if *echo == i.to_le_bytes() => Ok(()),
+        Ok(n) => Err(format!("round {i}: echo carried {:?}", &echo[..n.min(8)])),
+        Err(e) => Err(format!("round {i}: {e}")),
+    }
 }
 
 fn pipe_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
