@@ -15,7 +15,8 @@
 
 use crate::attach::ParticipantInfo;
 use crate::layout::{
-    Geometry, Header, Kind, Participant, RingCtrl, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
+    Geometry, Header, Kind, Participant, RingCtrl, SlotHeader, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS,
+    PARTICIPANT_ACTIVE, READY,
 };
 use crate::segment::{byte_is_locked, path_of, validate_name, SHM_DIR};
 use crate::Error;
@@ -158,10 +159,7 @@ pub fn slots(name: &str, max: u64) -> Result<Vec<Vec<SlotInfo>>, Error> {
     if file_kind(&file)? != FileKind::Shmq {
         return Err(Error::BadMagic);
     }
-    // SAFETY: all-zero bytes are a valid Header (integers and atomics only).
-    let mut h: Box<Header> = Box::new(unsafe { std::mem::zeroed() });
-    // SAFETY: Header is made of integers and atomics, valid for any bit pattern.
-    unsafe { read_at(&file, 0, &mut *h)? };
+    let h = read_header(&file)?;
     let kind = Kind::from_u32(h.kind).ok_or(Error::BadMagic)?;
     let g = Geometry::validate(&h, md.len(), kind)?;
     let mut out = Vec::new();
@@ -169,14 +167,14 @@ pub fn slots(name: &str, max: u64) -> Result<Vec<Vec<SlotInfo>>, Error> {
         let first = g.ring_start(r) + std::mem::size_of::<RingCtrl>() as u64;
         let mut ring = Vec::new();
         for idx in 0..g.capacity.min(max) {
-            let mut w = [0u8; 16];
+            let mut slot = SlotHeader::default();
             // A validated geometry puts every slot inside the file (or the read comes up short).
-            file.read_exact_at(&mut w, first + idx * g.slot_stride)?;
-            let word = |i: usize| u32::from_ne_bytes(w[i..i + 4].try_into().expect("4 bytes"));
+            // SAFETY: SlotHeader is made of atomics, valid for any bit pattern.
+            unsafe { read_at(&file, first + idx * g.slot_stride, &mut slot)? };
             ring.push(SlotInfo {
-                stamp: u64::from_ne_bytes(w[..8].try_into().expect("8 bytes")),
-                len: word(8),
-                aux: word(12),
+                stamp: slot.stamp.into_inner(),
+                len: slot.len.into_inner(),
+                aux: slot.aux.into_inner(),
             });
         }
         out.push(ring);
@@ -267,6 +265,15 @@ unsafe fn read_at<T>(file: &File, offset: u64, dst: &mut T) -> io::Result<()> {
     file.read_exact_at(bytes, offset)
 }
 
+/// Reads the header at the start of `file` (`UnexpectedEof` if the file is shorter).
+fn read_header(file: &File) -> io::Result<Box<Header>> {
+    // SAFETY: all-zero bytes are a valid Header (integers and atomics only).
+    let mut h: Box<Header> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: Header is made of integers and atomics, valid for any bit pattern.
+    unsafe { read_at(file, 0, &mut *h)? };
+    Ok(h)
+}
+
 /// Looks at a named file without opening it as a segment: is it ours, and is it in use?
 pub fn probe(name: &str) -> Result<Probe, Error> {
     let (file, md) = open_file(name)?;
@@ -300,11 +307,8 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
         live: locks.iter().filter(|&&l| l).count(),
     };
 
-    // SAFETY: all-zero bytes are a valid Header (integers and atomics only).
-    let mut h: Box<Header> = Box::new(unsafe { std::mem::zeroed() });
-    // SAFETY: Header is made of integers and atomics, valid for any bit pattern.
-    match unsafe { read_at(&file, 0, &mut *h) } {
-        Ok(()) => {}
+    let h = match read_header(&file) {
+        Ok(h) => h,
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
             out.problem = Some(format!(
                 "truncated: file of {} bytes is smaller than a header ({} bytes)",
@@ -314,7 +318,7 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
             return Ok(out);
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     out.header = Some(HeaderInfo {
         version: h.version,
         kind: h.kind,
