@@ -5,10 +5,15 @@
 //! side's counter, and reloads the shared counter only when the cache says "maybe full" / "maybe
 //! empty" (rtrb's technique): most operations touch no cache line the other side writes.
 //!
+//! Position `p` lives in slot [`SlotOrder::slot`]`(p % capacity)`: in bit-reversed order where the
+//! capacity allows, so that consecutive messages are not in consecutive lines. Each side keeps the
+//! slot of its next position beside the index, so the fast paths compute no order.
+//!
 //! The counter read from the other side is untrusted: `head <= tail <= head + capacity` is checked
 //! on every reload, and a slot's length is read once and checked against the slot size.
 
 use crate::doorbell;
+use crate::layout::SlotOrder;
 use crate::ring::RingMem;
 use crate::sync::Ordering;
 
@@ -24,7 +29,11 @@ pub(crate) struct Corrupt(pub &'static str);
 pub(crate) struct Producer {
     pub mem: RingMem,
     tail: u64,
+    /// `tail % capacity`: the position's index, before [`SlotOrder`].
     idx: u64,
+    /// The slot that position goes to.
+    slot0: u64,
+    order: SlotOrder,
     cached_head: u64,
 }
 
@@ -32,8 +41,23 @@ pub(crate) struct Producer {
 pub(crate) struct Consumer {
     pub mem: RingMem,
     head: u64,
+    /// `head % capacity`: the position's index, before [`SlotOrder`].
     idx: u64,
+    /// The slot that position goes to.
+    slot0: u64,
+    order: SlotOrder,
     cached_tail: u64,
+}
+
+/// `idx + n` modulo `cap`, for `idx < cap` and `n <= cap`.
+#[inline]
+fn advance(idx: u64, n: u64, cap: u64) -> u64 {
+    let i = idx + n;
+    if i >= cap {
+        i - cap
+    } else {
+        i
+    }
 }
 
 fn check(head: u64, tail: u64, cap: u64) -> Result<(), Corrupt> {
@@ -49,7 +73,9 @@ impl Producer {
         let tail = mem.ctrl().tail.load(Ordering::Acquire);
         let head = mem.ctrl().head.load(Ordering::Acquire);
         check(head, tail, mem.capacity)?;
-        Ok(Producer { mem, tail, idx: tail % mem.capacity, cached_head: head })
+        let order = SlotOrder::new(mem.capacity, mem.hdr_stride);
+        let idx = tail % mem.capacity;
+        Ok(Producer { mem, tail, idx, slot0: order.slot(idx), order, cached_head: head })
     }
 
     /// Free slots, reloading the consumer's counter only if the cached one shows none.
@@ -77,12 +103,10 @@ impl Producer {
     /// The slot index of the `n`th unpublished message (`n < room()`).
     #[inline]
     pub fn slot(&self, n: u64) -> u64 {
-        let i = self.idx + n;
-        if i >= self.mem.capacity {
-            i - self.mem.capacity
-        } else {
-            i
+        if n == 0 {
+            return self.slot0;
         }
+        self.order.slot(advance(self.idx, n, self.mem.capacity))
     }
 
     /// Records the length of the `n`th unpublished message (a whole message in one slot).
@@ -116,7 +140,8 @@ impl Producer {
             let stamp = self.tail.wrapping_add(i + 1);
             self.mem.slot(self.slot(i)).stamp.store(stamp, Ordering::Release);
         }
-        self.idx = self.slot(n);
+        self.idx = advance(self.idx, n, self.mem.capacity);
+        self.slot0 = self.order.slot(self.idx);
         self.tail = self.tail.wrapping_add(n);
         // ORDERING: Release, pairs with the Acquire load in `Consumer::available`. SYNC POINT:
         // pipe-published: lengths and payloads are visible before the new tail.
@@ -135,7 +160,18 @@ impl Consumer {
         }
         // A tail behind the head is a publish still landing: start from "nothing known".
         let cached_tail = if tail.wrapping_sub(head) <= mem.capacity { tail } else { head };
-        Ok(Consumer { mem, head, idx: head % mem.capacity, cached_tail })
+        let order = SlotOrder::new(mem.capacity, mem.hdr_stride);
+        let idx = head % mem.capacity;
+        Ok(Consumer { mem, head, idx, slot0: order.slot(idx), order, cached_tail })
+    }
+
+    /// The slot index of the `n`th unread position (`n < capacity`).
+    #[inline]
+    fn slot(&self, n: u64) -> u64 {
+        if n == 0 {
+            return self.slot0;
+        }
+        self.order.slot(advance(self.idx, n, self.mem.capacity))
     }
 
     /// Whether a message is ready (`Ok(n)`, `n >= 1`) or not (`Ok(0)`), touching the producer's
@@ -151,7 +187,7 @@ impl Consumer {
         // SYNC POINT: pipe-published. A stamp is trusted only if it is exactly the next position.
         // Messages are published in order, each with its stamp, so the next slot's stamp alone
         // says whether anything is ready: the tail's line is not touched while we poll.
-        if self.mem.slot(self.idx).stamp.load(Ordering::Acquire) == self.head.wrapping_add(1) {
+        if self.mem.slot(self.slot0).stamp.load(Ordering::Acquire) == self.head.wrapping_add(1) {
             self.cached_tail = self.head.wrapping_add(1);
             return Ok(1);
         }
@@ -161,10 +197,9 @@ impl Consumer {
     /// Whether the `n`th unread slot carries its published stamp (`n < capacity`).
     #[inline]
     pub fn published(&self, n: u64) -> bool {
-        let i = self.idx + n;
-        let idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
         // ORDERING: Acquire, pairs with the Release store in `Producer::publish`.
-        n < self.mem.capacity && self.mem.slot(idx).stamp.load(Ordering::Acquire) == self.head.wrapping_add(n + 1)
+        n < self.mem.capacity
+            && self.mem.slot(self.slot(n)).stamp.load(Ordering::Acquire) == self.head.wrapping_add(n + 1)
     }
 
     /// Messages ready to read, reloading the producer's counter only if the cached one shows none.
@@ -191,8 +226,7 @@ impl Consumer {
     /// (`n < available()`).
     #[inline]
     pub fn peek(&self, n: u64) -> Result<(u64, usize, bool), Corrupt> {
-        let i = self.idx + n;
-        let idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
+        let idx = self.slot(n);
         let slot = self.mem.slot(idx);
         let len = slot.len.load(Ordering::Relaxed) as usize;
         if len > self.mem.slot_size {
@@ -204,8 +238,8 @@ impl Consumer {
     /// Frees the next `n` messages for the producer and wakes it if it sleeps.
     #[inline]
     pub fn release(&mut self, n: u64) {
-        let i = self.idx + n;
-        self.idx = if i >= self.mem.capacity { i - self.mem.capacity } else { i };
+        self.idx = advance(self.idx, n, self.mem.capacity);
+        self.slot0 = self.order.slot(self.idx);
         self.head = self.head.wrapping_add(n);
         if self.cached_tail.wrapping_sub(self.head) > self.mem.capacity {
             // We consumed past what the cache knew (fragments found by their stamps): the cache
@@ -250,18 +284,48 @@ mod tests {
 
     #[test]
     fn order_is_kept_across_many_wraps() {
-        let h = HeapRing::new(3, 8);
-        let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
-        let mut next = 0;
-        for i in 0..10_000u64 {
-            assert!(send(&mut p, i));
-            if i % 3 == 2 {
-                assert!(!send(&mut p, 99), "capacity is exact");
-                while let Some(v) = recv(&mut c) {
-                    assert_eq!(v, next);
-                    next += 1;
+        // 3: slots in sequence; 16 and 64: in `SlotOrder`'s bit-reversed order.
+        for cap in [3u64, 16, 64] {
+            let h = HeapRing::new(cap, 8);
+            let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
+            let mut next = 0;
+            for i in 0..10_000u64 {
+                assert!(send(&mut p, i));
+                if i % cap == cap - 1 {
+                    assert!(!send(&mut p, 99), "capacity is exact");
+                    while let Some(v) = recv(&mut c) {
+                        assert_eq!(v, next);
+                        next += 1;
+                    }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn positions_follow_the_slot_order_and_fragments_stay_together() {
+        let h = HeapRing::new(64, 8);
+        let order = SlotOrder::new(64, h.mem.hdr_stride);
+        assert_ne!(order.slot(4), 4, "a heap ring of 64 (16-byte headers, 4 to a line) is reordered");
+        let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
+        let mut pos = 0u64;
+        for round in 0..1000u64 {
+            let k = 1 + round % 3;
+            assert!(p.room_for(k).unwrap() >= k);
+            for i in 0..k {
+                assert_eq!(p.slot(i), order.slot((pos + i) % 64));
+                p.set_fragment(i, 8, i + 1 < k);
+            }
+            p.publish(k);
+            assert_eq!(c.available(), Ok(1));
+            for i in 0..k {
+                assert!(c.published(i));
+                let (idx, len, more) = c.peek(i).unwrap();
+                assert_eq!((idx, len, more), (order.slot((pos + i) % 64), 8, i + 1 < k));
+            }
+            assert!(!c.published(k));
+            c.release(k);
+            pos += k;
         }
     }
 
@@ -300,7 +364,7 @@ mod tests {
 
     #[test]
     fn threads_pass_a_million_values_in_order() {
-        let h = HeapRing::new(7, 8);
+        let h = HeapRing::new(64, 8);
         let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
         const N: u64 = 1_000_000;
         std::thread::scope(|s| {
