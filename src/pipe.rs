@@ -13,7 +13,7 @@ use crate::inherit;
 use crate::layout::{Geometry, Kind, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::queue::DEFAULT_SPIN;
 use crate::recover;
-use crate::ring::RingMem;
+use crate::ring::{self, RingMem};
 use crate::segment::Segment;
 use crate::shm::{self, Place};
 use crate::spsc::{self, Corrupt};
@@ -276,7 +276,7 @@ impl Sender {
         let idx = self.ring.slot(0);
         // SAFETY: slot `idx` is unpublished, so only we access it; msg.len() <= slot_size, the
         // payload region's size; `msg` is our own memory, not the slot.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.mem().payload(idx), msg.len()) };
+        unsafe { ring::copy_to(msg, self.mem().payload(idx)) };
         self.ring.set_len(0, msg.len() as u32);
         self.ring.publish(1);
         Ok(())
@@ -470,7 +470,7 @@ impl Receiver {
     fn assemble(&self) -> Result<Body, Corrupt> {
         let (idx, len, more) = self.ring.peek(0)?;
         if !more {
-            return Ok(Body { idx, len, owned: None, count: 1 });
+            return Ok(Body { idx, len, owned: std::mem::ManuallyDrop::new(None), count: 1 });
         }
         let mut body = Vec::with_capacity(len * 2);
         let mut n = 0;
@@ -486,7 +486,7 @@ impl Receiver {
             body.extend_from_slice(unsafe { std::slice::from_raw_parts(self.mem().payload(idx), len) });
             n += 1;
             if !more {
-                return Ok(Body { idx, len: body.len(), owned: Some(body), count: n });
+                return Ok(Body { idx, len: body.len(), owned: std::mem::ManuallyDrop::new(Some(body)), count: n });
             }
         }
     }
@@ -589,8 +589,9 @@ struct Body {
     idx: u64,
     /// Its length.
     len: usize,
-    /// The reassembled bytes of a message that spanned several slots.
-    owned: Option<Vec<u8>>,
+    /// The reassembled bytes of a message that spanned several slots (dropped by hand, out of
+    /// line, so that dropping a message in place inlines to the release alone).
+    owned: std::mem::ManuallyDrop<Option<Vec<u8>>>,
     /// Slots to release when done.
     count: u64,
 }
@@ -606,7 +607,7 @@ impl std::ops::Deref for PipeMessage<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        if let Some(v) = &self.body.owned {
+        if let Some(v) = &*self.body.owned {
             return v;
         }
         // SAFETY: the message is published and not released until this guard drops, so the
@@ -619,7 +620,17 @@ impl Drop for PipeMessage<'_> {
     #[inline]
     fn drop(&mut self) {
         self.rx.ring.release(self.body.count);
+        if self.body.owned.is_some() {
+            drop_owned(&mut self.body.owned);
+        }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_owned(owned: &mut std::mem::ManuallyDrop<Option<Vec<u8>>>) {
+    // SAFETY: called once, from the message's drop; the field is not used afterwards.
+    unsafe { std::mem::ManuallyDrop::drop(owned) }
 }
 
 impl fmt::Debug for PipeMessage<'_> {

@@ -291,7 +291,7 @@ impl Queue {
         let c = self.claim_put(msg.len(), wait)?;
         // SAFETY: we own the claimed slot until commit; msg.len() <= slot_size was checked, and
         // the payload region holds slot_size bytes that do not overlap `msg` (ours, not shared).
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ring.mem.payload(c.idx), msg.len()) };
+        unsafe { crate::ring::copy_to(msg, self.ring.mem.payload(c.idx)) };
         self.commit(c, msg.len());
         Ok(())
     }
