@@ -46,7 +46,10 @@ fn other_layout_version_is_refused() {
     let name = unique("version");
     let mut bytes = valid_queue_bytes(&name);
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
-    assert!(matches!(open_bytes(&name, &bytes), Err(Error::VersionMismatch { found: 99, expected: shmq::layout::LAYOUT_VERSION })));
+    assert!(matches!(
+        open_bytes(&name, &bytes),
+        Err(Error::VersionMismatch { found: 99, expected: shmq::layout::LAYOUT_VERSION })
+    ));
 }
 
 #[test]
