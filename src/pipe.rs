@@ -312,6 +312,9 @@ impl Sender {
     /// `slot_size * capacity`), `Corrupt`.
     #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
         self.send_in(msg, Some(None))
     }
 
@@ -323,7 +326,31 @@ impl Sender {
     /// Sends a message if there is room now (`Full` otherwise).
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        if self.send_now(msg) {
+            return Ok(());
+        }
         self.send_in(msg, None)
+    }
+
+    /// The fast path of every send, inlined into the caller: a message that fits one slot, with
+    /// room cached or in the consumer's counter, on a healthy pipe whose receiver is there. Says
+    /// whether it sent; if not, the general path (which waits, splits or reports) runs instead.
+    #[inline]
+    fn send_now(&mut self, msg: &[u8]) -> bool {
+        if msg.len() > self.end.geometry.slot_size as usize
+            || self.dead.is_some()
+            || attach::consumers_gone(self.ring.mem.ctrl())
+            || !matches!(self.ring.room(), Ok(n) if n > 0)
+        {
+            return false;
+        }
+        let idx = self.ring.slot(0);
+        // SAFETY: slot `idx` is unpublished, so only we access it; msg.len() <= slot_size, the
+        // payload region's size; `msg` is our own memory, not the slot.
+        unsafe { ring::copy_to(msg, self.mem().payload(idx)) };
+        self.ring.set_len(0, msg.len() as u32);
+        self.ring.publish(1);
+        true
     }
 
     /// Sends a `Pod` value's bytes, blocking while the pipe is full.
@@ -497,6 +524,9 @@ impl Receiver {
     /// Errors: `Closed` (end of file: the sender has gone and the pipe is drained), `Corrupt`.
     #[inline]
     pub fn recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
+        if let Now::Ready(body) = self.now() {
+            return Ok(PipeMessage { rx: self, body });
+        }
         self.recv_in(Some(None))
     }
 
@@ -508,7 +538,32 @@ impl Receiver {
     /// Receives the next message if there is one now (`Empty` otherwise).
     #[inline]
     pub fn try_recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
-        self.recv_in(None)
+        match self.now() {
+            Now::Ready(body) => Ok(PipeMessage { rx: self, body }),
+            Now::Empty => Err(RecvError::Empty),
+            Now::Other => self.recv_in(None),
+        }
+    }
+
+    /// The fast path of every receive, inlined into the caller: on a healthy pipe, the next
+    /// message if it fits one slot, or "empty" while the sender is there. Anything else
+    /// (fragments, end of stream, corruption) goes the general way, which checks again.
+    #[inline]
+    fn now(&mut self) -> Now {
+        if self.dead.is_some() {
+            return Now::Other;
+        }
+        match self.ring.available() {
+            Ok(0) if attach::producers_gone(self.ring.mem.ctrl()) => Now::Other,
+            Ok(0) => Now::Empty,
+            Ok(_) => match self.ring.peek(0) {
+                Ok((idx, len, false)) => {
+                    Now::Ready(Body { idx, len, owned: std::mem::ManuallyDrop::new(None), count: 1 })
+                }
+                _ => Now::Other,
+            },
+            Err(_) => Now::Other,
+        }
     }
 
     /// Receives a `Pod` value (copied out, any alignment), blocking while the pipe is empty. A
@@ -581,6 +636,13 @@ impl Drop for Receiver {
 pub struct PipeMessage<'a> {
     rx: &'a mut Receiver,
     body: Body,
+}
+
+/// What a receive finds without waiting (see `Receiver::now`).
+enum Now {
+    Ready(Body),
+    Empty,
+    Other,
 }
 
 /// Where a received message's bytes are.
