@@ -688,11 +688,11 @@ impl Drop for PipeMessage<'_> {
     }
 }
 
+/// Frees a reassembled message's buffer, out of line (leaves `None`, so it is idempotent).
 #[cold]
 #[inline(never)]
-fn drop_owned(owned: &mut std::mem::ManuallyDrop<Option<Vec<u8>>>) {
-    // SAFETY: called once, from the message's drop; the field is not used afterwards.
-    unsafe { std::mem::ManuallyDrop::drop(owned) }
+fn drop_owned(owned: &mut Option<Vec<u8>>) {
+    drop(owned.take());
 }
 
 impl fmt::Debug for PipeMessage<'_> {
