@@ -43,9 +43,17 @@ fn shmq_single(size: usize, n: u64) -> Duration {
     start.elapsed()
 }
 
-/// As `shmq_single`, with `send_batch` / `recv_batch` (one publish per batch).
+/// As `shmq_single`, with `send_batch` / `recv_batch` (one publish per batch), on a pipe whose
+/// slots go in sequence (`PipeBuilder::sequential`), as bulk streams of small messages want.
 fn shmq_batch(size: usize, n: u64) -> Duration {
-    let (mut tx, mut rx) = shmq::channel(capacity_for(size).max(2), size).unwrap();
+    let (rx, tx) = shmq::Pipe::builder()
+        .duplex(false)
+        .capacity(capacity_for(size).max(2))
+        .slot_size(size)
+        .sequential(true)
+        .create_anonymous()
+        .unwrap();
+    let (mut tx, mut rx) = (tx.into_sender().unwrap(), rx.into_receiver().unwrap());
     let msg = vec![7u8; size];
     let start = Instant::now();
     std::thread::scope(|s| {

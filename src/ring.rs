@@ -8,7 +8,7 @@
 //! [`producers_gone`], ...), which queues and pipes share.
 
 use crate::doorbell;
-use crate::layout::{Ends, RingCtrl, SlotHeader, ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN};
+use crate::layout::{Ends, RingCtrl, SlotHeader, SlotOrder, ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN};
 use crate::sync::Ordering;
 
 /// Where one ring's control block and slots are.
@@ -21,6 +21,8 @@ pub(crate) struct RingMem {
     pub pay_stride: usize,
     pub capacity: u64,
     pub slot_size: usize,
+    /// Which slot each position goes to (the SPSC ring's; the MPMC ring ignores it).
+    pub order: SlotOrder,
 }
 
 // SAFETY: RingMem is a set of pointers into memory that is only accessed through atomics (control
@@ -185,6 +187,8 @@ impl HeapRing {
             pay_stride: words * 8,
             capacity,
             slot_size,
+            // As a pipe's ring of 16-byte slots would be (bit-reversed for powers of two).
+            order: SlotOrder::new(capacity, std::mem::size_of::<SlotHeader>()),
         };
         HeapRing { ctrl, hdrs, _data: data, mem }
     }

@@ -1,7 +1,7 @@
 //! Glue between a mapped [`Segment`] and the rings in it: writing a new header, validating an
 //! opened one, and locating each ring.
 
-use crate::layout::{Geometry, Header, Kind, RingCtrl, LAYOUT_VERSION, MAGIC, PAYLOAD_OFFSET};
+use crate::layout::{Geometry, Header, Kind, RingCtrl, SlotOrder, LAYOUT_VERSION, MAGIC, PAYLOAD_OFFSET};
 use crate::ring::RingMem;
 use crate::segment::Segment;
 use crate::Error;
@@ -64,6 +64,7 @@ pub(crate) fn ring_mem(seg: &Segment, g: &Geometry, r: u32) -> RingMem {
             pay_stride: stride,
             capacity: g.capacity,
             slot_size: g.slot_size as usize,
+            order: SlotOrder::of(g),
         }
     }
 }

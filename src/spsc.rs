@@ -73,7 +73,7 @@ impl Producer {
         let tail = mem.ctrl().tail.load(Ordering::Acquire);
         let head = mem.ctrl().head.load(Ordering::Acquire);
         check(head, tail, mem.capacity)?;
-        let order = SlotOrder::new(mem.capacity, mem.hdr_stride);
+        let order = mem.order;
         let idx = tail % mem.capacity;
         Ok(Producer { mem, tail, idx, slot0: order.slot(idx), order, cached_head: head })
     }
@@ -160,7 +160,7 @@ impl Consumer {
         }
         // A tail behind the head is a publish still landing: start from "nothing known".
         let cached_tail = if tail.wrapping_sub(head) <= mem.capacity { tail } else { head };
-        let order = SlotOrder::new(mem.capacity, mem.hdr_stride);
+        let order = mem.order;
         let idx = head % mem.capacity;
         Ok(Consumer { mem, head, idx, slot0: order.slot(idx), order, cached_tail })
     }
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn positions_follow_the_slot_order_and_fragments_stay_together() {
         let h = HeapRing::new(64, 8);
-        let order = SlotOrder::new(64, h.mem.hdr_stride);
+        let order = h.mem.order;
         assert_ne!(order.slot(4), 4, "a heap ring of 64 (16-byte headers, 4 to a line) is reordered");
         let (mut p, mut c) = (Producer::new(h.mem).unwrap(), Consumer::new(h.mem).unwrap());
         let mut pos = 0u64;

@@ -144,6 +144,31 @@ fn order_is_kept_across_wrap_around_with_batches() {
 }
 
 #[test]
+fn both_slot_orders_keep_order_and_openers_follow_the_creator() {
+    for (sequential, slot) in [(false, 8), (false, 64), (true, 8), (true, 64)] {
+        let name = unique("order");
+        let mut a = Pipe::builder().capacity(64).slot_size(slot).sequential(sequential).create(&name).unwrap();
+        // The opener asks for the other order: the segment's flag decides, not the builder.
+        let mut b = Pipe::builder().sequential(!sequential).open(&name).unwrap();
+        let (mut sent, mut got) = (0u64, 0u64);
+        while got < 5_000 {
+            // Up to 5 messages ahead of the receiver, so the ring wraps with several in flight.
+            while sent < got + 5 && a.try_send(&sent.to_le_bytes()).is_ok() {
+                sent += 1;
+            }
+            while let Ok(m) = b.try_recv() {
+                assert_eq!(u64::from_le_bytes((*m).try_into().unwrap()), got, "sequential {sequential}, slot {slot}");
+                got += 1;
+            }
+            // And back the other way, through the duplex pipe's second ring.
+            b.send(&got.to_le_bytes()).unwrap();
+            let echo = a.recv_timeout(Duration::from_secs(10)).expect("the reply, in this order");
+            assert_eq!(u64::from_le_bytes((*echo).try_into().unwrap()), got);
+        }
+    }
+}
+
+#[test]
 fn poll_with_and_without_timeout() {
     let (mut a, mut b) = pipe(true).unwrap();
     assert!(!a.poll(Some(Duration::ZERO)));
