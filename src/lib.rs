@@ -6,7 +6,7 @@
 //!
 //! - [`Queue`]: bounded multi-producer multi-consumer. Blocking `put`/`get` (with timeouts) sleep
 //!   on a futex shared between processes; `try_put`/`try_get` never block.
-//! - [`Connection`] ([`pipe`], [`Pipe::builder`]): single-producer single-consumer, one-way or
+//! - [`Connection`] ([`pipe()`], [`Pipe::builder`]): single-producer single-consumer, one-way or
 //!   duplex, with `send`/`recv`/`poll` and end of file: the fastest path in the crate.
 //! - Zero-copy both ways: [`Queue::reserve`] / [`Sender::reserve`] write in place, and
 //!   [`Message`] / [`PipeMessage`] read in place; `bytemuck::Pod` values travel as their bytes.

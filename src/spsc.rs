@@ -5,7 +5,7 @@
 //! side's counter, and reloads the shared counter only when the cache says "maybe full" / "maybe
 //! empty" (rtrb's technique): most operations touch no cache line the other side writes.
 //!
-//! Position `p` lives in slot [`SlotOrder::slot`]`(p % capacity)`: in bit-reversed order where the
+//! Position `p` lives in slot [`SlotOrder::slot`](crate::layout::SlotOrder::slot)`(p % capacity)`: in bit-reversed order where the
 //! capacity allows, so that consecutive messages are not in consecutive lines. Each side keeps the
 //! slot of its next position beside the index, so the fast paths compute no order.
 //!
@@ -13,7 +13,6 @@
 //! on every reload, and a slot's length is read once and checked against the slot size.
 
 use crate::doorbell;
-use crate::layout::SlotOrder;
 use crate::ring::RingMem;
 use crate::sync::Ordering;
 
@@ -29,11 +28,10 @@ pub(crate) struct Corrupt(pub &'static str);
 pub(crate) struct Producer {
     pub mem: RingMem,
     tail: u64,
-    /// `tail % capacity`: the position's index, before [`SlotOrder`].
+    /// `tail % capacity`: the position's index, before [`SlotOrder`](crate::layout::SlotOrder).
     idx: u64,
-    /// The slot that position goes to.
+    /// The slot that position goes to (`mem.order`).
     slot0: u64,
-    order: SlotOrder,
     cached_head: u64,
 }
 
@@ -41,11 +39,10 @@ pub(crate) struct Producer {
 pub(crate) struct Consumer {
     pub mem: RingMem,
     head: u64,
-    /// `head % capacity`: the position's index, before [`SlotOrder`].
+    /// `head % capacity`: the position's index, before [`SlotOrder`](crate::layout::SlotOrder).
     idx: u64,
-    /// The slot that position goes to.
+    /// The slot that position goes to (`mem.order`).
     slot0: u64,
-    order: SlotOrder,
     cached_tail: u64,
 }
 
@@ -73,9 +70,8 @@ impl Producer {
         let tail = mem.ctrl().tail.load(Ordering::Acquire);
         let head = mem.ctrl().head.load(Ordering::Acquire);
         check(head, tail, mem.capacity)?;
-        let order = mem.order;
         let idx = tail % mem.capacity;
-        Ok(Producer { mem, tail, idx, slot0: order.slot(idx), order, cached_head: head })
+        Ok(Producer { mem, tail, idx, slot0: mem.order.slot(idx), cached_head: head })
     }
 
     /// Free slots, reloading the consumer's counter only if the cached one shows none.
@@ -106,7 +102,7 @@ impl Producer {
         if n == 0 {
             return self.slot0;
         }
-        self.order.slot(advance(self.idx, n, self.mem.capacity))
+        self.mem.order.slot(advance(self.idx, n, self.mem.capacity))
     }
 
     /// Records the length of the `n`th unpublished message (a whole message in one slot).
@@ -141,7 +137,7 @@ impl Producer {
             self.mem.slot(self.slot(i)).stamp.store(stamp, Ordering::Release);
         }
         self.idx = advance(self.idx, n, self.mem.capacity);
-        self.slot0 = self.order.slot(self.idx);
+        self.slot0 = self.mem.order.slot(self.idx);
         self.tail = self.tail.wrapping_add(n);
         // ORDERING: Release, pairs with the Acquire load in `Consumer::available`. SYNC POINT:
         // pipe-published: lengths and payloads are visible before the new tail.
@@ -160,9 +156,8 @@ impl Consumer {
         }
         // A tail behind the head is a publish still landing: start from "nothing known".
         let cached_tail = if tail.wrapping_sub(head) <= mem.capacity { tail } else { head };
-        let order = mem.order;
         let idx = head % mem.capacity;
-        Ok(Consumer { mem, head, idx, slot0: order.slot(idx), order, cached_tail })
+        Ok(Consumer { mem, head, idx, slot0: mem.order.slot(idx), cached_tail })
     }
 
     /// The slot index of the `n`th unread position (`n < capacity`).
@@ -171,7 +166,7 @@ impl Consumer {
         if n == 0 {
             return self.slot0;
         }
-        self.order.slot(advance(self.idx, n, self.mem.capacity))
+        self.mem.order.slot(advance(self.idx, n, self.mem.capacity))
     }
 
     /// Whether a message is ready (`Ok(n)`, `n >= 1`) or not (`Ok(0)`), touching the producer's
@@ -239,7 +234,7 @@ impl Consumer {
     #[inline]
     pub fn release(&mut self, n: u64) {
         self.idx = advance(self.idx, n, self.mem.capacity);
-        self.slot0 = self.order.slot(self.idx);
+        self.slot0 = self.mem.order.slot(self.idx);
         self.head = self.head.wrapping_add(n);
         if self.cached_tail.wrapping_sub(self.head) > self.mem.capacity {
             // We consumed past what the cache knew (fragments found by their stamps): the cache
