@@ -289,13 +289,19 @@ impl Sender {
             return self.send_large(msg, deadline);
         }
         self.wait_room(1, deadline)?;
+        self.publish_one(msg);
+        Ok(())
+    }
+
+    /// Writes `msg` (at most a slot) into the next slot and publishes it; there is room.
+    #[inline]
+    fn publish_one(&mut self, msg: &[u8]) {
         let idx = self.ring.slot(0);
-        // SAFETY: slot `idx` is unpublished, so only we access it; msg.len() <= slot_size, the
-        // payload region's size; `msg` is our own memory, not the slot.
+        // SAFETY: slot `idx` is unpublished, so only we access it; msg.len() <= slot_size (both
+        // callers check), the payload region's size; `msg` is our own memory, not the slot.
         unsafe { ring::copy_to(msg, self.mem().payload(idx)) };
         self.ring.set_len(0, msg.len() as u32);
         self.ring.publish(1);
-        Ok(())
     }
 
     /// A message larger than a slot: consecutive slots, each but the last flagged "more", all
@@ -360,12 +366,7 @@ impl Sender {
         {
             return false;
         }
-        let idx = self.ring.slot(0);
-        // SAFETY: slot `idx` is unpublished, so only we access it; msg.len() <= slot_size, the
-        // payload region's size; `msg` is our own memory, not the slot.
-        unsafe { ring::copy_to(msg, self.mem().payload(idx)) };
-        self.ring.set_len(0, msg.len() as u32);
-        self.ring.publish(1);
+        self.publish_one(msg);
         true
     }
 

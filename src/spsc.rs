@@ -5,9 +5,10 @@
 //! side's counter, and reloads the shared counter only when the cache says "maybe full" / "maybe
 //! empty" (rtrb's technique): most operations touch no cache line the other side writes.
 //!
-//! Position `p` lives in slot [`SlotOrder::slot`](crate::layout::SlotOrder::slot)`(p % capacity)`: in bit-reversed order where the
-//! capacity allows, so that consecutive messages are not in consecutive lines. Each side keeps the
-//! slot of its next position beside the index, so the fast paths compute no order.
+//! Position `p` lives in slot `mem.order.slot(p % capacity)`, a
+//! [`SlotOrder`](crate::layout::SlotOrder): bit-reversed where the capacity allows and the creator
+//! did not ask for sequence, so that consecutive messages are not in consecutive lines. Each side
+//! keeps the slot of its next position beside the index, so the fast paths compute no order.
 //!
 //! The counter read from the other side is untrusted: `head <= tail <= head + capacity` is checked
 //! on every reload, and a slot's length is read once and checked against the slot size.
@@ -57,6 +58,15 @@ fn advance(idx: u64, n: u64, cap: u64) -> u64 {
     }
 }
 
+/// The slot of the `n`th position after index `idx` (whose slot, `slot0`, each side keeps).
+#[inline]
+fn nth_slot(mem: &RingMem, idx: u64, slot0: u64, n: u64) -> u64 {
+    if n == 0 {
+        return slot0;
+    }
+    mem.order.slot(advance(idx, n, mem.capacity))
+}
+
 fn check(head: u64, tail: u64, cap: u64) -> Result<(), Corrupt> {
     if tail.wrapping_sub(head) > cap {
         return Err(Corrupt("pipe counters out of range"));
@@ -99,10 +109,7 @@ impl Producer {
     /// The slot index of the `n`th unpublished message (`n < room()`).
     #[inline]
     pub fn slot(&self, n: u64) -> u64 {
-        if n == 0 {
-            return self.slot0;
-        }
-        self.mem.order.slot(advance(self.idx, n, self.mem.capacity))
+        nth_slot(&self.mem, self.idx, self.slot0, n)
     }
 
     /// Records the length of the `n`th unpublished message (a whole message in one slot).
@@ -163,10 +170,7 @@ impl Consumer {
     /// The slot index of the `n`th unread position (`n < capacity`).
     #[inline]
     fn slot(&self, n: u64) -> u64 {
-        if n == 0 {
-            return self.slot0;
-        }
-        self.mem.order.slot(advance(self.idx, n, self.mem.capacity))
+        nth_slot(&self.mem, self.idx, self.slot0, n)
     }
 
     /// Whether a message is ready (`Ok(n)`, `n >= 1`) or not (`Ok(0)`), touching the producer's
