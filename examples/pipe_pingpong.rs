@@ -11,18 +11,9 @@ use shmq::{Connection, Pipe, RecvError};
 use std::process::Command;
 use std::time::Instant;
 
-fn pin(core: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; sched_setaffinity reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+#[path = "common/pin.rs"]
+mod pin;
+use pin::pin;
 
 fn recv_u64(c: &mut Connection, block: bool) -> Result<u64, RecvError> {
     loop {
@@ -39,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let block = args.iter().any(|a| a == "--block");
     if args.get(1).map(String::as_str) == Some("echo") {
-        pin(1 % cores());
+        pin(1);
         let mut c = Connection::from_env_with("PIPE", if block { 0 } else { 1 << 20 })?;
         loop {
             match recv_u64(&mut c, block) {

@@ -17,19 +17,9 @@ use std::time::Instant;
 
 const RINGS: [usize; 3] = [64, 63, 4];
 
-fn pin(core: usize) {
-    // Online CPUs, not `available_parallelism` (which counts only the CPUs this process may use:
-    // a child spawned after the parent pinned itself would see one).
-    // SAFETY: sysconf only reads a system value.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-    let core = core % online;
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it; sched_setaffinity reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
+#[path = "common/pin.rs"]
+mod pin;
+use pin::pin;
 
 /// Busy-polls for the next message; copies its 8 bytes out.
 fn recv8(c: &mut Connection) -> Result<[u8; 8], RecvError> {

@@ -4,17 +4,16 @@
 //! any release. It gives a test what a hostile peer process has anyway: the raw bytes of a
 //! segment, to open (as a file of arbitrary contents) or to overwrite while this process uses it.
 //!
-//! It is compiled in every build (not behind a cargo feature) because the corpus replay runs
-//! under a plain `cargo test`, and a package cannot turn on one of its own features for its
-//! integration tests. Nothing here is reachable without naming `shmq::fuzzing` explicitly.
+//! Compiled only with the `fuzzing` feature, which the fuzz crate and the corpus replay test
+//! (`required-features = ["fuzzing"]`) turn on.
 
-pub use crate::mpmc::{stamp, unpack};
+pub use crate::ring::mpmc::{stamp, unpack};
 
-use crate::layout::Kind;
 use crate::pipe::Connection;
 use crate::queue::{Queue, Role};
+use crate::segment::format;
+use crate::segment::layout::Kind;
 use crate::segment::Segment;
-use crate::shm;
 use crate::Error;
 use std::fs::File;
 use std::marker::PhantomData;
@@ -60,7 +59,7 @@ fn memfd_with(bytes: &[u8]) -> Result<File, Error> {
 /// instead of after the usual wait.
 pub fn open_queue(bytes: &[u8]) -> Result<Queue, Error> {
     let seg = Segment::open_file(memfd_with(bytes)?, None, Duration::ZERO)?;
-    let g = shm::validate(&seg, Kind::Queue)?;
+    let g = format::validate(&seg, Kind::Queue)?;
     Queue::attach(seg, g, Role::Both, 0)
 }
 
@@ -68,7 +67,7 @@ pub fn open_queue(bytes: &[u8]) -> Result<Queue, Error> {
 /// attach end 0 of the same mapping. Unpublished segments fail at once, as in [`open_queue`].
 pub fn open_pipe(bytes: &[u8]) -> Result<(Connection, Result<Connection, Error>), Error> {
     let seg = Segment::open_file(memfd_with(bytes)?, None, Duration::ZERO)?;
-    let g = shm::validate(&seg, Kind::Pipe)?;
+    let g = format::validate(&seg, Kind::Pipe)?;
     let seg = Arc::new(seg);
     let end1 = Connection::attach(seg.clone(), g, 1, 0)?;
     let end0 = Connection::attach(seg, g, 0, 0);
@@ -138,7 +137,7 @@ pub fn pipe_segment(c: &Connection) -> SegmentBytes<'static> {
 /// Where things are in a segment's bytes: `(ring_offset, ring_bytes, slot_stride)` as its header
 /// says, to aim overwrites at control blocks and slot headers. `None` if the header is too short.
 pub fn ring_layout(bytes: &[u8]) -> Option<(usize, usize, usize)> {
-    use crate::layout::Header;
+    use crate::segment::layout::Header;
     let word = |off: usize| {
         let b = bytes.get(off..off + 8)?;
         Some(u64::from_le_bytes(b.try_into().ok()?) as usize)

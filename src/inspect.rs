@@ -13,12 +13,15 @@
 //!
 //! Every value is a snapshot: counters move while we read them.
 
-use crate::attach::ParticipantInfo;
-use crate::layout::{
-    Geometry, Header, Kind, Participant, RingCtrl, SlotHeader, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS,
-    PARTICIPANT_ACTIVE, READY,
+use crate::segment::geometry::Geometry;
+pub use crate::segment::layout::Kind;
+use crate::segment::layout::{
+    Header, Participant, RingCtrl, SlotHeader, ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN, LAYOUT_VERSION,
+    MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
 };
-use crate::segment::{byte_is_locked, path_of, validate_name, SHM_DIR};
+use crate::segment::participants::ParticipantInfo;
+use crate::sys::lock::byte_is_locked;
+use crate::sys::shm::{path_of, validate_name, SHM_DIR};
 use crate::Error;
 use std::fs::File;
 use std::io;
@@ -105,8 +108,31 @@ pub struct RingInfo {
     pub producers: u32,
     /// Attached handles that may receive.
     pub consumers: u32,
-    /// `ENDS_*` flag bits.
+    /// End flag bits (see [`RingInfo::flags_text`]).
     pub flags: u32,
+}
+
+impl RingInfo {
+    /// The end flags in words: `producer-seen`, `consumer-seen`, `persistent`, joined by `|`
+    /// (unknown bits in hex; `none` if no bit is set).
+    pub fn flags_text(&self) -> String {
+        let names = [
+            (ENDS_PRODUCER_SEEN, "producer-seen"),
+            (ENDS_CONSUMER_SEEN, "consumer-seen"),
+            (ENDS_PERSISTENT, "persistent"),
+        ];
+        let mut v: Vec<String> =
+            names.iter().filter(|(b, _)| self.flags & b != 0).map(|(_, n)| n.to_string()).collect();
+        let rest = self.flags & !(ENDS_PRODUCER_SEEN | ENDS_CONSUMER_SEEN | ENDS_PERSISTENT);
+        if rest != 0 {
+            v.push(format!("{rest:#x}"));
+        }
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join("|")
+        }
+    }
 }
 
 /// One slot's header, as `shmq stat --slots` shows it.
@@ -124,7 +150,7 @@ impl SlotInfo {
     /// A queue stamp in words: state, owner (participant index + 1; 0 = none) and position as
     /// `lap:index` for a ring whose lap is `one_lap` positions.
     pub fn queue_text(&self, one_lap: u64) -> String {
-        use crate::mpmc::{unpack, AUX_CONT, AUX_COUNT, AUX_HEAD, EMPTY, FULL, READING, SKIPPED, WRITING};
+        use crate::ring::mpmc::{unpack, AUX_CONT, AUX_COUNT, AUX_HEAD, EMPTY, FULL, READING, SKIPPED, WRITING};
         let (state, owner, pos) = unpack(self.stamp);
         let name = match state {
             EMPTY => "EMPTY".to_string(),
@@ -147,7 +173,7 @@ impl SlotInfo {
     /// A pipe slot in words: which message published it, its length, and whether the message
     /// continues in the next slot.
     pub fn pipe_text(&self) -> String {
-        let more = if self.aux & crate::spsc::AUX_MORE != 0 { ", more follows" } else { "" };
+        let more = if self.aux & crate::ring::spsc::AUX_MORE != 0 { ", more follows" } else { "" };
         format!("published as message {} (len {}{more})", self.stamp, self.len)
     }
 }
@@ -390,12 +416,12 @@ fn read_ring(file: &File, g: &Geometry, r: u32) -> io::Result<RingInfo> {
     let len = match g.kind {
         Kind::Queue => {
             // Decodes the `{ lap, index }` hints of our private copy of the control block.
-            crate::mpmc::len_between(tail, head, g.capacity) as u64
+            crate::ring::mpmc::len_between(tail, head, g.capacity) as u64
         }
         // Pipe: the words count messages published and consumed.
         Kind::Pipe => tail.wrapping_sub(head).min(g.capacity),
     };
-    let bell = |b: &crate::layout::DoorbellWords| DoorbellInfo {
+    let bell = |b: &crate::segment::layout::DoorbellWords| DoorbellInfo {
         seq: b.seq.load(Ordering::Relaxed),
         waiters: b.waiters.load(Ordering::Relaxed),
     };
@@ -441,7 +467,7 @@ pub fn list() -> io::Result<Vec<String>> {
 /// A process may attach between a check and this call; removing the name never disturbs
 /// processes already attached (they keep the memory), it only stops new ones from opening it.
 pub fn unlink(name: &str) -> Result<(), Error> {
-    crate::segment::unlink(name)
+    crate::sys::shm::unlink(name)
 }
 
 #[cfg(test)]

@@ -46,44 +46,31 @@
 // Under loom only the ring algorithms are built; the segment-facing helpers go unused.
 #![cfg_attr(loom, allow(dead_code))]
 
-pub(crate) mod doorbell;
-mod error;
-pub(crate) mod futex;
-pub mod layout;
-pub(crate) mod mpmc;
-pub(crate) mod ring;
-pub(crate) mod spsc;
-pub(crate) mod sync;
-
-#[cfg(all(test, loom))]
-mod loom_tests;
-
-#[cfg(not(loom))]
-mod attach;
-#[cfg(not(loom))]
-#[doc(hidden)]
-pub mod fuzzing;
-#[cfg(not(loom))]
-mod inherit;
-#[cfg(not(loom))]
-pub mod inspect;
+// The layers, lowest first; a module imports only from the layers below it.
+/// The public handles.
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
 mod queue;
-#[cfg(not(loom))]
-mod recover;
-#[cfg(not(loom))]
-pub(crate) mod segment;
-#[cfg(all(feature = "serde", not(loom)))]
-mod serde_msg;
-#[cfg(not(loom))]
-mod shm;
+/// The ring algorithms (SPSC, MPMC) over memory they are handed, and their doorbells.
+mod ring;
+/// A mapped, validated segment: layout, geometry, header format, participants, recovery.
+mod segment;
+/// Operating-system calls: futex, clock, shm files and memfds, OFD locks, membarrier.
+mod sys;
 #[cfg(not(loom))]
 mod worker;
 
-#[cfg(not(loom))]
-pub use attach::ParticipantInfo;
+mod error;
+#[cfg(all(feature = "serde", not(loom)))]
+mod serde_msg;
+
+#[cfg(all(feature = "fuzzing", not(loom)))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(all(feature = "inspect", not(loom)))]
+pub mod inspect;
+
 pub use error::{Error, JoinError, RecvError, SendError};
 #[cfg(not(loom))]
 pub use pipe::{
@@ -92,8 +79,14 @@ pub use pipe::{
 #[cfg(not(loom))]
 pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};
 #[cfg(not(loom))]
-pub use recover::RecoveryStats;
+pub use segment::participants::ParticipantInfo;
 #[cfg(not(loom))]
-pub use segment::unlink;
+pub use segment::recover::RecoveryStats;
+#[cfg(not(loom))]
+pub use sys::shm::unlink;
 #[cfg(not(loom))]
 pub use worker::Worker;
+
+/// The version of the shared-memory layout this build reads and writes. Processes built with
+/// different layout versions refuse each other's segments ([`Error::VersionMismatch`]).
+pub const LAYOUT_VERSION: u32 = segment::layout::LAYOUT_VERSION;

@@ -48,7 +48,7 @@ fn other_layout_version_is_refused() {
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
     assert!(matches!(
         open_bytes(&name, &bytes),
-        Err(Error::VersionMismatch { found: 99, expected: shmq::layout::LAYOUT_VERSION })
+        Err(Error::VersionMismatch { found: 99, expected: shmq::LAYOUT_VERSION })
     ));
 }
 

@@ -1,0 +1,71 @@
+//! `shmq rm`: remove segments.
+
+use super::normalize;
+use clap::Args;
+use shmq::inspect::{self, FileKind};
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Segment names (`/name` or `name`).
+    names: Vec<String>,
+    /// Remove every shmq segment that has no live participant.
+    #[arg(long)]
+    stale: bool,
+    /// With --stale: consider only segments whose name starts with this (`/name` or `name`).
+    #[arg(long, requires = "stale")]
+    prefix: Option<String>,
+    /// Remove even if a participant is alive, or if the file is not a shmq segment.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn rm(args: RmArgs) -> Result<(), String> {
+    if args.names.is_empty() && !args.stale {
+        return Err("rm: name a segment, or pass --stale".into());
+    }
+    let mut failed = 0;
+    for name in args.names.iter().map(|n| normalize(n)) {
+        if let Err(e) = rm_one(&name, args.force) {
+            eprintln!("shmq: {e}");
+            failed += 1;
+        }
+    }
+    if args.stale {
+        let names = inspect::list().map_err(|e| format!("cannot read /dev/shm: {e}"))?;
+        let prefix = args.prefix.as_deref().map(normalize).unwrap_or_default();
+        for name in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+            match inspect::probe(&name) {
+                Ok(p) if p.kind == FileKind::Shmq && p.live == 0 => match inspect::unlink(&name) {
+                    Ok(()) => println!("removed {name}"),
+                    Err(e) => {
+                        eprintln!("shmq: {name}: {e}");
+                        failed += 1;
+                    }
+                },
+                _ => {}
+            }
+        }
+    }
+    if failed > 0 {
+        Err(format!("rm: {failed} segment(s) not removed"))
+    } else {
+        Ok(())
+    }
+}
+
+fn rm_one(name: &str, force: bool) -> Result<(), String> {
+    let p = inspect::probe(name).map_err(|e| format!("{name}: {e}"))?;
+    if !force {
+        if p.kind == FileKind::Foreign {
+            return Err(format!("{name}: not a shmq segment (bad magic number); refusing without --force"));
+        }
+        if p.live > 0 {
+            return Err(format!("{name}: {} live participant(s) attached; refusing without --force", p.live));
+        }
+    }
+    inspect::unlink(name).map_err(|e| format!("{name}: {e}"))?;
+    println!("removed {name}");
+    Ok(())
+}
+
+// ----- create, put, get -----

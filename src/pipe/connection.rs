@@ -1,0 +1,250 @@
+//! One end of a pipe (Python's `Connection`): its halves, and handing it to a child.
+
+use super::{rings_of, End, PipeMessage, Receiver, Sender};
+use crate::queue::DEFAULT_SPIN;
+use crate::ring::mem::RingMem;
+use crate::ring::spsc::{self, Corrupt};
+use crate::ring::{ends, SegmentRings};
+use crate::segment::format;
+use crate::segment::geometry::Geometry;
+use crate::segment::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::segment::participants::Registration;
+use crate::segment::Segment;
+use crate::sys::inherit;
+use crate::{Error, RecvError, SendError};
+use bytemuck::Pod;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One end of a pipe: sends, receives, or both (duplex). Python's `Connection`.
+pub struct Connection {
+    tx: Option<Sender>,
+    rx: Option<Receiver>,
+    end: Arc<End>,
+}
+
+/// Keeps a handed-over end's segment open until the child has been spawned; drop it after
+/// `spawn` (see [`Connection::share_with`]).
+pub struct Handover {
+    _end: Arc<End>,
+}
+
+impl Connection {
+    pub(crate) fn attach(seg: Arc<Segment>, geometry: Geometry, end: u32, spin: u32) -> Result<Connection, Error> {
+        let (tx_ring, rx_ring) = rings_of(&geometry, end);
+        let roles = tx_ring.map_or(0, |r| ROLE_PRODUCER << (2 * r)) | rx_ring.map_or(0, |r| ROLE_CONSUMER << (2 * r));
+        let reg = Registration::new(&seg, &geometry, roles, &SegmentRings::new(&seg, &geometry))?;
+        let end =
+            Arc::new(End { seg, reg: std::sync::Mutex::new(reg), geometry, end, handed_over: AtomicBool::new(false) });
+        // Claim each ring end exclusively; undo the first if the second is taken.
+        let mut claimed = Vec::new();
+        for (ring, producer) in [(tx_ring, true), (rx_ring, false)] {
+            if let Some(r) = ring {
+                let mem = RingMem::in_segment(&end.seg, &geometry, r);
+                if !ends::attach_exclusive(mem.ctrl(), producer) {
+                    for (r, p) in claimed {
+                        ends::detach(RingMem::in_segment(&end.seg, &geometry, r).ctrl(), p, !p);
+                    }
+                    return Err(Error::AlreadyAttached);
+                }
+                claimed.push((r, producer));
+            }
+        }
+        Connection::build(end, spin, false)
+    }
+
+    fn build(end: Arc<End>, spin: u32, _adopted: bool) -> Result<Connection, Error> {
+        let (tx_ring, rx_ring) = rings_of(&end.geometry, end.end);
+        let corrupt = |c: Corrupt| Error::Corrupt(c.0);
+        let tx = match tx_ring {
+            Some(r) => Some(Sender {
+                ring: spsc::Producer::new(RingMem::in_segment(&end.seg, &end.geometry, r)).map_err(corrupt)?,
+                end: end.clone(),
+                spin,
+                dead: None,
+                handed_over: false,
+                role: ROLE_PRODUCER << (2 * r),
+                _not_sync: PhantomData,
+            }),
+            None => None,
+        };
+        let rx = match rx_ring {
+            Some(r) => Some(Receiver {
+                ring: spsc::Consumer::new(RingMem::in_segment(&end.seg, &end.geometry, r)).map_err(corrupt)?,
+                end: end.clone(),
+                spin,
+                dead: None,
+                handed_over: false,
+                role: ROLE_CONSUMER << (2 * r),
+                _not_sync: PhantomData,
+            }),
+            None => None,
+        };
+        Ok(Connection { tx, rx, end })
+    }
+
+    /// Gives this end to a child process spawned from `cmd`, which takes it with
+    /// [`Connection::from_env`]`(key)`. Drop the returned [`Handover`] once `cmd` has been spawned.
+    ///
+    /// The end stays attached throughout: the peer sees neither end of file nor a broken pipe
+    /// while the end changes hands.
+    pub fn share_with(mut self, cmd: &mut Command, key: &str) -> Handover {
+        if let Some(tx) = &mut self.tx {
+            tx.handed_over = true;
+        }
+        if let Some(rx) = &mut self.rx {
+            rx.handed_over = true;
+        }
+        self.end.handed_over.store(true, Ordering::Relaxed);
+        let (index, generation) = self.end.reg.lock().unwrap_or_else(|e| e.into_inner()).id(self.end.seg.header());
+        let fd = self.end.seg.file().as_raw_fd();
+        inherit::share_fd(cmd, fd, key);
+        cmd.env(format!("{}_END", inherit::env_var(key)), format!("{},{},{}", self.end.end, index, generation));
+        Handover { _end: self.end.clone() }
+    }
+
+    /// Takes the end a parent handed over with [`Connection::share_with`] under `key`.
+    pub fn from_env(key: &str) -> Result<Connection, Error> {
+        Self::from_env_with(key, DEFAULT_SPIN)
+    }
+
+    /// As [`Connection::from_env`], with a spin budget for blocking calls.
+    pub fn from_env_with(key: &str, spin: u32) -> Result<Connection, Error> {
+        let fd = inherit::inherited_fd(key)?;
+        let var = format!("{}_END", inherit::env_var(key));
+        let bad = || Error::NotInherited(var.clone());
+        let v = std::env::var(&var).map_err(|_| bad())?;
+        let mut it = v.split(',').map(|x| x.parse::<u64>());
+        let (end, index, generation) = match (it.next(), it.next(), it.next()) {
+            (Some(Ok(e)), Some(Ok(i)), Some(Ok(g))) if e < 2 && g <= u32::MAX as u64 => {
+                (e as u32, i as usize, g as u32)
+            }
+            _ => return Err(bad()),
+        };
+        let seg = Segment::open_inherited(fd)?;
+        let geometry = format::validate(&seg, Kind::Pipe)?;
+        let reg = Registration::adopt(&seg, index, generation)?;
+        let end = Arc::new(End {
+            seg: Arc::new(seg),
+            reg: std::sync::Mutex::new(reg),
+            geometry,
+            end,
+            handed_over: AtomicBool::new(false),
+        });
+        Connection::build(end, spin, true)
+    }
+
+    #[inline]
+    fn tx(&mut self) -> Result<&mut Sender, SendError> {
+        self.tx.as_mut().ok_or(SendError::WrongRole)
+    }
+
+    #[inline]
+    fn rx(&mut self) -> Result<&mut Receiver, RecvError> {
+        self.rx.as_mut().ok_or(RecvError::WrongRole)
+    }
+
+    /// See [`Sender::send`]. `WrongRole` on the receiving end of a one-way pipe.
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.tx()?.send(msg)
+    }
+
+    /// See [`Sender::send_timeout`].
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.tx()?.send_timeout(msg, timeout)
+    }
+
+    /// See [`Sender::try_send`].
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.tx()?.try_send(msg)
+    }
+
+    /// See [`Sender::send_value`].
+    pub fn send_value<T: Pod>(&mut self, value: &T) -> Result<(), SendError> {
+        self.tx()?.send_value(value)
+    }
+
+    /// See [`Receiver::recv`]. `WrongRole` on the sending end of a one-way pipe.
+    #[inline]
+    pub fn recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
+        self.rx()?.recv()
+    }
+
+    /// See [`Receiver::recv_timeout`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<PipeMessage<'_>, RecvError> {
+        self.rx()?.recv_timeout(timeout)
+    }
+
+    /// See [`Receiver::try_recv`].
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
+        self.rx()?.try_recv()
+    }
+
+    /// See [`Receiver::recv_value`].
+    pub fn recv_value<T: Pod>(&mut self) -> Result<T, RecvError> {
+        self.rx()?.recv_value()
+    }
+
+    /// See [`Receiver::poll`]. Always `false` on a send-only end.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> bool {
+        self.rx.as_mut().is_some_and(|rx| rx.poll(timeout))
+    }
+
+    /// Closes this end: the peer sees end of file after draining, and a broken pipe on send.
+    pub fn close(self) {}
+
+    /// The sending half, if this end sends.
+    pub fn sender(&mut self) -> Option<&mut Sender> {
+        self.tx.as_mut()
+    }
+
+    /// The receiving half, if this end receives.
+    pub fn receiver(&mut self) -> Option<&mut Receiver> {
+        self.rx.as_mut()
+    }
+
+    /// Splits the end into its halves (to use them from two threads).
+    pub fn split(self) -> (Option<Sender>, Option<Receiver>) {
+        let Connection { tx, rx, end: _ } = self;
+        (tx, rx)
+    }
+
+    /// The sending half of a send-only (or duplex) end.
+    pub fn into_sender(self) -> Option<Sender> {
+        self.split().0
+    }
+
+    /// The receiving half of a receive-only (or duplex) end.
+    pub fn into_receiver(self) -> Option<Receiver> {
+        self.split().1
+    }
+
+    /// The mapped segment (for `crate::fuzzing`).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.end.seg
+    }
+
+    /// Which end this is (0 or 1).
+    pub fn end(&self) -> u32 {
+        self.end.end
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("end", &self.end.end)
+            .field("sends", &self.tx.is_some())
+            .field("receives", &self.rx.is_some())
+            .finish()
+    }
+}

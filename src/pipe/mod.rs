@@ -1,0 +1,100 @@
+//! The public pipe handles: [`Connection`] (Python's `multiprocessing.connection.Connection`),
+//! and its halves [`Sender`] and [`Receiver`].
+//!
+//! A pipe segment holds one SPSC ring (one-way) or two (duplex). End 0 receives on ring 0 (and
+//! sends on ring 1 when duplex); end 1 sends on ring 0 (and receives on ring 1). One sender and
+//! one receiver per ring are enforced: attaching to a ring end that was ever attached is refused
+//! with [`Error::AlreadyAttached`], and the handles are `Send` but not `Sync` or `Clone`.
+
+mod builder;
+mod connection;
+mod receiver;
+mod sender;
+
+pub use builder::{Pipe, PipeBuilder};
+pub use connection::{Connection, Handover};
+pub use receiver::{PipeMessage, Receiver};
+pub use sender::{PipeReservation, Sender};
+
+use crate::ring::spsc::Corrupt;
+use crate::ring::SegmentRings;
+use crate::segment::geometry::Geometry;
+use crate::segment::participants::Registration;
+use crate::segment::recover;
+use crate::segment::Segment;
+use crate::sys::clock;
+use crate::{Error, RecvError, SendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An anonymous pipe with the default sizes (1024 messages of up to 256 bytes each way).
+///
+/// `duplex`: both ends send and receive. One-way (`false`): the first end only receives and the
+/// second only sends, in Python's order (`rx, tx = Pipe(duplex=False)`).
+pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
+    Pipe::builder().duplex(duplex).create_anonymous()
+}
+
+/// A one-way anonymous pipe split at compile time into its two halves.
+pub fn channel(capacity: usize, slot_size: usize) -> Result<(Sender, Receiver), Error> {
+    let (rx, tx) = Pipe::builder().duplex(false).capacity(capacity).slot_size(slot_size).create_anonymous()?;
+    Ok((tx.into_sender().expect("end 1 sends"), rx.into_receiver().expect("end 0 receives")))
+}
+
+/// The rings an end sends on and receives from, if any.
+fn rings_of(g: &Geometry, end: u32) -> (Option<u32>, Option<u32>) {
+    match (g.ring_count, end) {
+        (2, 0) => (Some(1), Some(0)),
+        (2, _) => (Some(0), Some(1)),
+        (_, 0) => (None, Some(0)),
+        (_, _) => (Some(0), None),
+    }
+}
+
+/// What one end holds: the segment and its participant entry.
+struct End {
+    seg: Arc<Segment>,
+    reg: std::sync::Mutex<Registration>,
+    geometry: Geometry,
+    end: u32,
+    handed_over: AtomicBool,
+}
+
+impl End {
+    /// Reaps dead participants (the peer, when it died) so that end of file or broken pipe follows.
+    fn recover(&self) -> usize {
+        let me = self.reg.lock().unwrap_or_else(|e| e.into_inner()).index();
+        recover::reap_dead(&self.seg, &self.geometry, Some(me), &SegmentRings::new(&self.seg, &self.geometry))
+    }
+
+    /// Uncounts this end's role `bits` on their rings, once (the reaper of a dead end does the same).
+    fn detach(&self, bits: u32) {
+        let cleared = self.reg.lock().unwrap_or_else(|e| e.into_inner()).drop_roles(self.seg.header(), bits);
+        SegmentRings::new(&self.seg, &self.geometry).uncount_bits(cleared);
+    }
+}
+
+impl Drop for End {
+    #[inline]
+    fn drop(&mut self) {
+        let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
+        if self.handed_over.load(Ordering::Relaxed) {
+            reg.hand_over(self.seg.header());
+        } else {
+            reg.release(self.seg.header());
+        }
+    }
+}
+
+fn corrupt_send(c: Corrupt) -> SendError {
+    SendError::Corrupt(c.0)
+}
+
+fn corrupt_recv(c: Corrupt) -> RecvError {
+    RecvError::Corrupt(c.0)
+}
+
+fn deadline_after(d: Duration) -> Option<u64> {
+    Some(clock::now().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+}

@@ -1,0 +1,523 @@
+//! The public MPMC queue handle.
+
+use crate::ring::mem::RingMem;
+use crate::ring::mpmc::{Mpmc, ReadClaim, WriteClaim};
+use crate::ring::{doorbell, ends, SegmentRings};
+use crate::segment::geometry::Geometry;
+use crate::segment::layout::{FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::segment::participants::{self, ParticipantInfo, Registration};
+use crate::segment::recover::{self, RecoveryStats};
+use crate::segment::Segment;
+use crate::sys::{clock, inherit};
+use crate::{Error, JoinError, RecvError, SendError};
+use bytemuck::Pod;
+use std::fmt;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+mod builder;
+mod message;
+
+pub use builder::QueueBuilder;
+pub use message::{Message, Reservation};
+
+/// Which ends of a queue a handle uses.
+///
+/// End of stream is decided by counting handles: once every handle with the producer role has
+/// been closed or dropped (and at least one existed), consumers get [`RecvError::Closed`] after
+/// draining; once every consumer has gone, producers get [`SendError::Closed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Puts only.
+    Producer,
+    /// Gets only.
+    Consumer,
+    /// Puts and gets, like a Python `multiprocessing.Queue` (the default).
+    #[default]
+    Both,
+}
+
+impl Role {
+    fn bits(self) -> u32 {
+        match self {
+            Role::Producer => ROLE_PRODUCER,
+            Role::Consumer => ROLE_CONSUMER,
+            Role::Both => ROLE_PRODUCER | ROLE_CONSUMER,
+        }
+    }
+}
+
+/// Spin iterations before a blocking call sleeps, by default.
+pub const DEFAULT_SPIN: u32 = 4096;
+
+/// A bounded multi-producer multi-consumer queue in shared memory.
+///
+/// `Send + Sync`: threads of one process can share a handle by reference or in an `Arc`. Each
+/// process opens its own handle. See the crate docs for an example.
+pub struct Queue {
+    ring: Mpmc,
+    reg: Registration,
+    /// Role bits this handle still holds (`close` drops the producer bit).
+    roles: AtomicU32,
+    spin: u32,
+    joinable: bool,
+    geometry: Geometry,
+    seg: Segment,
+}
+
+/// When a blocking call gives up.
+#[derive(Clone, Copy)]
+enum Wait {
+    Never,
+    Until(u64),
+    Forever,
+}
+
+impl Wait {
+    fn after(d: Duration) -> Wait {
+        Wait::Until(clock::now().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+    }
+}
+
+impl Queue {
+    /// Options for creating or opening a queue.
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder::default()
+    }
+
+    /// Creates a named queue of `capacity` messages of at most `slot_size` bytes.
+    pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Queue, Error> {
+        Queue::builder().capacity(capacity).slot_size(slot_size).create(name)
+    }
+
+    /// Creates an anonymous queue; hand it to children with [`Queue::share_with`].
+    pub fn anonymous(capacity: usize, slot_size: usize) -> Result<Queue, Error> {
+        Queue::builder().capacity(capacity).slot_size(slot_size).create_anonymous()
+    }
+
+    /// Opens a named queue as producer and consumer.
+    pub fn open(name: &str) -> Result<Queue, Error> {
+        Queue::builder().open(name)
+    }
+
+    /// Opens a queue inherited from the parent process under `key`, as producer and consumer.
+    pub fn from_env(key: &str) -> Result<Queue, Error> {
+        Queue::builder().open_inherited(key)
+    }
+
+    pub(crate) fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
+        let ring = Mpmc::new(RingMem::in_segment(&seg, &geometry, 0));
+        let reg = Registration::new(&seg, &geometry, role.bits(), &SegmentRings::new(&seg, &geometry))?;
+        let bits = role.bits();
+        ends::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
+        let joinable = geometry.flags & FLAG_JOINABLE != 0;
+        Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, geometry, seg })
+    }
+
+    /// The mapped segment (for `crate::fuzzing`).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`.
+    ///
+    /// Works for anonymous and named queues alike: the child inherits the segment's descriptor.
+    pub fn share_with(&self, cmd: &mut Command, key: &str) {
+        inherit::share_fd(cmd, self.seg.file().as_raw_fd(), key);
+    }
+
+    // ----- put -----
+
+    #[inline]
+    fn claim_put(&self, len: usize, wait: Wait) -> Result<WriteClaim<'_>, SendError> {
+        if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
+            return Err(SendError::WrongRole);
+        }
+        if len > self.geometry.slot_size as usize {
+            return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
+        }
+        self.claim_with(wait, |owner, first| self.ring.claim_write(owner, first))
+    }
+
+    /// Runs a claim (`claim(owner, first_try)`) until it gets room, the consumers are gone, or
+    /// `wait` ends: the blocking shared by single-slot and group puts.
+    #[inline]
+    fn claim_with<'q>(
+        &'q self,
+        wait: Wait,
+        claim: impl Fn(u16, bool) -> Result<WriteClaim<'q>, SendError>,
+    ) -> Result<WriteClaim<'q>, SendError> {
+        let ctrl = self.ring.mem.ctrl();
+        let owner = self.reg.owner();
+        let first = std::cell::Cell::new(true);
+        let attempt = || {
+            if ends::consumers_gone(ctrl) {
+                return Some(Err(SendError::Closed));
+            }
+            match claim(owner, first.replace(false)) {
+                Err(SendError::Full) => None,
+                r => Some(r),
+            }
+        };
+        let deadline = match wait {
+            Wait::Never => return attempt().unwrap_or(Err(SendError::Full)),
+            Wait::Until(d) => Some(d),
+            Wait::Forever => None,
+        };
+        doorbell::block_on(&ctrl.not_full, deadline, self.spin, attempt, || {
+            self.recover();
+        })
+        .unwrap_or(Err(SendError::Timeout))
+    }
+
+    #[inline]
+    fn put_bytes(&self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
+        let mut c = self.claim_put(msg.len(), wait)?;
+        c.write(msg);
+        self.commit(c, msg.len());
+        Ok(())
+    }
+
+    #[inline]
+    fn commit(&self, c: WriteClaim<'_>, len: usize) {
+        if self.joinable {
+            // Counted before it is published, so `join` can never see zero while it is in flight
+            // and `task_done` for it can never underflow.
+            self.seg.header().join.unfinished.fetch_add(1, Ordering::AcqRel);
+        }
+        c.commit(len as u32);
+    }
+
+    /// Puts a message, blocking while the queue is full.
+    ///
+    /// Errors: `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    pub fn put(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_bytes(msg, Wait::Forever)
+    }
+
+    /// Puts a message, blocking at most `timeout` while the queue is full.
+    ///
+    /// Errors: `Timeout`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.put_bytes(msg, Wait::after(timeout))
+    }
+
+    /// Puts a message if there is room now (Python's `put_nowait`).
+    ///
+    /// Errors: `Full`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    #[inline]
+    pub fn try_put(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_bytes(msg, Wait::Never)
+    }
+
+    fn put_group(&self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
+        let slot = self.geometry.slot_size as usize;
+        if msg.len() <= slot {
+            return self.put_bytes(msg, wait);
+        }
+        let max = slot * self.capacity();
+        if msg.len() > max {
+            return Err(SendError::TooLarge { len: msg.len(), max });
+        }
+        if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
+            return Err(SendError::WrongRole);
+        }
+        let count = msg.len().div_ceil(slot) as u32;
+        let mut claim = self.claim_with(wait, |owner, _| self.ring.claim_group(owner, count))?;
+        claim.write_fragments(msg);
+        if self.joinable {
+            self.seg.header().join.unfinished.fetch_add(1, Ordering::AcqRel);
+        }
+        let len = |j: u32| msg[j as usize * slot..].len().min(slot) as u32;
+        claim.commit_group(len);
+        Ok(())
+    }
+
+    /// Puts a message that may be larger than a slot, blocking until it fits. A message of
+    /// `n` slots claims `n` consecutive slots in one operation and is delivered whole to one
+    /// consumer (which gets a copy; see `docs/DESIGN.md`). Up to `slot_size × capacity` bytes.
+    ///
+    /// Cost: it waits for `n` free slots at once, and under contention from other producers a
+    /// partial claim can be given up and retried (the given-up slots are skipped by consumers).
+    /// Messages that fit a slot take the ordinary path.
+    ///
+    /// Errors: `Closed`, `TooLarge` (over `slot_size × capacity`), `WrongRole`, `Corrupt`.
+    pub fn put_large(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_group(msg, Wait::Forever)
+    }
+
+    /// As [`Queue::put_large`], giving up with `Timeout` after `timeout`.
+    pub fn put_large_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.put_group(msg, Wait::after(timeout))
+    }
+
+    /// As [`Queue::put_large`], but `Full` instead of waiting for room.
+    pub fn try_put_large(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.put_group(msg, Wait::Never)
+    }
+
+    /// Puts a `Pod` value (its bytes, no serialisation), blocking while the queue is full.
+    pub fn put_value<T: Pod>(&self, value: &T) -> Result<(), SendError> {
+        self.put(bytemuck::bytes_of(value))
+    }
+
+    /// Puts a `Pod` value if there is room now.
+    pub fn try_put_value<T: Pod>(&self, value: &T) -> Result<(), SendError> {
+        self.try_put(bytemuck::bytes_of(value))
+    }
+
+    /// Reserves a slot to write a message in place (zero-copy), blocking while the queue is full.
+    ///
+    /// Write into [`Reservation::buf`], then [`Reservation::commit`] the length. Dropping the
+    /// reservation uncommitted gives the slot up: consumers skip it.
+    pub fn reserve(&self) -> Result<Reservation<'_>, SendError> {
+        self.claim_put(0, Wait::Forever).map(|claim| Reservation::new(self, claim))
+    }
+
+    /// As [`Queue::reserve`], but fails with `Full` instead of blocking.
+    pub fn try_reserve(&self) -> Result<Reservation<'_>, SendError> {
+        self.claim_put(0, Wait::Never).map(|claim| Reservation::new(self, claim))
+    }
+
+    /// Reserves a slot, lets `write` fill it and return the length, and commits.
+    pub fn put_with(&self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<(), SendError> {
+        let mut r = self.reserve()?;
+        let len = write(r.buf());
+        r.commit(len)
+    }
+
+    // ----- get -----
+
+    #[inline]
+    fn claim_get(&self, wait: Wait) -> Result<ReadClaim<'_>, RecvError> {
+        if self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0 {
+            return Err(RecvError::WrongRole);
+        }
+        let ctrl = self.ring.mem.ctrl();
+        let owner = self.reg.owner();
+        let attempt = || match self.ring.claim_read(owner) {
+            Err(RecvError::Empty) if ends::producers_gone(ctrl) => {
+                // Every producer detached after committing (Acquire in producers_gone): one more
+                // look sees anything they left, and only then is it the end of the stream.
+                match self.ring.claim_read(owner) {
+                    Err(RecvError::Empty) => Some(Err(RecvError::Closed)),
+                    r => Some(r),
+                }
+            }
+            Err(RecvError::Empty) => None,
+            r => Some(r),
+        };
+        let deadline = match wait {
+            Wait::Never => return attempt().unwrap_or(Err(RecvError::Empty)),
+            Wait::Until(d) => Some(d),
+            Wait::Forever => None,
+        };
+        doorbell::block_on(&ctrl.not_empty, deadline, self.spin, attempt, || {
+            self.recover();
+        })
+        .unwrap_or(Err(RecvError::Timeout))
+    }
+
+    /// The message of a read claim (a claim whose length is corrupt is dropped: its slots are
+    /// freed, and the error reported).
+    #[inline]
+    fn message<'q>(&'q self, claim: ReadClaim<'q>) -> Result<Message<'q>, RecvError> {
+        if claim.count() > 1 {
+            return Message::assemble(claim, self.slot_size());
+        }
+        let len = claim.len()?;
+        Ok(Message::in_place(claim, len))
+    }
+
+    /// Takes the oldest message, blocking while the queue is empty. The bytes are read in place
+    /// through the returned guard; the slot is freed when it is dropped.
+    ///
+    /// Errors: `Closed` (end of stream), `WrongRole`, `Corrupt`.
+    pub fn get(&self) -> Result<Message<'_>, RecvError> {
+        self.claim_get(Wait::Forever).and_then(|c| self.message(c))
+    }
+
+    /// Takes the oldest message, blocking at most `timeout`.
+    ///
+    /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Message<'_>, RecvError> {
+        self.claim_get(Wait::after(timeout)).and_then(|c| self.message(c))
+    }
+
+    /// Takes the oldest message if there is one now (Python's `get_nowait`).
+    ///
+    /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`.
+    #[inline]
+    pub fn try_get(&self) -> Result<Message<'_>, RecvError> {
+        self.claim_get(Wait::Never).and_then(|c| self.message(c))
+    }
+
+    /// Takes a `Pod` value, blocking while the queue is empty. The bytes are copied out, so `T`
+    /// may have any alignment. A message of another size is consumed and reported as
+    /// [`RecvError::SizeMismatch`].
+    pub fn get_value<T: Pod>(&self) -> Result<T, RecvError> {
+        self.get()?.read_value()
+    }
+
+    /// Takes a `Pod` value, blocking at most `timeout`.
+    pub fn get_timeout_value<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
+        self.get_timeout(timeout)?.read_value()
+    }
+
+    /// Takes a `Pod` value if there is one now.
+    pub fn try_get_value<T: Pod>(&self) -> Result<T, RecvError> {
+        self.try_get()?.read_value()
+    }
+
+    // ----- state -----
+
+    /// Stops this handle from putting (Python's `close`). When every producer has closed or gone,
+    /// consumers see end of stream once the queue is drained. Idempotent.
+    pub fn close(&self) {
+        self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel);
+        if self.reg.drop_roles(self.seg.header(), ROLE_PRODUCER) != 0 {
+            ends::detach(self.ring.mem.ctrl(), true, false);
+        }
+    }
+
+    /// Marks one item taken from a joinable queue as done (Python's `task_done`).
+    ///
+    /// Errors: `NotJoinable`, `TooManyTaskDone` (more calls than items put).
+    pub fn task_done(&self) -> Result<(), JoinError> {
+        if !self.joinable {
+            return Err(JoinError::NotJoinable);
+        }
+        let join = &self.seg.header().join;
+        let mut cur = join.unfinished.load(Ordering::Acquire);
+        loop {
+            if cur == 0 {
+                return Err(JoinError::TooManyTaskDone);
+            }
+            match join.unfinished.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 {
+            doorbell::ring_all(&join.bell);
+        }
+        Ok(())
+    }
+
+    /// Waits until every item put has been marked done (Python's `join`).
+    pub fn join(&self) -> Result<(), JoinError> {
+        self.join_until(None)
+    }
+
+    /// As [`Queue::join`], giving up with `Timeout` after `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        let Wait::Until(d) = Wait::after(timeout) else { unreachable!() };
+        self.join_until(Some(d))
+    }
+
+    fn join_until(&self, deadline: Option<u64>) -> Result<(), JoinError> {
+        if !self.joinable {
+            return Err(JoinError::NotJoinable);
+        }
+        let join = &self.seg.header().join;
+        let done = || (join.unfinished.load(Ordering::Acquire) == 0).then_some(());
+        doorbell::block_on(&join.bell, deadline, self.spin, done, || {
+            self.recover();
+        })
+        .ok_or(JoinError::Timeout)
+    }
+
+    /// Items put and not yet marked done (joinable queues; 0 otherwise).
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.seg.header().join.unfinished.load(Ordering::Acquire)
+    }
+
+    /// Repairs what dead participants left behind (see `docs/DESIGN.md`): their uncommitted
+    /// messages are dropped, the messages they had taken are counted as lost, and their roles are
+    /// uncounted. Blocking calls do this by themselves after waiting 25 ms without progress; call
+    /// it from busy-polling loops. Returns how many dead participants were reaped.
+    pub fn recover(&self) -> usize {
+        recover::reap_dead(
+            &self.seg,
+            &self.geometry,
+            Some(self.reg.index()),
+            &SegmentRings::new(&self.seg, &self.geometry),
+        )
+    }
+
+    /// What crash recovery has done to this queue so far.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        recover::stats(&self.seg)
+    }
+
+    /// Messages in the queue (Python's `qsize`): approximate while others operate on it, but
+    /// always within `0..=capacity`.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether [`Queue::len`] is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether [`Queue::len`] is the capacity.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Handles attached with the producer role (and not closed) across all processes.
+    pub fn producer_count(&self) -> usize {
+        self.ring.mem.ctrl().ends.producers.load(Ordering::Acquire) as usize
+    }
+
+    /// Handles attached with the consumer role across all processes.
+    pub fn consumer_count(&self) -> usize {
+        self.ring.mem.ctrl().ends.consumers.load(Ordering::Acquire) as usize
+    }
+
+    /// Messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.geometry.capacity as usize
+    }
+
+    /// Largest message in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.geometry.slot_size as usize
+    }
+
+    /// The segment's name (`None` for anonymous queues).
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// The handles attached to this queue, with whether their processes are alive.
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        match self.seg.reopen() {
+            Ok(probe) => participants::participants(&self.seg, &probe),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let bits = self.roles.swap(0, Ordering::AcqRel);
+        ends::detach(self.ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
+        self.reg.release(self.seg.header());
+    }
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.geometry.capacity)
+            .field("slot_size", &self.geometry.slot_size)
+            .field("len", &self.len())
+            .finish()
+    }
+}

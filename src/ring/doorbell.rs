@@ -1,0 +1,125 @@
+//! Sleeping until a ring changes, without a system call on the fast path.
+//!
+//! A [`DoorbellWords`] pair sits in the shared segment: a futex word `seq` and a `waiters` count.
+//!
+//! Sleeper ([`block_on`]): announce (`waiters += 1`), re-check the condition, then sleep on the
+//! value of `seq` read *before* the re-check. Waker ([`ring`]): publish the change, then — only if
+//! `waiters != 0` — bump `seq` and `FUTEX_WAKE`. With SeqCst fences between "write mine" and
+//! "read theirs" on both sides, either the waker sees the announcement or the sleeper's re-check
+//! sees the change; and if the waker bumps `seq` after the sleeper read it, the futex compare fails
+//! and the sleeper does not sleep. So no wake-up is lost, and a producer whose consumers are all
+//! awake pays one fence and one load, no system call.
+//!
+//! Every sleep is a bounded slice ([`SLICE_NS`]) after which the condition is re-checked: a wake
+//! is a hint, and a peer that dies holding the wake-up must not strand us.
+//!
+//! # The asymmetric barrier
+//! A full fence on the waker's side would stall every publish until its store reaches the other
+//! core: one cross-core trip added to every message. Where the kernel offers it, shmq moves that
+//! cost to the sleeper instead (the slow path, about to make a system call anyway): each process
+//! registers for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`; a registered waker needs only a
+//! compiler fence between its publish and its load of `waiters`, and a sleeper calls `membarrier`
+//! after announcing itself and before re-checking, which runs a full barrier on every CPU that is
+//! executing a registered process. Whichever side of that barrier the waker's instructions fall,
+//! either its load of `waiters` sees the announcement or its publish is visible to the re-check
+//! (the argument of liburcu and of folly's asymmetric fences). A process that cannot register
+//! keeps the full fence. Loom models the fence protocol (it cannot model `membarrier`).
+
+use crate::segment::layout::DoorbellWords;
+use crate::sys::atomic::{fence, Ordering};
+use crate::sys::{clock, futex, membarrier};
+
+/// Longest single futex sleep before the condition is re-checked regardless.
+pub const SLICE_NS: u64 = 25_000_000;
+
+/// Tells sleepers on `bell` that the condition they wait for may have changed.
+///
+/// Call after the change was published (any ordering: the barrier here orders it).
+#[inline]
+pub fn ring(bell: &DoorbellWords) {
+    // ORDERING: a StoreLoad barrier between our publish (a Release store by the caller) and our
+    // load of `waiters`; pairs with the barrier in `block_on` after `waiters += 1`. SYNC POINT:
+    // doorbell. Light (compiler-only) when this process is registered for the sleeper's
+    // membarrier, a SeqCst fence otherwise; see the module docs.
+    membarrier::waker_side();
+    if bell.waiters.load(Ordering::Relaxed) != 0 {
+        wake(bell, 1);
+    }
+}
+
+/// As [`ring`], but wakes every sleeper (close, end of stream, join finished).
+pub fn ring_all(bell: &DoorbellWords) {
+    fence(Ordering::SeqCst);
+    if bell.waiters.load(Ordering::Relaxed) != 0 {
+        wake(bell, i32::MAX);
+    }
+}
+
+#[inline(never)]
+fn wake(bell: &DoorbellWords, n: i32) {
+    // ORDERING: Release, pairs with the Acquire load of `seq` in `block_on`: a sleeper that reads
+    // the bumped value also sees the change published before it.
+    bell.seq.fetch_add(1, Ordering::Release);
+    futex::wake(&bell.seq, n);
+}
+
+/// Runs `attempt` until it returns `Some`, sleeping on `bell` in between; gives up at `deadline`
+/// (absolute [`clock::now`] nanoseconds) and returns `None`.
+///
+/// `spin` bounds the busy-polling before the first sleep (0: sleep at once). `attempt` is the whole
+/// operation (it claims the message itself), so a re-check that succeeds is never wasted.
+/// `on_stall` runs after each [`SLICE_NS`] spent waiting without success (crash recovery hooks in
+/// here: a peer that died holding what we wait for is repaired by whoever waits for it).
+pub fn block_on<T>(
+    bell: &DoorbellWords,
+    deadline: Option<u64>,
+    spin: u32,
+    mut attempt: impl FnMut() -> Option<T>,
+    mut on_stall: impl FnMut(),
+) -> Option<T> {
+    if let Some(v) = attempt() {
+        return Some(v);
+    }
+    #[cfg(not(loom))]
+    for i in 0..spin {
+        if i % 64 == 63 && deadline.is_some_and(|d| clock::now() >= d) {
+            return None;
+        }
+        std::hint::spin_loop();
+        if let Some(v) = attempt() {
+            return Some(v);
+        }
+    }
+    #[cfg(loom)]
+    let _ = spin;
+    let mut stall_check = clock::now();
+    loop {
+        bell.waiters.fetch_add(1, Ordering::SeqCst);
+        // ORDERING: a full barrier (and, for light wakers, a barrier on every CPU running one)
+        // between the announcement and the re-check; pairs with `ring`. SYNC POINT: doorbell.
+        membarrier::sleeper_side();
+        // ORDERING: Acquire, pairs with the Release bump in `wake`.
+        let seq = bell.seq.load(Ordering::Acquire);
+        if let Some(v) = attempt() {
+            bell.waiters.fetch_sub(1, Ordering::Relaxed);
+            return Some(v);
+        }
+        let now = clock::now();
+        if deadline.is_some_and(|d| now >= d) {
+            bell.waiters.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let slice_end = now.saturating_add(SLICE_NS);
+        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
+        futex::wait(&bell.seq, seq, Some(until));
+        bell.waiters.fetch_sub(1, Ordering::Relaxed);
+        if let Some(v) = attempt() {
+            return Some(v);
+        }
+        let now = clock::now();
+        if now.saturating_sub(stall_check) >= SLICE_NS {
+            stall_check = now;
+            on_stall();
+        }
+    }
+}

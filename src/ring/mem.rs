@@ -1,0 +1,160 @@
+//! Raw views of a ring's memory, shared by the MPMC and SPSC algorithms.
+//!
+//! A [`RingMem`] is a pair of base pointers (slot headers, payloads) and strides. Over a segment
+//! both point into the mapping (payload = header + 16); in unit and loom tests they point at heap
+//! arrays. The algorithms index it only with `idx < capacity`, which they check before calling.
+
+use crate::ring::slot_order::SlotOrder;
+use crate::segment::layout::{RingCtrl, SlotHeader};
+
+/// Where one ring's control block and slots are.
+#[derive(Clone, Copy)]
+pub(crate) struct RingMem {
+    pub ctrl: *const RingCtrl,
+    pub hdr: *const u8,
+    pub hdr_stride: usize,
+    pub pay: *mut u8,
+    pub pay_stride: usize,
+    pub capacity: u64,
+    pub slot_size: usize,
+    /// Which slot each position goes to (the SPSC ring's; the MPMC ring ignores it).
+    pub order: SlotOrder,
+}
+
+// SAFETY: RingMem is a set of pointers into memory that is only accessed through atomics (control
+// block, slot headers) or under the ring protocol's exclusive slot ownership (payloads). The owner
+// of the memory (a segment or a test's heap arrays) outlives every RingMem made from it.
+unsafe impl Send for RingMem {}
+// SAFETY: as for Send: all shared access goes through atomics or protocol-owned slots.
+unsafe impl Sync for RingMem {}
+
+impl RingMem {
+    /// The control block.
+    #[inline]
+    pub fn ctrl(&self) -> &RingCtrl {
+        // SAFETY: `ctrl` points at an initialised RingCtrl that outlives `self` (constructor's
+        // contract: `Segment` keeps the mapping, tests keep the Box).
+        unsafe { &*self.ctrl }
+    }
+
+    /// Slot `idx`'s header. The caller has checked `idx < capacity`.
+    #[inline]
+    pub fn slot(&self, idx: u64) -> &SlotHeader {
+        debug_assert!(idx < self.capacity);
+        // SAFETY: idx < capacity (checked by every caller against the process-local capacity),
+        // and capacity slot headers of `hdr_stride` bytes lie at `hdr`, 8-byte aligned.
+        unsafe { &*(self.hdr.add(idx as usize * self.hdr_stride) as *const SlotHeader) }
+    }
+
+    /// Pointer to slot `idx`'s `slot_size` payload bytes. The caller has checked `idx < capacity`.
+    #[inline]
+    pub fn payload(&self, idx: u64) -> *mut u8 {
+        debug_assert!(idx < self.capacity);
+        // SAFETY: idx < capacity, and `capacity * pay_stride` payload bytes lie at `pay`: the
+        // result stays inside that allocation.
+        unsafe { self.pay.add(idx as usize * self.pay_stride) }
+    }
+}
+
+#[cfg(not(loom))]
+impl RingMem {
+    /// The memory of ring `r` of a segment whose geometry `g` was validated against its mapping.
+    pub fn in_segment(seg: &crate::segment::Segment, g: &crate::segment::geometry::Geometry, r: u32) -> RingMem {
+        use crate::segment::layout::PAYLOAD_OFFSET;
+        assert!(r < g.ring_count && g.total_size == seg.len());
+        let start = g.ring_start(r) as usize;
+        let stride = g.slot_stride as usize;
+        // SAFETY: `g` was computed by Geometry::new/validate and matches the mapping's length, so
+        // the ring's control block and `capacity * stride` bytes of slots lie inside the mapping.
+        unsafe {
+            let ctrl = seg.base().add(start) as *const RingCtrl;
+            let slots = seg.base().add(start + std::mem::size_of::<RingCtrl>());
+            RingMem {
+                ctrl,
+                hdr: slots,
+                hdr_stride: stride,
+                pay: slots.add(PAYLOAD_OFFSET),
+                pay_stride: stride,
+                capacity: g.capacity,
+                slot_size: g.slot_size as usize,
+                order: SlotOrder::of(g),
+            }
+        }
+    }
+}
+
+/// Copies `src` to `dst`, inline for messages up to 32 bytes (two overlapping word moves: the
+/// small-message paths measure a `memcpy` call, its size dispatch included, in every round trip).
+///
+/// # Safety
+/// `dst` is valid for `src.len()` bytes of writes and does not overlap `src`.
+#[inline]
+pub(crate) unsafe fn copy_to(src: &[u8], dst: *mut u8) {
+    let (n, s) = (src.len(), src.as_ptr());
+    if (8..=16).contains(&n) {
+        // SAFETY: two 8-byte moves at 0 and n - 8 (overlapping when n < 16) stay inside
+        // `src[..n]` and `dst[..n]`; the accesses are unaligned ones.
+        unsafe {
+            let (a, b) = ((s as *const u64).read_unaligned(), (s.add(n - 8) as *const u64).read_unaligned());
+            (dst as *mut u64).write_unaligned(a);
+            (dst.add(n - 8) as *mut u64).write_unaligned(b);
+        }
+    } else if (17..=32).contains(&n) {
+        // SAFETY: as above, with 16-byte moves at 0 and n - 16.
+        unsafe {
+            let (a, b) = ((s as *const u128).read_unaligned(), (s.add(n - 16) as *const u128).read_unaligned());
+            (dst as *mut u128).write_unaligned(a);
+            (dst.add(n - 16) as *mut u128).write_unaligned(b);
+        }
+    } else {
+        // SAFETY: the caller's contract: `dst` holds n bytes and does not overlap `src`.
+        unsafe { std::ptr::copy_nonoverlapping(s, dst, n) }
+    }
+}
+
+/// Heap memory shaped like a ring, for unit tests and loom models.
+#[cfg(test)]
+pub(crate) struct HeapRing {
+    pub ctrl: Box<RingCtrl>,
+    pub hdrs: Box<[SlotHeader]>,
+    /// Owns the payload bytes `mem` points at.
+    pub _data: Box<[u64]>,
+    pub mem: RingMem,
+}
+
+#[cfg(test)]
+impl HeapRing {
+    pub fn new(capacity: u64, slot_size: usize) -> Self {
+        let ctrl = Box::<RingCtrl>::default();
+        let hdrs: Box<[SlotHeader]> = (0..capacity).map(|_| SlotHeader::default()).collect();
+        let words = slot_size.div_ceil(8);
+        let mut data = vec![0u64; words * capacity as usize].into_boxed_slice();
+        let mem = RingMem {
+            ctrl: &*ctrl,
+            hdr: hdrs.as_ptr() as *const u8,
+            hdr_stride: std::mem::size_of::<SlotHeader>(),
+            pay: data.as_mut_ptr() as *mut u8,
+            pay_stride: words * 8,
+            capacity,
+            slot_size,
+            // As a pipe's ring of 16-byte slots would be (bit-reversed for powers of two).
+            order: SlotOrder::new(capacity, std::mem::size_of::<SlotHeader>()),
+        };
+        HeapRing { ctrl, hdrs, _data: data, mem }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn copy_to_copies_exactly_the_bytes_of_every_small_length() {
+        let src: Vec<u8> = (1..=80).collect();
+        for n in 0..=80 {
+            let mut dst = [0u8; 96];
+            // SAFETY: dst has room for n <= 80 bytes at offset 3 and does not overlap src.
+            unsafe { super::copy_to(&src[..n], dst.as_mut_ptr().add(3)) };
+            assert_eq!(&dst[3..3 + n], &src[..n], "length {n}");
+            assert!(dst[..3].iter().chain(&dst[3 + n..]).all(|&b| b == 0), "length {n}: wrote outside");
+        }
+    }
+}

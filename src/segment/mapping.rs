@@ -1,0 +1,159 @@
+//! A mapped segment and the file behind it: created, opened by name, or inherited.
+
+use crate::segment::layout::{Header, MAGIC, READY};
+use crate::sys::shm;
+use crate::Error;
+use memmap2::MmapRaw;
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long an opener waits for a creator to publish a segment as ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A mapped segment and the file behind it.
+pub struct Segment {
+    map: MmapRaw,
+    file: File,
+    name: Option<String>,
+    unlink_on_drop: bool,
+}
+
+impl Segment {
+    /// Creates a named segment of `size` zeroed bytes, exclusively, with `mode` permissions.
+    pub fn create_named(name: &str, size: u64, mode: u32, unlink_on_drop: bool) -> Result<Segment, Error> {
+        let file = shm::create_named(name, mode)?;
+        let seg = (|| {
+            file.set_len(size)?;
+            shm::map(&file, size)
+        })();
+        match seg {
+            Ok(map) => Ok(Segment { map, file, name: Some(name.into()), unlink_on_drop }),
+            Err(e) => {
+                let _ = std::fs::remove_file(shm::path_of(name));
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates an anonymous (memfd) segment of `size` zeroed bytes, sealed at that size.
+    pub fn create_anonymous(size: u64) -> Result<Segment, Error> {
+        let file = shm::create_sealed_memfd(size)?;
+        let map = shm::map(&file, size)?;
+        Ok(Segment { map, file, name: None, unlink_on_drop: false })
+    }
+
+    /// Opens a named segment and waits (bounded) until its creator has published it as ready.
+    ///
+    /// The file must belong to this user (or to root): a segment another user created first under
+    /// the name we expected would be that user's memory, not our peer's.
+    pub fn open_named(name: &str) -> Result<Segment, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let file = shm::open_named(name)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let owner = file.metadata()?.uid();
+        if owner != me && owner != 0 {
+            return Err(Error::PermissionDenied(format!("{name} (owned by uid {owner})")));
+        }
+        Self::open_file(file, Some(name.into()), READY_TIMEOUT)
+    }
+
+    /// Opens a segment inherited as descriptor `fd`, through a new open file description (so that
+    /// this process's liveness locks are its own, not shared with the parent's).
+    pub fn open_inherited(fd: RawFd) -> Result<Segment, Error> {
+        let file = shm::reopen_fd(fd).map_err(|e| shm::map_err(e, &format!("fd {fd}")))?;
+        Self::open_file(file, None, READY_TIMEOUT)
+    }
+
+    /// Maps an opened segment file once its creator has published it, waiting at most
+    /// `ready_timeout` for that.
+    pub(crate) fn open_file(file: File, name: Option<String>, ready_timeout: Duration) -> Result<Segment, Error> {
+        let start = Instant::now();
+        loop {
+            let (len, regular) = shm::file_len(&file)?;
+            if !regular {
+                return Err(Error::Corrupt("not a regular file"));
+            }
+            let timed_out = start.elapsed() > ready_timeout;
+            if len >= std::mem::size_of::<Header>() as u64 {
+                let map = shm::map(&file, len)?;
+                // SAFETY: the mapping holds at least a Header (checked just above), is
+                // page-aligned, and outlives `h`; any bit pattern is a valid Header.
+                let h = unsafe { &*(map.as_ptr() as *const Header) };
+                // ORDERING: Acquire, pairs with the Release store in `publish`: the header and
+                // the initial ring state are complete once READY is seen.
+                if h.ready.load(Ordering::Acquire) == READY {
+                    return Ok(Segment { map, file, name, unlink_on_drop: false });
+                }
+                // A creator writes the magic number before READY; anything else is foreign.
+                // SAFETY: reading an integer field of the mapped header; volatile because the
+                // creator may be writing it at this moment from another process.
+                let magic = unsafe { std::ptr::read_volatile(&h.magic) };
+                if magic != MAGIC && magic != 0 {
+                    return Err(Error::BadMagic);
+                }
+                if timed_out {
+                    return Err(Error::NotReady);
+                }
+            } else if len > 0 {
+                // Creators size the file in one step: a short non-empty file is not a segment.
+                return Err(Error::SizeMismatch(format!("file of {len} bytes is smaller than a header")));
+            } else if timed_out {
+                return Err(Error::NotReady);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The header at the start of the mapping (checked large enough when mapped).
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least size_of::<Header>() bytes (checked in every
+        // constructor before a Segment exists), page-aligned, and lives as long as `self`.
+        // Header is made of integers and atomics, valid for any bit pattern.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    /// Publishes the segment as ready; the creator calls this after initialising everything.
+    pub fn publish(&self) {
+        // ORDERING: Release, pairs with the Acquire load in `open_file`.
+        self.header().ready.store(READY, Ordering::Release);
+    }
+
+    /// Start of the mapping.
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Length of the mapping.
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// The backing file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The segment's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Opens a new, close-on-exec file description of the same file, for liveness locks.
+    pub fn reopen(&self) -> Result<File, Error> {
+        // Never a duplicate descriptor: a lock taken through one would be shared with `self.file`.
+        Ok(shm::open_raw(&format!("/proc/self/fd/{}", self.file.as_raw_fd()), libc::O_RDWR, 0)?)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            if let Some(n) = &self.name {
+                let _ = std::fs::remove_file(shm::path_of(n));
+            }
+        }
+    }
+}

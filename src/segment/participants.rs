@@ -1,0 +1,172 @@
+//! The participant table: a handle's entry and its liveness lock.
+//!
+//! Registration claims a free entry (`FREE → CLAIMED` by CAS), takes an OFD lock on the entry's
+//! byte through a private file description, then publishes `ACTIVE`. Detaching clears the entry's
+//! role bits (whoever clears a bit uncounts it, so a role is uncounted exactly once, by its owner
+//! or by the reaper of a dead owner), frees the entry, and only then drops the lock: an active
+//! entry without its lock means the process died. `recover` builds on that.
+
+use crate::segment::geometry::Geometry;
+use crate::segment::layout::{Header, Participant, MAX_PARTICIPANTS};
+use crate::segment::layout::{PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE, PARTICIPANT_HANDOVER};
+use crate::segment::recover::{self, RingRepair};
+use crate::segment::Segment;
+use crate::sys::lock::{byte_is_locked, try_lock_byte};
+use crate::sys::{clock, membarrier};
+use crate::Error;
+use std::fs::File;
+use std::sync::atomic::Ordering;
+
+/// A handle's entry in the participant table.
+pub(crate) struct Registration {
+    index: usize,
+    /// A private file description holding the liveness lock; closing it releases the lock.
+    lock: Option<File>,
+}
+
+impl Registration {
+    /// Claims a table entry for this process with the given role bits. If the table is full,
+    /// reaps dead participants once and tries again.
+    pub fn new(seg: &Segment, g: &Geometry, roles: u32, rings: &dyn RingRepair) -> Result<Registration, Error> {
+        membarrier::register();
+        let lock = seg.reopen()?;
+        if let Some(r) = Self::claim(seg, &lock, roles)? {
+            return Ok(Registration { index: r, lock: Some(lock) });
+        }
+        if recover::reap_dead(seg, g, None, rings) > 0 {
+            if let Some(r) = Self::claim(seg, &lock, roles)? {
+                return Ok(Registration { index: r, lock: Some(lock) });
+            }
+        }
+        Err(Error::TooManyParticipants)
+    }
+
+    fn claim(seg: &Segment, lock: &File, roles: u32) -> Result<Option<usize>, Error> {
+        for (index, p) in seg.header().participants.iter().enumerate() {
+            if p.state.load(Ordering::Relaxed) != PARTICIPANT_FREE {
+                continue;
+            }
+            if p.state
+                .compare_exchange(PARTICIPANT_FREE, PARTICIPANT_CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // A previous owner that just freed the entry may still hold the lock for an instant.
+            if !try_lock_byte(lock, Participant::lock_offset(index))? {
+                p.state.store(PARTICIPANT_FREE, Ordering::Release);
+                continue;
+            }
+            p.pid.store(std::process::id(), Ordering::Relaxed);
+            p.roles.store(roles, Ordering::Relaxed);
+            p.generation.fetch_add(1, Ordering::Relaxed);
+            // ORDERING: Release, so a reader that sees ACTIVE sees pid and roles.
+            p.state.store(PARTICIPANT_ACTIVE, Ordering::Release);
+            return Ok(Some(index));
+        }
+        Ok(None)
+    }
+
+    /// Takes over entry `index` that a parent handed to this process (see `pipe::Handover`).
+    ///
+    /// The entry must still be in handover with the same generation; its liveness lock passes to
+    /// us as soon as the parent lets it go (waited for a bounded time).
+    pub fn adopt(seg: &Segment, index: usize, generation: u32) -> Result<Registration, Error> {
+        membarrier::register();
+        let gone = || Error::NotInherited("the handed-over end was released or reaped".into());
+        let p = seg.header().participants.get(index).ok_or_else(gone)?;
+        let lock = seg.reopen()?;
+        let start = std::time::Instant::now();
+        loop {
+            if p.generation.load(Ordering::Relaxed) != generation {
+                return Err(gone());
+            }
+            let state = p.state.load(Ordering::Acquire);
+            if state == PARTICIPANT_HANDOVER && try_lock_byte(&lock, Participant::lock_offset(index))? {
+                if p.state
+                    .compare_exchange(PARTICIPANT_HANDOVER, PARTICIPANT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    return Err(gone());
+                }
+                p.pid.store(std::process::id(), Ordering::Relaxed);
+                return Ok(Registration { index, lock: Some(lock) });
+            }
+            if state != PARTICIPANT_ACTIVE && state != PARTICIPANT_HANDOVER {
+                return Err(gone());
+            }
+            if start.elapsed() > crate::segment::READY_TIMEOUT {
+                return Err(Error::NotReady);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// Table index and generation, for handing the entry to a child.
+    pub fn id(&self, header: &Header) -> (usize, u32) {
+        (self.index, header.participants[self.index].generation.load(Ordering::Relaxed))
+    }
+
+    /// Leaves the entry attached, in handover, and lets the liveness lock go for a child to take.
+    pub fn hand_over(&mut self, header: &Header) {
+        if let Some(lock) = self.lock.take() {
+            let p = &header.participants[self.index];
+            p.pid.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
+            p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
+            drop(lock);
+        }
+    }
+
+    /// The owner tag this handle puts in the claims it makes (never 0).
+    pub fn owner(&self) -> u16 {
+        self.index as u16 + 1
+    }
+
+    /// The entry's index in the table.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Clears role `bits` of this entry; returns those that were set (and so must be uncounted).
+    pub fn drop_roles(&self, header: &Header, bits: u32) -> u32 {
+        header.participants[self.index].roles.fetch_and(!bits, Ordering::AcqRel) & bits
+    }
+
+    /// Frees the entry, then drops the liveness lock. The caller has dropped its roles.
+    pub fn release(&mut self, header: &Header) {
+        if let Some(lock) = self.lock.take() {
+            let p = &header.participants[self.index];
+            p.state.store(PARTICIPANT_FREE, Ordering::Release);
+            drop(lock);
+        }
+    }
+}
+
+/// What `shmq ls` / `stat` show about one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// Index in the table.
+    pub index: usize,
+    /// Process id recorded at attach time.
+    pub pid: u32,
+    /// Role bits (producer = 1, consumer = 2, per ring `2 * ring`).
+    pub roles: u32,
+    /// Whether its liveness lock is held (the process is alive).
+    pub alive: bool,
+}
+
+/// Lists active entries and whether each one's liveness lock is still held.
+pub(crate) fn participants(seg: &Segment, probe: &File) -> Vec<ParticipantInfo> {
+    let table = &seg.header().participants;
+    (0..MAX_PARTICIPANTS)
+        .filter_map(|index| {
+            let p = &table[index];
+            (p.state.load(Ordering::Acquire) == PARTICIPANT_ACTIVE).then(|| ParticipantInfo {
+                index,
+                pid: p.pid.load(Ordering::Relaxed),
+                roles: p.roles.load(Ordering::Relaxed),
+                alive: byte_is_locked(probe, Participant::lock_offset(index)).unwrap_or(true),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,124 @@
+//! Futex wait and wake on a 32-bit word in memory shared between processes.
+//!
+//! Unlike Rust std and parking_lot, this never sets `FUTEX_PRIVATE_FLAG`: private futexes are keyed
+//! by address space, so a wake from another process would never arrive.
+//!
+//! Deadlines are absolute `CLOCK_MONOTONIC` nanoseconds ([`crate::sys::clock::now`]), so a wait interrupted by a
+//! signal and retried does not stretch its timeout. Callers treat every return as a hint and
+//! re-check their condition: wake-ups may be spurious, and a hostile peer can wake us at will.
+//!
+//! Under `--cfg loom` the same interface is modelled with a loom mutex and condition variable,
+//! which keeps the futex's "compare and sleep atomically" contract.
+
+#[cfg(not(loom))]
+use crate::sys::atomic::AtomicU32;
+
+/// Sleeps while `*word == expected`, until woken or until `deadline` (absolute, see [`crate::sys::clock::now`]).
+///
+/// Returns `false` only if the deadline passed; `true` for anything else (woken, value already
+/// changed, signal, spurious). The caller re-checks its condition either way.
+#[cfg(not(loom))]
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<u64>) -> bool {
+    let ts;
+    let ts_ptr = match deadline {
+        Some(d) => {
+            ts = libc::timespec {
+                tv_sec: (d / 1_000_000_000) as libc::time_t,
+                tv_nsec: (d % 1_000_000_000) as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: `word` is a live, 4-byte aligned AtomicU32 for the duration of the call; the
+    // kernel only reads it. `ts_ptr` is null or points at `ts`, alive until the call returns.
+    // FUTEX_WAIT_BITSET without FUTEX_CLOCK_REALTIME takes an absolute CLOCK_MONOTONIC time.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+}
+
+/// Wakes up to `n` processes sleeping on `word`.
+#[cfg(not(loom))]
+pub fn wake(word: &AtomicU32, n: i32) {
+    // SAFETY: `word` is a live AtomicU32; FUTEX_WAKE does not access the memory itself, it only
+    // uses the address as the key of the wait queue.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n);
+    }
+}
+
+#[cfg(loom)]
+mod model {
+    use crate::sys::atomic::{AtomicU32, Ordering};
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        static ref BUCKET: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    /// Deadlines are ignored: a model that would rely on a timeout to make progress deadlocks,
+    /// which is exactly what loom should report.
+    pub fn wait(word: &AtomicU32, expected: u32, _deadline: Option<u64>) -> bool {
+        let guard = BUCKET.0.lock().unwrap();
+        if word.load(Ordering::SeqCst) == expected {
+            drop(BUCKET.1.wait(guard).unwrap());
+        }
+        true
+    }
+
+    pub fn wake(_word: &AtomicU32, _n: i32) {
+        let _guard = BUCKET.0.lock().unwrap();
+        BUCKET.1.notify_all();
+    }
+}
+
+#[cfg(loom)]
+pub use model::{wait, wake};
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sys::clock::now;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn wait_returns_at_once_when_value_differs() {
+        let w = AtomicU32::new(1);
+        assert!(wait(&w, 0, Some(now() + 5_000_000_000)));
+    }
+
+    #[test]
+    fn wait_times_out_at_the_deadline() {
+        let w = AtomicU32::new(0);
+        let start = now();
+        assert!(!wait(&w, 0, Some(start + 20_000_000)));
+        assert!(now() - start >= 20_000_000);
+    }
+
+    #[test]
+    fn wake_releases_a_sleeper() {
+        let w = Arc::new(AtomicU32::new(0));
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            while w2.load(Ordering::SeqCst) == 0 {
+                wait(&w2, 0, Some(now() + 10_000_000_000));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        w.store(1, Ordering::SeqCst);
+        wake(&w, i32::MAX);
+        t.join().unwrap();
+    }
+}
