@@ -365,7 +365,7 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
         .filter(|(_, p)| p.state.load(Ordering::Relaxed) == PARTICIPANT_ACTIVE)
         .map(|(index, p)| ParticipantInfo {
             index,
-            pid: p.pid.load(Ordering::Relaxed),
+            pid: p.detail.load(Ordering::Relaxed),
             roles: p.roles.load(Ordering::Relaxed),
             alive: locks[index],
         })

@@ -80,10 +80,9 @@ impl PipeBuilder {
     /// (power-of-two capacities only; others always go in sequence). The default keeps each
     /// side's hardware prefetcher out of the lines the other side is writing, which is what
     /// round trips and one-message-at-a-time streams want; streaming *batches* of small messages
-    /// (`send_batch` / `recv_batch`) through a ring wants the prefetcher: 8-byte batches
-    /// measured ~1.35× and 64-byte batches through 2 MiB of slots ~1.8× as fast in sequence
-    /// (`docs/BENCHMARKS.md`). Recorded in the segment: openers
-    /// follow the creator's choice.
+    /// (`send_batch` / `recv_batch`) through a ring wants the prefetcher, and runs faster in
+    /// sequence (`docs/BENCHMARKS.md` has the figures). Recorded in the segment: openers follow
+    /// the creator's choice.
     pub fn sequential(mut self, yes: bool) -> Self {
         self.sequential = yes;
         self

@@ -57,8 +57,8 @@ pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
 ///
 /// The flag is read *before* the count. An attach increments the count and then sets the flag, so
 /// a reader that sees the flag also sees that increment; reading the count first could pair a zero
-/// from before the first producer attached with a flag set just after it (a false end of stream,
-/// found by `shmq bench`). Regression test: `loom_tests::loom_attach_never_looks_like_end_of_stream`.
+/// from before the first producer attached with a flag set just after it (a false end of stream).
+/// Checked by the loom model `loom_attach_never_looks_like_end_of_stream`.
 #[inline]
 pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
     let ends: &Ends = &ring.ends;

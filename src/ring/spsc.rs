@@ -384,8 +384,8 @@ mod tests {
         assert!(c.peek(0).is_err(), "a length beyond the slot");
     }
 
-    /// Regression: consuming a message spanning several slots, found by its first stamp, left
-    /// the cached tail behind the head, which then read as ~2^64 messages ready.
+    /// Consuming a message spanning several slots, found by its first stamp, must not leave the
+    /// cached tail behind the head (which would read as ~2^64 messages ready).
     #[test]
     fn regression_cached_tail_never_lags_the_head_after_fragments() {
         let h = HeapRing::new(4, 8);

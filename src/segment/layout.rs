@@ -152,15 +152,21 @@ mod header {
 
     /// An entry of the participant table: one attached handle.
     ///
-    /// `state` goes `FREE → CLAIMED → ACTIVE → FREE`. While `ACTIVE`, the handle's process holds an
-    /// OFD lock on byte [`Participant::lock_offset`] of the segment file, which the kernel drops
-    /// when the process dies: that is how death is confirmed without guessing from timeouts or PIDs.
+    /// `state` goes `FREE → CLAIMED → ACTIVE → FREE`, or `ACTIVE → HANDOVER → ACTIVE` when a parent
+    /// hands the entry to a child, or `ACTIVE | HANDOVER → REAPING → FREE` when a survivor repairs
+    /// the entry of a dead process. While `ACTIVE`, the handle's process holds an OFD lock on byte
+    /// [`Participant::lock_offset`] of the segment file, which the kernel drops when the process
+    /// dies: that is how death is confirmed without guessing from timeouts or PIDs.
     #[repr(C)]
     pub struct Participant {
-        /// [`PARTICIPANT_FREE`], [`PARTICIPANT_CLAIMED`] or [`PARTICIPANT_ACTIVE`].
+        /// [`PARTICIPANT_FREE`], [`PARTICIPANT_CLAIMED`], [`PARTICIPANT_ACTIVE`],
+        /// [`PARTICIPANT_HANDOVER`] or [`PARTICIPANT_REAPING`].
         pub state: AtomicU32,
-        /// Process id of the owner, for display only (never trusted for liveness).
-        pub pid: AtomicU32,
+        /// What the state needs to say, by state: `ACTIVE`: the owner's process id (for display
+        /// only, never trusted for liveness); `HANDOVER`: the `CLOCK_MONOTONIC` second of the
+        /// handover; `REAPING`: `REAPER_MARK | index` of the reaping participant (`0xffff`: a
+        /// reaper without an entry of its own). Unused otherwise.
+        pub detail: AtomicU32,
         /// [`ROLE_PRODUCER`] | [`ROLE_CONSUMER`], per ring: bits `2*ring`, `2*ring + 1`.
         pub roles: AtomicU32,
         /// Incremented each time the entry is claimed.
@@ -189,7 +195,7 @@ mod header {
     pub const PARTICIPANT_CLAIMED: u32 = 1;
     /// Entry in use by a live (or not yet reaped) handle.
     pub const PARTICIPANT_ACTIVE: u32 = 2;
-    /// Entry left attached by a parent for a child to adopt; `pid` holds the `CLOCK_MONOTONIC`
+    /// Entry left attached by a parent for a child to adopt; `detail` holds the `CLOCK_MONOTONIC`
     /// second of the handover (an entry never adopted is reaped after a grace period).
     pub const PARTICIPANT_HANDOVER: u32 = 3;
     /// Entry of a dead process being repaired by a survivor.
@@ -226,7 +232,7 @@ mod header {
         pub total_size: u64,
         /// Process id of the creator (display only).
         pub creator_pid: u32,
-        /// [`FLAG_JOINABLE`]; other bits zero.
+        /// [`FLAG_JOINABLE`] | [`FLAG_SEQUENTIAL`]; other bits zero.
         pub flags: u32,
         /// Items put but not yet marked done (joinable queues), and `join`'s doorbell.
         pub join: Line<JoinState>,

@@ -57,7 +57,7 @@ impl Registration {
                 p.state.store(PARTICIPANT_FREE, Ordering::Release);
                 continue;
             }
-            p.pid.store(std::process::id(), Ordering::Relaxed);
+            p.detail.store(std::process::id(), Ordering::Relaxed);
             p.roles.store(roles, Ordering::Relaxed);
             p.generation.fetch_add(1, Ordering::Relaxed);
             // ORDERING: Release, so a reader that sees ACTIVE sees pid and roles.
@@ -89,7 +89,7 @@ impl Registration {
                 {
                     return Err(gone());
                 }
-                p.pid.store(std::process::id(), Ordering::Relaxed);
+                p.detail.store(std::process::id(), Ordering::Relaxed);
                 return Ok(Registration { index, lock: Some(lock) });
             }
             if state != PARTICIPANT_ACTIVE && state != PARTICIPANT_HANDOVER {
@@ -111,7 +111,7 @@ impl Registration {
     pub fn hand_over(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
             let p = &header.participants[self.index];
-            p.pid.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
+            p.detail.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
             p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
             drop(lock);
         }
@@ -163,7 +163,7 @@ pub(crate) fn participants(seg: &Segment, probe: &File) -> Vec<ParticipantInfo> 
             let p = &table[index];
             (p.state.load(Ordering::Acquire) == PARTICIPANT_ACTIVE).then(|| ParticipantInfo {
                 index,
-                pid: p.pid.load(Ordering::Relaxed),
+                pid: p.detail.load(Ordering::Relaxed),
                 roles: p.roles.load(Ordering::Relaxed),
                 alive: byte_is_locked(probe, Participant::lock_offset(index)).unwrap_or(true),
             })

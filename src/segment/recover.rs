@@ -15,9 +15,10 @@
 //! 3. the entry is freed for reuse. Its owner tag can be reused only now, when no stamp names it.
 //!
 //! Committed messages are never touched: `FULL` stamps carry no owner and are not repaired, so a
-//! committed message is delivered exactly once whoever dies. Pipes need no slot repair: a sender
-//! publishes by advancing its counter, so a half-written message is never visible, and a dead
-//! receiver only stops releasing.
+//! committed message is delivered exactly once whoever dies. Pipes need no slot repair: a
+//! receiver trusts a slot only once its stamp names exactly the next position, and a sender
+//! stores that stamp (Release) after the slot's length and payload, so a half-written message is
+//! never visible; a dead receiver only stops releasing.
 //!
 //! Survivors run this when a blocking call has waited a whole slice (25 ms) without progress,
 //! when the participant table is full, and on request (`Queue::recover`).
@@ -45,7 +46,7 @@ pub(crate) trait RingRepair {
 /// Seconds a handed-over entry may wait for its child before it is treated as abandoned.
 pub const HANDOVER_GRACE_SECS: u32 = 10;
 
-/// Marks `pid` of a `REAPING` entry as holding the reaper's table index (low 16 bits).
+/// Marks `detail` of a `REAPING` entry as holding the reaper's table index (low 16 bits).
 const REAPER_MARK: u32 = 0x8000_0000;
 
 fn locked(seg: &Segment, index: usize) -> bool {
@@ -69,7 +70,7 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>, rings: &
             PARTICIPANT_ACTIVE | PARTICIPANT_HANDOVER => {
                 if state == PARTICIPANT_HANDOVER {
                     let now = (clock::now() / 1_000_000_000) as u32;
-                    if now.wrapping_sub(p.pid.load(Ordering::Relaxed)) <= HANDOVER_GRACE_SECS {
+                    if now.wrapping_sub(p.detail.load(Ordering::Relaxed)) <= HANDOVER_GRACE_SECS {
                         continue;
                     }
                 }
@@ -88,12 +89,12 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>, rings: &
             }
             PARTICIPANT_REAPING => {
                 // Take over from a reaper that died midway (repair is idempotent).
-                let r = p.pid.load(Ordering::Relaxed);
+                let r = p.detail.load(Ordering::Relaxed);
                 let reaper = (r & 0xffff) as usize;
                 r & REAPER_MARK != 0
                     && reaper < MAX_PARTICIPANTS
                     && !locked(seg, reaper)
-                    && p.pid
+                    && p.detail
                         .compare_exchange(
                             r,
                             REAPER_MARK | me.unwrap_or(0xffff) as u32,
@@ -107,7 +108,7 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>, rings: &
         if !won {
             continue;
         }
-        p.pid.store(REAPER_MARK | me.unwrap_or(0xffff) as u32, Ordering::Relaxed);
+        p.detail.store(REAPER_MARK | me.unwrap_or(0xffff) as u32, Ordering::Relaxed);
         rings.repair_owner(index as u16 + 1);
         // Role by role, so that a reaper dying here leaves each role either uncounted or not.
         for bit in (0..2 * g.ring_count).map(|b| 1u32 << b) {

@@ -79,8 +79,7 @@ const MAX_SPINS: u32 = 1 << 22;
 const FOREIGN_STAMP: &str = "slot stamp names a position of another slot";
 
 /// Positions are modular, so a hint that keeps moving "forward" past hostile stamps can run
-/// around the whole position space and start again (found by `open_segment`: an input that took
-/// seconds). Legitimately one claim helps a hint past at most the positions claimed meanwhile,
+/// around the whole position space and start again. Legitimately one claim helps a hint past at most the positions claimed meanwhile,
 /// nowhere near half the space; a walk that gets that far is reported as corruption.
 const RAN_AROUND: &str = "a hint ran around the position space";
 
@@ -288,9 +287,8 @@ mod tests {
         }
     }
 
-    /// Found by the `open_segment` fuzzer: a hint with bits above the position range was masked
-    /// before use, so the CAS that helps it on never matched the word and each claim spun to
-    /// `MAX_SPINS` (seconds per operation under the fuzzer) before reporting corruption.
+    /// A hint with bits above the position range is refused at once: masked before use, the CAS
+    /// that helps it on would never match the word and each claim would spin to `MAX_SPINS`.
     #[test]
     fn regression_hint_above_the_position_range_is_refused_at_once() {
         let (_h, m) = ring(8);
@@ -492,10 +490,9 @@ mod tests {
         }
     }
 
-    /// Review finding: a reaper killed after freeing a dead reader's first slot but before
-    /// retiring its continuations (or a first slot recycled before recovery read its `aux`) left
-    /// them `FULL` behind the head, and only a consumer at the head ever retired orphans.
-    /// Producers meeting one a lap later now retire it themselves.
+    /// A reaper killed after freeing a dead reader's first slot but before retiring its
+    /// continuations (or a first slot recycled before recovery read its `aux`) leaves them `FULL`
+    /// behind the head: producers meeting one a lap later retire it themselves.
     #[test]
     fn regression_orphans_behind_the_head_are_retired_by_producers() {
         let (_h, m) = ring(3);
