@@ -74,6 +74,7 @@ impl Ledger {
 }
 
 #[test]
+#[ignore = "a child process's entry point: run by the multi-process tests"]
 fn child_entry() {
     let Some(job) = job() else { return };
     let w: Vec<&str> = job.split(':').collect();

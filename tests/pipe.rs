@@ -9,6 +9,7 @@ use common::{child, finish, job, tagged, unique};
 const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
+#[ignore = "a child process's entry point: run by the multi-process tests"]
 fn child_entry() {
     let Some(job) = job() else { return };
     let mut words = job.split(':');

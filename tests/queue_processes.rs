@@ -12,6 +12,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// The child side of every test here. Does nothing unless started as a child.
 #[test]
+#[ignore = "a child process's entry point: run by the multi-process tests"]
 fn child_entry() {
     let Some(job) = job() else { return };
     let mut words = job.split(':');
@@ -181,7 +182,13 @@ fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
     let q = shmq::Queue::builder().capacity(4).slot_size(8).joinable(true).create_anonymous().unwrap();
     let workers: Vec<_> = (0..3)
         .map(|_| {
-            let mut w = shmq::Worker::this_program().unwrap().args(["child_entry", "--exact", "--nocapture", "-q"]);
+            let mut w = shmq::Worker::this_program().unwrap().args([
+                "child_entry",
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "-q",
+            ]);
             w.command().env(common::JOB, "joinable-worker").stdout(std::process::Stdio::piped());
             w.queue("Q", &q).spawn().unwrap()
         })

@@ -22,6 +22,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// One end of a pipe: sends, receives, or both (duplex). Python's `Connection`.
+///
+/// `Send`, not `Sync` (split it into its halves to use them from two threads):
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<shmq::Connection>();
+/// ```
+/// The halves can move to other threads:
+/// ```
+/// fn sent_to_another_thread<T: Send>() {}
+/// sent_to_another_thread::<shmq::Connection>();
+/// sent_to_another_thread::<shmq::Sender>();
+/// sent_to_another_thread::<shmq::Receiver>();
+/// ```
 pub struct Connection {
     tx: Option<Sender>,
     rx: Option<Receiver>,

@@ -12,6 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The receiving half of a pipe end. `Send`, not `Sync`: one thread receives at a time.
+///
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<shmq::Receiver>(); // a pipe has one receiver: not `Sync`
+/// ```
 pub struct Receiver {
     pub(super) end: Arc<End>,
     pub(super) ring: spsc::Consumer,

@@ -11,6 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The sending half of a pipe end. `Send`, not `Sync`: one thread sends at a time.
+///
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<shmq::Sender>(); // a pipe has one sender: not `Sync`
+/// ```
 pub struct Sender {
     pub(super) end: Arc<End>,
     pub(super) ring: spsc::Producer,

@@ -11,9 +11,10 @@
 
 use crate::error::{RecvError, SendError};
 use crate::ring::doorbell;
+use crate::ring::ends;
+use crate::ring::mem::HeapRing;
 use crate::ring::mpmc::Mpmc;
 use crate::ring::spsc;
-use crate::ring::{self, HeapRing};
 use crate::segment::layout::RingCtrl;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -108,7 +109,7 @@ impl Q {
     /// and a last look finds nothing.
     fn get_blocking(&self) -> Result<u64, RecvError> {
         let attempt = || match self.m.try_claim_read(2) {
-            Err(RecvError::Empty) if ring::producers_gone(self.ctrl()) => match self.m.try_claim_read(2) {
+            Err(RecvError::Empty) if ends::producers_gone(self.ctrl()) => match self.m.try_claim_read(2) {
                 Err(RecvError::Empty) => Some(Err(RecvError::Closed)),
                 r => Some(r),
             },
@@ -250,13 +251,13 @@ fn loom_mpmc_sleeping_producer_is_woken_by_release() {
 fn loom_mpmc_sleeping_consumer_sees_end_of_stream_after_the_last_message() {
     loom::model(|| {
         let q = Q::new(1);
-        ring::attach(q.ctrl(), true, false);
-        ring::attach(q.ctrl(), false, true);
+        ends::attach(q.ctrl(), true, false);
+        ends::attach(q.ctrl(), false, true);
         let p = {
             let q = q.clone();
             thread::spawn(move || {
                 q.try_put(3).unwrap();
-                ring::detach(q.ctrl(), true, false);
+                ends::detach(q.ctrl(), true, false);
             })
         };
         assert_eq!(q.get_blocking(), Ok(3));
@@ -269,8 +270,8 @@ fn loom_mpmc_sleeping_consumer_sees_end_of_stream_after_the_last_message() {
 fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
     loom::model(|| {
         let q = Q::new(1);
-        ring::attach(q.ctrl(), true, false);
-        ring::attach(q.ctrl(), false, true);
+        ends::attach(q.ctrl(), true, false);
+        ends::attach(q.ctrl(), false, true);
         q.try_put(1).unwrap();
         let p = {
             let q = q.clone();
@@ -280,7 +281,7 @@ fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
                     None,
                     0,
                     || {
-                        if ring::consumers_gone(q.ctrl()) {
+                        if ends::consumers_gone(q.ctrl()) {
                             return Some(Err(SendError::Closed));
                         }
                         match q.m.try_claim_write(1, true) {
@@ -294,7 +295,7 @@ fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
                 .map(|c| q.m.abandon(c))
             })
         };
-        ring::detach(q.ctrl(), false, true);
+        ends::detach(q.ctrl(), false, true);
         assert_eq!(p.join().unwrap(), Err(SendError::Closed));
     });
 }
@@ -425,14 +426,14 @@ fn loom_spsc_sleeping_producer_is_woken_by_release() {
 fn loom_spsc_sleeping_receiver_sees_end_of_file() {
     loom::model(|| {
         let pipe = Pipe::new(1);
-        assert!(ring::attach_exclusive(pipe.ctrl(), true));
-        assert!(ring::attach_exclusive(pipe.ctrl(), false));
+        assert!(ends::attach_exclusive(pipe.ctrl(), true));
+        assert!(ends::attach_exclusive(pipe.ctrl(), false));
         let (mut p, mut c) = pipe.ends();
         let tx = {
             let pipe = pipe.clone();
             thread::spawn(move || {
                 assert!(try_send(&pipe, &mut p, 9));
-                ring::detach(pipe.ctrl(), true, false);
+                ends::detach(pipe.ctrl(), true, false);
             })
         };
         // As `Receiver::wait_msg`: a message, or end of file once the producer has gone.
@@ -443,7 +444,7 @@ fn loom_spsc_sleeping_receiver_sees_end_of_file() {
                 0,
                 || match try_recv(&pipe, &mut c) {
                     Some(v) => Some(Some(v)),
-                    None if ring::producers_gone(pipe.ctrl()) => Some(try_recv(&pipe, &mut c)),
+                    None if ends::producers_gone(pipe.ctrl()) => Some(try_recv(&pipe, &mut c)),
                     None => None,
                 },
                 || {},
@@ -573,11 +574,11 @@ fn loom_attach_never_looks_like_end_of_stream() {
         let q = Q::new(1);
         let p = {
             let q = q.clone();
-            thread::spawn(move || ring::attach(q.ctrl(), true, false))
+            thread::spawn(move || ends::attach(q.ctrl(), true, false))
         };
-        assert!(!ring::producers_gone(q.ctrl()));
-        assert!(!ring::consumers_gone(q.ctrl()));
+        assert!(!ends::producers_gone(q.ctrl()));
+        assert!(!ends::consumers_gone(q.ctrl()));
         p.join().unwrap();
-        assert!(!ring::producers_gone(q.ctrl()));
+        assert!(!ends::producers_gone(q.ctrl()));
     });
 }

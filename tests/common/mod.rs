@@ -2,7 +2,9 @@
 //!
 //! A multi-process test re-runs its own test binary as the child, selecting one `#[test]` function
 //! (the "child entry") with `--exact`, and passing what the child should do in environment
-//! variables. The child entry returns at once when it is not running as a child.
+//! variables. Child entries are `#[ignore]`d, so a plain `cargo test` does not run them in the
+//! parent (where they would assert nothing); the child runs its entry by exact name with
+//! `--include-ignored`.
 
 #![allow(dead_code)]
 
@@ -16,7 +18,7 @@ pub const JOB: &str = "SHMQ_TEST_JOB";
 /// A command that re-runs this test binary's `entry` test as a child doing `job`.
 pub fn child(entry: &str, job: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
+    cmd.args([entry, "--exact", "--include-ignored", "--nocapture", "--test-threads=1", "-q"])
         .env(JOB, job)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

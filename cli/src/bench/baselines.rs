@@ -678,6 +678,23 @@ impl Iceoryx {
 /// until side B answers; stray hello answers are skipped by the timed rounds (values from 1).
 #[cfg(feature = "iceoryx2")]
 pub fn iceoryx2_row(ctx: &Ctx) -> Result<Measured, RowError> {
+    // iceoryx2 leaves machine-wide management files in /dev/shm (`iox2_*`) after its last node
+    // goes. Remove those this row created, so that a run leaves /dev/shm as it found it.
+    let iox_files = || -> std::collections::BTreeSet<std::ffi::OsString> {
+        std::fs::read_dir("/dev/shm")
+            .map(|d| d.flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with("iox2_")).collect())
+            .unwrap_or_default()
+    };
+    let before = iox_files();
+    let result = iceoryx2_pingpong(ctx);
+    for name in iox_files().difference(&before) {
+        let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(name));
+    }
+    result
+}
+
+#[cfg(feature = "iceoryx2")]
+fn iceoryx2_pingpong(ctx: &Ctx) -> Result<Measured, RowError> {
     let prefix = format!("shmq-bench/{}/{}", std::process::id(), ctx.rounds);
     let me = Iceoryx::open(&prefix, true).map_err(RowError::Failed)?;
     let connected = std::cell::Cell::new(false);

@@ -37,6 +37,7 @@ mod claim;
 mod group;
 mod repair;
 
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use claim::{ReadClaim, WriteClaim};
 
 use crate::error::{RecvError, SendError};
