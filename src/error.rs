@@ -60,6 +60,11 @@ pub enum Error {
     /// The pipe end is already attached to another handle (one producer, one consumer).
     #[error("this end of the pipe is already attached")]
     AlreadyAttached,
+    /// The queue or pipe has ended for good: every producer (end of stream) or every consumer
+    /// (broken pipe) has gone, and an ended side is never joined again. Create a new queue, or
+    /// create this one `persistent` if processes come and go on it.
+    #[error("{0}")]
+    Closed(&'static str),
     /// No inherited segment was found in the environment under that key.
     #[error("no inherited segment in environment variable {0}")]
     NotInherited(String),
@@ -72,21 +77,23 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
-    /// The ring is full (`try_put` / `try_send` only).
-    #[error("the queue is full")]
+    /// No room now: the ring is full (`try_*` calls only).
+    #[error("the ring is full")]
     Full,
     /// The ring stayed full until the deadline (`*_timeout` only).
     #[error("timed out waiting for room")]
     Timeout,
-    /// Nobody will ever receive: every consumer has gone, or this handle was closed for sending.
-    #[error("the receiving side is closed")]
+    /// Nobody will ever receive: every consumer has gone (broken pipe), or this handle was
+    /// closed for sending.
+    #[error("closed: every receiver has gone, or this handle was closed for sending")]
     Closed,
-    /// The message is larger than a slot.
-    #[error("message of {len} bytes does not fit a slot of {max} bytes")]
+    /// The message is larger than the call can carry (a slot, or for calls that split messages,
+    /// every slot of the ring).
+    #[error("message of {len} bytes is larger than the {max} bytes this call can carry")]
     TooLarge {
         /// Length of the rejected message.
         len: usize,
-        /// The segment's slot size.
+        /// The most this call carries.
         max: usize,
     },
     /// This handle was opened without the producer role.
@@ -104,14 +111,15 @@ pub enum SendError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
-    /// The ring is empty (`try_get` / `try_recv` only).
-    #[error("the queue is empty")]
+    /// Nothing to receive now: the ring is empty (`try_*` calls only).
+    #[error("the ring is empty")]
     Empty,
     /// The ring stayed empty until the deadline (`*_timeout` only).
     #[error("timed out waiting for a message")]
     Timeout,
-    /// End of stream: every producer has gone and the ring is drained.
-    #[error("end of stream: every sender has closed and the queue is drained")]
+    /// End of stream (end of file for a pipe): every sender has gone and everything they sent
+    /// has been received. Final: it never turns back into messages.
+    #[error("end of stream: every sender has gone and everything sent was received")]
     Closed,
     /// The value asked for has a different size from the message (typed receive only).
     #[error("message of {len} bytes cannot be read as a value of {expected} bytes")]

@@ -13,6 +13,7 @@
 //!
 //! Every value is a snapshot: counters move while we read them.
 
+use crate::ring::ends::ENDED;
 use crate::segment::geometry::Geometry;
 pub use crate::segment::layout::Kind;
 use crate::segment::layout::{
@@ -106,8 +107,12 @@ pub struct RingInfo {
     pub not_full: DoorbellInfo,
     /// Attached handles that may send.
     pub producers: u32,
+    /// Whether every producer has gone for good (end of stream).
+    pub producers_ended: bool,
     /// Attached handles that may receive.
     pub consumers: u32,
+    /// Whether every consumer has gone for good (broken pipe).
+    pub consumers_ended: bool,
     /// End flag bits (see [`RingInfo::flags_text`]).
     pub flags: u32,
 }
@@ -431,8 +436,10 @@ fn read_ring(file: &File, g: &Geometry, r: u32) -> io::Result<RingInfo> {
         len,
         not_empty: bell(&ctrl.not_empty),
         not_full: bell(&ctrl.not_full),
-        producers: ctrl.ends.producers.load(Ordering::Relaxed),
-        consumers: ctrl.ends.consumers.load(Ordering::Relaxed),
+        producers: ctrl.ends.producers.load(Ordering::Relaxed) & !ENDED,
+        producers_ended: ctrl.ends.producers.load(Ordering::Relaxed) & ENDED != 0,
+        consumers: ctrl.ends.consumers.load(Ordering::Relaxed) & !ENDED,
+        consumers_ended: ctrl.ends.consumers.load(Ordering::Relaxed) & ENDED != 0,
         flags: ctrl.ends.flags.load(Ordering::Relaxed),
     })
 }

@@ -111,10 +111,40 @@ fn roles_are_enforced_and_end_of_stream_follows_the_producers() {
     assert_eq!(p.try_get().unwrap_err(), RecvError::WrongRole);
     p.put(b"last").unwrap();
     p.close();
-    assert_eq!(p.try_put(b"x"), Err(SendError::WrongRole));
+    assert_eq!(p.try_put(b"x"), Err(SendError::Closed), "a closed handle says closed, not wrong role");
     assert_eq!(&*owner.get().unwrap(), b"last", "drained before end of stream");
     assert_eq!(owner.get().unwrap_err(), RecvError::Closed);
     assert_eq!(owner.get_timeout(Duration::from_secs(5)).unwrap_err(), RecvError::Closed);
+}
+
+#[test]
+fn end_of_stream_is_final_no_producer_joins_an_ended_queue() {
+    let name = unique("final");
+    let c = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).create(&name).unwrap();
+    let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
+    p.put(b"one").unwrap();
+    drop(p);
+    assert_eq!(&*c.get().unwrap(), b"one");
+    assert_eq!(c.try_get().unwrap_err(), RecvError::Closed);
+    match Queue::builder().role(Role::Producer).open(&name) {
+        Err(shmq::Error::Closed(why)) => assert!(why.contains("end of stream"), "{why}"),
+        other => panic!("a producer joined an ended queue: {other:?}"),
+    }
+    assert_eq!(c.try_get().unwrap_err(), RecvError::Closed, "still ended");
+    // A consumer may still open it (and sees the end at once).
+    let late = Queue::builder().role(Role::Consumer).open(&name).unwrap();
+    assert_eq!(late.try_get().unwrap_err(), RecvError::Closed);
+}
+
+#[test]
+fn a_persistent_queue_never_ends() {
+    let name = unique("persistent");
+    let c = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).persistent(true).create(&name).unwrap();
+    drop(Queue::builder().role(Role::Producer).open(&name).unwrap());
+    assert_eq!(c.try_get().unwrap_err(), RecvError::Empty);
+    let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
+    p.put(b"again").unwrap();
+    assert_eq!(&*c.get().unwrap(), b"again");
 }
 
 #[test]

@@ -63,7 +63,7 @@ impl Model {
 
     fn claim_write(&mut self, len: usize) -> Result<u64, SendError> {
         if self.closed {
-            return Err(SendError::WrongRole);
+            return Err(SendError::Closed);
         }
         if len > self.slot {
             return Err(SendError::TooLarge { len, max: self.slot });
@@ -92,7 +92,7 @@ impl Model {
             return Err(SendError::TooLarge { len: msg.len(), max });
         }
         if self.closed {
-            return Err(SendError::WrongRole);
+            return Err(SendError::Closed);
         }
         let k = msg.len().div_ceil(self.slot) as u64;
         loop {

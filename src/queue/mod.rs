@@ -1,5 +1,6 @@
 //! The public MPMC queue handle.
 
+use crate::ring::ends::Ended;
 use crate::ring::mem::RingMem;
 use crate::ring::mpmc::{Mpmc, ReadClaim, WriteClaim};
 use crate::ring::{doorbell, ends, SegmentRings};
@@ -49,6 +50,9 @@ impl Role {
     }
 }
 
+/// A bit of `Queue::roles` beside the role bits: [`Queue::close`] was called.
+const CLOSED: u32 = 1 << 31;
+
 /// Spin iterations before a blocking call sleeps, by default.
 pub const DEFAULT_SPIN: u32 = 4096;
 
@@ -59,7 +63,7 @@ pub const DEFAULT_SPIN: u32 = 4096;
 pub struct Queue {
     ring: Mpmc,
     reg: Registration,
-    /// Role bits this handle still holds (`close` drops the producer bit).
+    /// Role bits this handle still holds (`close` drops the producer bit and sets [`CLOSED`]).
     roles: AtomicU32,
     spin: u32,
     joinable: bool,
@@ -111,7 +115,19 @@ impl Queue {
         let ring = Mpmc::new(RingMem::in_segment(&seg, &geometry, 0));
         let reg = Registration::new(&seg, &geometry, role.bits(), &SegmentRings::new(&seg, &geometry))?;
         let bits = role.bits();
-        ends::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
+        if let Err(side) = ends::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0) {
+            let mut reg = reg;
+            reg.drop_roles(seg.header(), bits);
+            reg.release(seg.header());
+            return Err(Error::Closed(match side {
+                Ended::Producers => {
+                    "this queue has ended: every producer has gone (end of stream), and it takes no new one"
+                }
+                Ended::Consumers => {
+                    "this queue has ended: every consumer has gone (broken pipe), and it takes no new one"
+                }
+            }));
+        }
         let joinable = geometry.flags & FLAG_JOINABLE != 0;
         Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, geometry, seg })
     }
@@ -131,11 +147,20 @@ impl Queue {
 
     // ----- put -----
 
+    /// `Ok` if this handle may put: `Closed` after [`Queue::close`], `WrongRole` for a consumer.
+    #[inline]
+    fn may_put(&self) -> Result<(), SendError> {
+        let roles = self.roles.load(Ordering::Relaxed);
+        match () {
+            _ if roles & ROLE_PRODUCER != 0 => Ok(()),
+            _ if roles & CLOSED != 0 => Err(SendError::Closed),
+            _ => Err(SendError::WrongRole),
+        }
+    }
+
     #[inline]
     fn claim_put(&self, len: usize, wait: Wait) -> Result<WriteClaim<'_>, SendError> {
-        if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
-            return Err(SendError::WrongRole);
-        }
+        self.may_put()?;
         if len > self.geometry.slot_size as usize {
             return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
         }
@@ -222,9 +247,7 @@ impl Queue {
         if msg.len() > max {
             return Err(SendError::TooLarge { len: msg.len(), max });
         }
-        if self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER == 0 {
-            return Err(SendError::WrongRole);
-        }
+        self.may_put()?;
         let count = msg.len().div_ceil(slot) as u32;
         let mut claim = self.claim_with(wait, |owner, _| self.ring.claim_group(owner, count))?;
         claim.write_fragments(msg);
@@ -377,6 +400,7 @@ impl Queue {
     /// Stops this handle from putting (Python's `close`). When every producer has closed or gone,
     /// consumers see end of stream once the queue is drained. Idempotent.
     pub fn close(&self) {
+        self.roles.fetch_or(CLOSED, Ordering::AcqRel);
         self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel);
         if self.reg.drop_roles(self.seg.header(), ROLE_PRODUCER) != 0 {
             ends::detach(self.ring.mem.ctrl(), true, false);
@@ -471,12 +495,12 @@ impl Queue {
 
     /// Handles attached with the producer role (and not closed) across all processes.
     pub fn producer_count(&self) -> usize {
-        self.ring.mem.ctrl().ends.producers.load(Ordering::Acquire) as usize
+        ends::producer_count(self.ring.mem.ctrl()) as usize
     }
 
     /// Handles attached with the consumer role across all processes.
     pub fn consumer_count(&self) -> usize {
-        self.ring.mem.ctrl().ends.consumers.load(Ordering::Acquire) as usize
+        ends::consumer_count(self.ring.mem.ctrl()) as usize
     }
 
     /// Messages the queue holds.

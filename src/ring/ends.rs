@@ -1,39 +1,92 @@
 //! A ring's ends: how many producers and consumers are attached, and from that, end of stream
 //! and broken pipe.
 //!
-//! These counters live in each ring's control block ([`Ends`]) and are changed only here; the
-//! loom models check them together with the doorbells.
+//! Each side's count word ([`Ends::producers`], [`Ends::consumers`]) is
+//! `{ ended: 1 (bit 31), count: 31 }`. A detach that takes the count from 1 to 0 sets `ended`
+//! in the same atomic step (unless the ring was created [`ENDS_PERSISTENT`]); from then on the
+//! word stays `{ ended, 0 }`: an attach of that side is refused, so end of stream (and broken
+//! pipe) is final once anybody has seen it. A side that never had anyone attached is not ended:
+//! consumers that open before the first producer wait for it.
+//!
+//! These counters live in each ring's control block and are changed only here; the loom models
+//! check them together with the doorbells.
 
 use crate::ring::doorbell;
 use crate::segment::layout::{Ends, RingCtrl, ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN};
-use crate::sys::atomic::Ordering;
+use crate::sys::atomic::{AtomicU32, Ordering};
 
-/// Counts a new producer and/or consumer on `ring`.
-pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) {
-    let ends: &Ends = &ring.ends;
-    if producer {
-        ends.producers.fetch_add(1, Ordering::AcqRel);
-        ends.flags.fetch_or(ENDS_PRODUCER_SEEN, Ordering::AcqRel);
-    }
-    if consumer {
-        ends.consumers.fetch_add(1, Ordering::AcqRel);
-        ends.flags.fetch_or(ENDS_CONSUMER_SEEN, Ordering::AcqRel);
-    }
+/// The `ended` bit of a count word.
+pub(crate) const ENDED: u32 = 1 << 31;
+/// The count bits of a count word.
+const COUNT: u32 = ENDED - 1;
+
+/// Which side of a ring refused an attach because it has ended for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Every producer has gone: end of stream.
+    Producers,
+    /// Every consumer has gone: broken pipe.
+    Consumers,
 }
 
-/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: that end was
-/// attached before (it may be in use, or closed: a closed pipe end is never reopened).
+/// Adds one to a count word unless it has ended (or, `exclusive`, unless anyone is attached).
+fn count_in(word: &AtomicU32, exclusive: bool) -> bool {
+    // ORDERING: AcqRel, pairs with the Release update in `count_out` (an attacher that is refused
+    // sees what the last one to leave did).
+    word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| match c {
+        _ if c & ENDED != 0 => None,
+        _ if exclusive && c != 0 => None,
+        _ => Some((c + 1).min(COUNT)),
+    })
+    .is_ok()
+}
+
+/// Takes one from a count word; the last one out ends the side unless the ring is persistent.
+fn count_out(word: &AtomicU32, persistent: bool) {
+    // ORDERING: Release: every message this side committed (or every slot it released)
+    // happens-before an Acquire load that sees the count reach zero (`producers_gone`).
+    let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+        let n = (c & COUNT).saturating_sub(1);
+        Some(if n == 0 && !persistent { ENDED } else { (c & ENDED) | n })
+    });
+}
+
+fn persistent(ends: &Ends) -> bool {
+    ends.flags.load(Ordering::Relaxed) & ENDS_PERSISTENT != 0
+}
+
+/// Counts a new producer and/or consumer on `ring`; refused (nothing counted) if a side it joins
+/// has ended.
+pub(crate) fn attach(ring: &RingCtrl, producer: bool, consumer: bool) -> Result<(), Ended> {
+    let ends: &Ends = &ring.ends;
+    if consumer {
+        if !count_in(&ends.consumers, false) {
+            return Err(Ended::Consumers);
+        }
+        ends.flags.fetch_or(ENDS_CONSUMER_SEEN, Ordering::Relaxed);
+    }
+    if producer {
+        if !count_in(&ends.producers, false) {
+            if consumer {
+                detach(ring, false, true);
+            }
+            return Err(Ended::Producers);
+        }
+        ends.flags.fetch_or(ENDS_PRODUCER_SEEN, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Attaches as the only producer or only consumer of `ring` (pipes). `false`: that end is
+/// attached, or was and has closed (a closed pipe end is never reopened).
 pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
     let ends: &Ends = &ring.ends;
-    let (count, seen) =
+    let (word, seen) =
         if producer { (&ends.producers, ENDS_PRODUCER_SEEN) } else { (&ends.consumers, ENDS_CONSUMER_SEEN) };
-    // Count first, then mark seen: nobody may observe "seen and zero attached" for an end that is
-    // only now being attached (that would be a false end of stream).
-    count.fetch_add(1, Ordering::AcqRel);
-    if ends.flags.fetch_or(seen, Ordering::AcqRel) & seen != 0 {
-        count.fetch_sub(1, Ordering::AcqRel);
+    if !count_in(word, true) {
         return false;
     }
+    ends.flags.fetch_or(seen, Ordering::Relaxed);
     true
 }
 
@@ -41,37 +94,37 @@ pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
 /// producers: they may now see a broken pipe).
 pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
     let ends: &Ends = &ring.ends;
+    let persistent = persistent(ends);
     if producer {
-        // ORDERING: Release: every message this producer committed happens-before a consumer's
-        // Acquire load that sees the count reach zero.
-        ends.producers.fetch_sub(1, Ordering::Release);
+        count_out(&ends.producers, persistent);
         doorbell::ring_all(&ring.not_empty);
     }
     if consumer {
-        ends.consumers.fetch_sub(1, Ordering::Release);
+        count_out(&ends.consumers, persistent);
         doorbell::ring_all(&ring.not_full);
     }
 }
 
-/// End of stream: a producer was seen and none is attached now.
-///
-/// The flag is read *before* the count. An attach increments the count and then sets the flag, so
-/// a reader that sees the flag also sees that increment; reading the count first could pair a zero
-/// from before the first producer attached with a flag set just after it (a false end of stream).
-/// Checked by the loom model `loom_attach_never_looks_like_end_of_stream`.
+/// End of stream: every producer has gone, for good.
 #[inline]
 pub(crate) fn producers_gone(ring: &RingCtrl) -> bool {
-    let ends: &Ends = &ring.ends;
-    // ORDERING: Acquire on the flag pairs with the AcqRel `fetch_or` in `attach`; Acquire on the
-    // count pairs with the Release decrement in `detach` (messages committed before it are seen).
-    let flags = ends.flags.load(Ordering::Acquire);
-    flags & (ENDS_PRODUCER_SEEN | ENDS_PERSISTENT) == ENDS_PRODUCER_SEEN && ends.producers.load(Ordering::Acquire) == 0
+    // ORDERING: Acquire, pairs with the Release update in `count_out`: the messages the last
+    // producer committed are visible to a consumer that sees the side ended.
+    ring.ends.producers.load(Ordering::Acquire) & ENDED != 0
 }
 
-/// Broken pipe: a consumer was seen and none is attached now (flag first, as in `producers_gone`).
+/// Broken pipe: every consumer has gone, for good.
 #[inline]
 pub(crate) fn consumers_gone(ring: &RingCtrl) -> bool {
-    let ends: &Ends = &ring.ends;
-    let flags = ends.flags.load(Ordering::Acquire);
-    flags & (ENDS_CONSUMER_SEEN | ENDS_PERSISTENT) == ENDS_CONSUMER_SEEN && ends.consumers.load(Ordering::Acquire) == 0
+    ring.ends.consumers.load(Ordering::Acquire) & ENDED != 0
+}
+
+/// Attached producers (the count bits of the word).
+pub(crate) fn producer_count(ring: &RingCtrl) -> u32 {
+    ring.ends.producers.load(Ordering::Acquire) & COUNT
+}
+
+/// Attached consumers (the count bits of the word).
+pub(crate) fn consumer_count(ring: &RingCtrl) -> u32 {
+    ring.ends.consumers.load(Ordering::Acquire) & COUNT
 }

@@ -251,8 +251,8 @@ fn loom_mpmc_sleeping_producer_is_woken_by_release() {
 fn loom_mpmc_sleeping_consumer_sees_end_of_stream_after_the_last_message() {
     loom::model(|| {
         let q = Q::new(1);
-        ends::attach(q.ctrl(), true, false);
-        ends::attach(q.ctrl(), false, true);
+        ends::attach(q.ctrl(), true, false).unwrap();
+        ends::attach(q.ctrl(), false, true).unwrap();
         let p = {
             let q = q.clone();
             thread::spawn(move || {
@@ -270,8 +270,8 @@ fn loom_mpmc_sleeping_consumer_sees_end_of_stream_after_the_last_message() {
 fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
     loom::model(|| {
         let q = Q::new(1);
-        ends::attach(q.ctrl(), true, false);
-        ends::attach(q.ctrl(), false, true);
+        ends::attach(q.ctrl(), true, false).unwrap();
+        ends::attach(q.ctrl(), false, true).unwrap();
         q.try_put(1).unwrap();
         let p = {
             let q = q.clone();
@@ -566,19 +566,50 @@ fn loom_mpmc_dead_readers_continuation_is_retired_once() {
 
 // ----- attaching -----
 
-/// Regression (found by `shmq bench`): a consumer checking for end of stream while the first
-/// producer attaches must never see "a producer was seen and none is attached".
+/// A consumer checking for end of stream while the first producer attaches never sees it ended.
 #[test]
 fn loom_attach_never_looks_like_end_of_stream() {
     loom::model(|| {
         let q = Q::new(1);
         let p = {
             let q = q.clone();
-            thread::spawn(move || ends::attach(q.ctrl(), true, false))
+            thread::spawn(move || ends::attach(q.ctrl(), true, false).unwrap())
         };
         assert!(!ends::producers_gone(q.ctrl()));
         assert!(!ends::consumers_gone(q.ctrl()));
         p.join().unwrap();
         assert!(!ends::producers_gone(q.ctrl()));
+    });
+}
+
+/// End of stream is final: a producer attaching while the last one leaves either joins before the
+/// end (and the stream goes on until it leaves too) or is refused; once a consumer has seen the
+/// end, no producer is ever counted again.
+#[test]
+fn loom_end_of_stream_is_final_when_a_producer_races_the_last_one_out() {
+    loom::model(|| {
+        let q = Q::new(1);
+        ends::attach(q.ctrl(), true, false).unwrap();
+        let leaving = {
+            let q = q.clone();
+            thread::spawn(move || ends::detach(q.ctrl(), true, false))
+        };
+        let joining = {
+            let q = q.clone();
+            thread::spawn(move || ends::attach(q.ctrl(), true, false).is_ok())
+        };
+        let seen_end_early = ends::producers_gone(q.ctrl());
+        leaving.join().unwrap();
+        let joined = joining.join().unwrap();
+        if seen_end_early {
+            assert!(!joined, "a producer joined after a consumer saw the end");
+        }
+        assert_eq!(ends::producers_gone(q.ctrl()), !joined);
+        assert_eq!(ends::producer_count(q.ctrl()), joined as u32);
+        if joined {
+            ends::detach(q.ctrl(), true, false);
+            assert!(ends::producers_gone(q.ctrl()));
+        }
+        assert!(ends::attach(q.ctrl(), true, false).is_err(), "an ended side takes no producer");
     });
 }

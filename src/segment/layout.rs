@@ -23,7 +23,7 @@ use crate::sys::atomic::{AtomicU32, AtomicU64};
 /// `"SHMQSEG\0"`, little-endian: the first eight bytes of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\0");
 /// Bumped on any change to this file's layout or to the stamp encoding.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Value of [`Header::ready`] once the creator has finished initialising the segment.
 pub const READY: u32 = 0x5244_5921;
 /// Lines are padded to 128 bytes: x86 prefetches cache lines in adjacent pairs.
@@ -96,17 +96,19 @@ pub struct DoorbellWords {
 #[repr(C)]
 #[derive(Default)]
 pub struct Ends {
-    /// Attached handles that may send (queue: any number; pipe: 0 or 1).
+    /// Attached handles that may send (queue: any number; pipe: 0 or 1), as
+    /// `{ ended: 1 (bit 31), count: 31 }`; `ended` is set, for good, when the last one leaves
+    /// (see `ring::ends`).
     pub producers: AtomicU32,
-    /// Attached handles that may receive (queue: any number; pipe: 0 or 1).
+    /// Attached handles that may receive, encoded as `producers`.
     pub consumers: AtomicU32,
     /// [`ENDS_PRODUCER_SEEN`] | [`ENDS_CONSUMER_SEEN`] | [`ENDS_PERSISTENT`].
     pub flags: AtomicU32,
 }
 
-/// Set once any producer has attached: from then on, zero producers means end of stream.
+/// Set once any producer has attached (shown by `shmq stat`).
 pub const ENDS_PRODUCER_SEEN: u32 = 1;
-/// Set once any consumer has attached: from then on, zero consumers means a broken pipe.
+/// Set once any consumer has attached (shown by `shmq stat`).
 pub const ENDS_CONSUMER_SEEN: u32 = 2;
 /// Set at creation for queues without end of stream (see `QueueBuilder::persistent`).
 pub const ENDS_PERSISTENT: u32 = 4;

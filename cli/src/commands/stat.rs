@@ -51,8 +51,9 @@ pub fn stat(name: &str, slots: Option<u64>) -> Result<(), String> {
         line(&format!("{p}tail"), format!("{:#x}", ring.tail));
         line(&format!("{p}not_empty"), format!("{} waiters, seq {}", ring.not_empty.waiters, ring.not_empty.seq));
         line(&format!("{p}not_full"), format!("{} waiters, seq {}", ring.not_full.waiters, ring.not_full.seq));
-        line(&format!("{p}producers"), ring.producers.to_string());
-        line(&format!("{p}consumers"), ring.consumers.to_string());
+        let ended = |n: u32, e: bool| if e { format!("{n} (ended)") } else { n.to_string() };
+        line(&format!("{p}producers"), ended(ring.producers, ring.producers_ended));
+        line(&format!("{p}consumers"), ended(ring.consumers, ring.consumers_ended));
         line(&format!("{p}flags"), ring.flags_text());
     }
     line("participants", format!("{} attached, {} alive ({} lock(s) held)", i.participants.len(), i.alive(), i.live));
