@@ -46,7 +46,7 @@ fn shmq_single(size: usize, n: u64) -> Duration {
 /// As `shmq_single`, with `send_batch` / `recv_batch` (one publish per batch), on a pipe whose
 /// slots go in sequence (`PipeBuilder::sequential`), as bulk streams of small messages want.
 fn shmq_batch(size: usize, n: u64) -> Duration {
-    let (rx, tx) = shmq::Pipe::builder()
+    let (rx, tx) = shmq::PipeBuilder::new()
         .duplex(false)
         .capacity(capacity_for(size).max(2))
         .slot_size(size)

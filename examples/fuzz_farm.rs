@@ -42,8 +42,8 @@ fn input(id: u64, buf: &mut [u8]) -> usize {
 }
 
 fn worker(id: u32) -> Result<(), Box<dyn std::error::Error>> {
-    let inputs = Queue::builder().role(Role::Consumer).open_inherited("INPUTS")?;
-    let verdicts = Queue::builder().role(Role::Producer).open_inherited("VERDICTS")?;
+    let inputs = Queue::builder().role(Role::Consumer).from_env("INPUTS")?;
+    let verdicts = Queue::builder().role(Role::Producer).from_env("VERDICTS")?;
     loop {
         let (input, crashed) = match inputs.get() {
             // Zero-copy: the target reads the input in place, in the shared slot.
@@ -112,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // Sleep (futex) until at least one verdict is back rather than spin: the workers need
         // the cores more than the coordinator does.
-        match verdicts.get_timeout_value::<Verdict>(Duration::from_millis(10)) {
+        match verdicts.get_value_timeout::<Verdict>(Duration::from_millis(10)) {
             Ok(v) => {
                 done += 1;
                 crashes += v.crashed as u64;

@@ -7,7 +7,7 @@
 //! wait sleeps on the futex.
 
 use hdrhistogram::Histogram;
-use shmq::{Connection, Pipe, RecvError};
+use shmq::{Connection, PipeBuilder, RecvError};
 use std::process::Command;
 use std::time::Instant;
 
@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let block = args.iter().any(|a| a == "--block");
     if args.get(1).map(String::as_str) == Some("echo") {
         pin(1);
-        let mut c = Connection::from_env_with("PIPE", if block { 0 } else { 1 << 20 })?;
+        let mut c = PipeBuilder::new().spin(if block { 0 } else { 1 << 20 }).from_env("PIPE")?;
         loop {
             match recv_u64(&mut c, block) {
                 Ok(v) => c.send_value(&v)?,
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: u64 =
         args.iter().skip(1).find(|a| !a.starts_with("--")).map(|a| a.parse()).transpose()?.unwrap_or(200_000);
     let spin = if block { 0 } else { 1 << 20 };
-    let (mut a, b) = Pipe::builder().capacity(64).slot_size(8).spin(spin).create_anonymous()?;
+    let (mut a, b) = PipeBuilder::new().capacity(64).slot_size(8).spin(spin).create_anonymous()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo");
     if block {

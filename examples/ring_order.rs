@@ -11,7 +11,7 @@
 //! The host can move the vCPUs of a virtual machine in the middle of a run, which moves every
 //! figure; the alternation is there so that such a move hits all three rings alike.
 
-use shmq::{Connection, Pipe, RecvError};
+use shmq::{Connection, PipeBuilder, RecvError};
 use std::process::Command;
 use std::time::Instant;
 
@@ -43,7 +43,7 @@ fn send8(c: &mut Connection, v: &[u8; 8]) -> Result<(), shmq::SendError> {
 
 /// One ring's mean round trip in nanoseconds, over `rounds` after a tenth as many warm-ups.
 fn measure(capacity: usize, rounds: u64) -> Result<f64, Box<dyn std::error::Error>> {
-    let (mut a, b) = Pipe::builder().duplex(true).capacity(capacity).slot_size(64).create_anonymous()?;
+    let (mut a, b) = PipeBuilder::new().duplex(true).capacity(capacity).slot_size(64).create_anonymous()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo");
     let handover = b.share_with(&mut cmd, "RING");

@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn producer(id: u64, n: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let jobs = Queue::builder().role(Role::Producer).open_inherited("JOBS")?;
+    let jobs = Queue::builder().role(Role::Producer).from_env("JOBS")?;
     for i in 0..n {
         jobs.put_value(&((id << 32) | i))?;
     }
@@ -95,8 +95,8 @@ fn producer(id: u64, n: u64) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn consumer() -> Result<(), Box<dyn std::error::Error>> {
-    let jobs = Queue::builder().role(Role::Consumer).open_inherited("JOBS")?;
-    let results = Queue::builder().role(Role::Producer).open_inherited("RESULTS")?;
+    let jobs = Queue::builder().role(Role::Consumer).from_env("JOBS")?;
+    let results = Queue::builder().role(Role::Producer).from_env("RESULTS")?;
     loop {
         match jobs.get_value::<u64>() {
             Ok(v) => results.put_value(&v)?,

@@ -2,12 +2,12 @@
 //!
 //! Nothing here maps a segment or attaches to it. The header and each ring's control block are
 //! copied out of the file with `pread` into process-local values and validated exactly as an
-//! opener validates them ([`Geometry::validate`]). So a foreign, corrupt, truncated or half-built
+//! opener validates them. So a foreign, corrupt, truncated or half-built
 //! file is *reported*: never waited for (no ready timeout), never a panic, and never a `SIGBUS`
 //! (a peer that truncates the file under us shortens a read; it cannot fault a mapping).
 //!
 //! Liveness comes from the kernel, as for attached handles: a participant is alive while some
-//! open file description holds the OFD lock on its byte ([`Participant::lock_offset`]). The lock
+//! open file description holds the OFD lock on its byte in the participant table. The lock
 //! bytes are probed whatever the header says, so even a segment with a scribbled-over table is
 //! known to be in use or not.
 //!
@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering;
 /// What the first bytes of a file in `/dev/shm` say about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
-    /// Starts with [`MAGIC`]: a shmq segment (possibly corrupt or unfinished).
+    /// Starts with the shmq magic number: a shmq segment (possibly corrupt or unfinished).
     Shmq,
     /// Anything else: not ours.
     Foreign,
@@ -507,8 +507,8 @@ mod tests {
     #[test]
     fn a_duplex_pipe_shows_both_rings_and_their_counts() {
         let name = unique("pipe");
-        let mut a = crate::Pipe::builder().capacity(4).slot_size(16).create(&name).unwrap();
-        let mut b = crate::Pipe::builder().open(&name).unwrap();
+        let mut a = crate::PipeBuilder::new().capacity(4).slot_size(16).create(&name).unwrap();
+        let mut b = crate::PipeBuilder::new().open(&name).unwrap();
         a.send(b"x").unwrap();
         b.send(b"y").unwrap();
         b.send(b"z").unwrap();

@@ -4,14 +4,20 @@
 //! of the hardware: a message crosses from one process to another through a ring buffer in a
 //! memory-mapped segment, with no lock and no system call on the fast path.
 //!
-//! - [`Queue`]: bounded multi-producer multi-consumer. Blocking `put`/`get` (with timeouts) sleep
-//!   on a futex shared between processes; `try_put`/`try_get` never block.
-//! - [`Connection`] ([`pipe()`], [`Pipe::builder`]): single-producer single-consumer, one-way or
-//!   duplex, with `send`/`recv`/`poll` and end of file: the fastest path in the crate.
-//! - Zero-copy both ways: [`Queue::reserve`] / [`Sender::reserve`] write in place, and
-//!   [`Message`] / [`PipeMessage`] read in place; `bytemuck::Pod` values travel as their bytes.
+//! - [`Queue`] ([`queue`]): bounded multi-producer multi-consumer. Blocking `put`/`get` (with
+//!   timeouts) sleep on a futex shared between processes; `try_put`/`try_get` never block.
+//! - [`Connection`] ([`pipe()`], [`channel`], [`PipeBuilder`]; module [`pipe`](mod@pipe)):
+//!   single-producer single-consumer, one-way or duplex, with `send`/`recv`/`poll` and end of
+//!   file: the fastest path in the crate.
+//! - Receives return an owned [`Message`]: its slot is free again before the call returns, so a
+//!   consumer busy with a message never takes room from producers. `*_into` fills a buffer of
+//!   the caller's, `*_value` reads a `bytemuck::Pod` value; `get_in_place`/`recv_in_place` read
+//!   without a copy, holding the slot, and `reserve` writes in place.
 //! - Named segments (`/name`, in `/dev/shm`) for unrelated processes; anonymous ones (memfd) for
-//!   children ([`Queue::share_with`], [`Connection::share_with`]).
+//!   children ([`Queue::share_with`], [`Connection::share_with`], [`Worker`]).
+//! - End of stream and broken pipe are counted from the handles attached with each role, and are
+//!   final once reached; a killed process is detected through a lock the kernel releases, and
+//!   what it held is repaired by the survivors.
 //!
 //! # Quick start
 //! ```
@@ -22,7 +28,7 @@
 //! q.put(b"hello")?;                               // blocks while full
 //! // process B
 //! let q2 = shmq::Queue::open(&name)?;
-//! let msg = q2.get()?;                            // blocks while empty; read in place
+//! let msg = q2.get()?;                            // blocks while empty; an owned copy
 //! assert_eq!(&*msg, b"hello");
 //! # Ok(()) }
 //! ```
@@ -30,7 +36,7 @@
 //! A pipe, Python style:
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let (mut a, mut b) = shmq::pipe(true)?; // hand `b` to a child with `b.share_with(&mut cmd, "KEY")`
+//! let (mut a, mut b) = shmq::pipe()?; // hand `b` to a child with `b.share_with(&mut cmd, "KEY")`
 //! a.send(b"ping")?;
 //! assert_eq!(&*b.recv()?, b"ping");
 //! drop(a);
@@ -39,45 +45,49 @@
 //! ```
 //!
 //! Shared memory is input from another process: opening validates the whole header against the
-//! file, and every index and length read from the segment is checked before use. A misbehaving
-//! peer can make operations fail with `Corrupt`, never make this process read out of bounds.
-//! The layout and the protocols are described in `docs/DESIGN.md`.
+//! file, every index and length read from the segment is checked before use, and owned receives
+//! copy the bytes out before anything looks at them. A misbehaving peer can make operations fail
+//! with `Corrupt`, never make this process read out of bounds. The layout and the protocols are
+//! described in `docs/DESIGN.md`.
 #![warn(missing_docs)]
 // Under loom only the ring algorithms are built; the segment-facing helpers go unused.
 #![cfg_attr(loom, allow(dead_code))]
 
-// The layers, lowest first; a module imports only from the layers below it.
-/// The public handles.
-#[cfg(not(loom))]
-mod pipe;
-#[cfg(not(loom))]
-mod queue;
-/// The ring algorithms (SPSC, MPMC) over memory they are handed, and their doorbells.
-mod ring;
-/// A mapped, validated segment: layout, geometry, header format, participants, recovery.
-mod segment;
-/// Operating-system calls: futex, clock, shm files and memfds, OFD locks, membarrier.
-mod sys;
-#[cfg(not(loom))]
-mod worker;
-
+// The layers, lowest first (a module imports only from the layers below it):
+//   sys      operating-system calls: futex, clock, shm files and memfds, OFD locks, membarrier
+//   segment  a mapped, validated segment: layout, geometry, header format, participants, recovery
+//   ring     the ring algorithms (SPSC, MPMC) over memory they are handed, and their doorbells
+//   queue, pipe, message, worker   the public handles
 mod error;
-#[cfg(all(feature = "serde", not(loom)))]
-mod serde_msg;
-
 #[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(all(feature = "inspect", not(loom)))]
 pub mod inspect;
+#[cfg(not(loom))]
+mod message;
+#[cfg(not(loom))]
+pub mod pipe;
+#[cfg(not(loom))]
+pub mod queue;
+mod ring;
+mod segment;
+#[cfg(all(feature = "serde", not(loom)))]
+mod serde_msg;
+mod sys;
+#[cfg(not(loom))]
+mod worker;
 
+/// `Pod` values travel as their bytes (`put_value`, `get_value`, ...); derive `Pod` and `Zeroable`
+/// with this crate's re-export, so that the versions match.
+pub use bytemuck;
 pub use error::{Error, JoinError, RecvError, SendError};
 #[cfg(not(loom))]
-pub use pipe::{
-    channel, pipe, Connection, Handover, Pipe, PipeBuilder, PipeMessage, PipeReservation, Receiver, Sender,
-};
+pub use message::{Message, INLINE_BYTES};
 #[cfg(not(loom))]
-pub use queue::{Message, Queue, QueueBuilder, Reservation, Role};
+pub use pipe::{channel, pipe, Connection, Handover, PipeBuilder, Receiver, Sender};
+#[cfg(not(loom))]
+pub use queue::{Queue, QueueBuilder, Role};
 #[cfg(not(loom))]
 pub use segment::participants::ParticipantInfo;
 #[cfg(not(loom))]

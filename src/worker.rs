@@ -20,7 +20,7 @@ use std::process::{Child, Command};
 /// A child process to be started with queues and pipes handed to it.
 ///
 /// Each shared object travels as an inherited descriptor named by a key; the child opens it with
-/// [`Queue::from_env`] / [`Connection::from_env`] (or [`QueueBuilder::open_inherited`](crate::QueueBuilder::open_inherited)).
+/// [`Queue::from_env`] / [`Connection::from_env`] (or the builders' `from_env`).
 pub struct Worker {
     cmd: Command,
     handovers: Vec<Handover>,

@@ -1,7 +1,7 @@
 //! A killed peer never wedges the survivors, and no committed message is lost: one test per
 //! crash point, each with a real process that SIGKILLs itself at that point.
 
-use shmq::{pipe, Connection, Queue, RecvError, Role, SendError};
+use shmq::{Connection, PipeBuilder, Queue, RecvError, Role, SendError};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -39,7 +39,7 @@ fn child_entry() {
         }
         "consumer-dies-holding-message" => {
             let q = Queue::builder().role(Role::Consumer).open(name).unwrap();
-            let _m = q.get().unwrap();
+            let _m = q.get_in_place().unwrap();
             die_now();
         }
         "consumer-attaches-and-dies" => {
@@ -54,7 +54,7 @@ fn child_entry() {
         }
         "pipe-receiver-dies" => {
             let mut c = Connection::from_env("P").unwrap();
-            let _m = c.recv().unwrap();
+            let _m = c.recv_in_place().unwrap();
             die_now();
         }
         other => panic!("unknown job {other}"),
@@ -148,7 +148,7 @@ fn broken_pipe_when_the_last_consumer_dies() {
 
 #[test]
 fn pipe_sender_death_is_end_of_file_after_the_drain() {
-    let (mut rx, tx) = pipe(false).unwrap();
+    let (tx, mut rx) = PipeBuilder::new().duplex(false).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "pipe-sender-dies");
     let h = tx.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
@@ -161,7 +161,7 @@ fn pipe_sender_death_is_end_of_file_after_the_drain() {
 
 #[test]
 fn pipe_receiver_death_is_a_broken_pipe() {
-    let (rx, mut tx) = shmq::Pipe::builder().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
+    let (mut tx, rx) = shmq::PipeBuilder::new().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "pipe-receiver-dies");
     let h = rx.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();

@@ -1,6 +1,6 @@
 //! Pipes in one process and between processes.
 
-use shmq::{channel, pipe, Connection, Error, Pipe, RecvError, SendError};
+use shmq::{channel, pipe, Connection, Error, PipeBuilder, RecvError, SendError};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -43,8 +43,8 @@ fn child_entry() {
         }
         "open-named" => {
             let name = words.next().unwrap();
-            let mut c = Pipe::builder().open(name).unwrap();
-            assert!(matches!(Pipe::builder().open(name), Err(Error::AlreadyAttached)));
+            let mut c = PipeBuilder::new().open(name).unwrap();
+            assert!(matches!(PipeBuilder::new().open(name), Err(Error::AlreadyAttached)));
             c.send(b"from child").unwrap();
             println!("reply {}", String::from_utf8_lossy(&c.recv().unwrap()));
         }
@@ -54,7 +54,7 @@ fn child_entry() {
 
 #[test]
 fn duplex_ping_pong_between_processes_checks_every_reply() {
-    let (mut a, b) = Pipe::builder().capacity(4).slot_size(64).create_anonymous().unwrap();
+    let (mut a, b) = PipeBuilder::new().capacity(4).slot_size(64).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "echo");
     let handover = b.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
@@ -73,7 +73,7 @@ fn duplex_ping_pong_between_processes_checks_every_reply() {
 
 #[test]
 fn end_of_file_after_drain_when_the_sender_process_exits() {
-    let (mut rx, tx) = pipe(false).unwrap();
+    let (tx, mut rx) = PipeBuilder::new().duplex(false).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "send-then-exit:500");
     let h = tx.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
@@ -88,7 +88,7 @@ fn end_of_file_after_drain_when_the_sender_process_exits() {
 
 #[test]
 fn broken_pipe_when_the_receiver_process_exits() {
-    let (rx, mut tx) = Pipe::builder().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
+    let (mut tx, rx) = PipeBuilder::new().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "recv-few-then-exit");
     let h = rx.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
@@ -105,18 +105,18 @@ fn broken_pipe_when_the_receiver_process_exits() {
 #[test]
 fn named_pipe_between_unrelated_processes_and_second_attach_refused() {
     let name = unique("named-pipe");
-    let mut end0 = Pipe::builder().create(&name).unwrap();
+    let mut end0 = PipeBuilder::new().create(&name).unwrap();
     let c = child("child_entry", &format!("open-named:{name}")).spawn().unwrap();
     assert_eq!(&*end0.recv_timeout(Duration::from_secs(30)).unwrap(), b"from child");
     end0.send(b"from parent").unwrap();
     assert_eq!(tagged(&finish(c, LIMIT), "reply"), ["from parent"]);
     // The child's end was attached once: nobody may take it again.
-    assert!(matches!(Pipe::builder().open(&name), Err(Error::AlreadyAttached)));
+    assert!(matches!(PipeBuilder::new().open(&name), Err(Error::AlreadyAttached)));
 }
 
 #[test]
 fn one_way_ends_cannot_be_used_the_wrong_way_round() {
-    let (mut rx, mut tx) = pipe(false).unwrap();
+    let (mut tx, mut rx) = PipeBuilder::new().duplex(false).create_anonymous().unwrap();
     assert_eq!(rx.send(b"x"), Err(SendError::WrongRole));
     assert_eq!(tx.recv().unwrap_err(), RecvError::WrongRole);
     assert!(!tx.poll(Some(Duration::ZERO)));
@@ -148,9 +148,9 @@ fn order_is_kept_across_wrap_around_with_batches() {
 fn both_slot_orders_keep_order_and_openers_follow_the_creator() {
     for (sequential, slot) in [(false, 8), (false, 64), (true, 8), (true, 64)] {
         let name = unique("order");
-        let mut a = Pipe::builder().capacity(64).slot_size(slot).sequential(sequential).create(&name).unwrap();
+        let mut a = PipeBuilder::new().capacity(64).slot_size(slot).sequential(sequential).create(&name).unwrap();
         // The opener asks for the other order: the segment's flag decides, not the builder.
-        let mut b = Pipe::builder().sequential(!sequential).open(&name).unwrap();
+        let mut b = PipeBuilder::new().sequential(!sequential).open(&name).unwrap();
         let (mut sent, mut got) = (0u64, 0u64);
         while got < 5_000 {
             // Up to 5 messages ahead of the receiver, so the ring wraps with several in flight.
@@ -171,7 +171,7 @@ fn both_slot_orders_keep_order_and_openers_follow_the_creator() {
 
 #[test]
 fn poll_with_and_without_timeout() {
-    let (mut a, mut b) = pipe(true).unwrap();
+    let (mut a, mut b) = pipe().unwrap();
     assert!(!a.poll(Some(Duration::ZERO)));
     let t = Instant::now();
     assert!(!a.poll(Some(Duration::from_millis(50))));
@@ -203,7 +203,7 @@ fn reserve_writes_in_place_and_pod_views_are_aligned() {
     res.buf()[..16].copy_from_slice(bytemuck::bytes_of(&[7u64, 9u64]));
     res.commit(16).unwrap();
     let _ = s.reserve().unwrap(); // uncommitted: nothing sent
-    let m = r.recv().unwrap();
+    let m = r.recv_in_place().unwrap();
     assert_eq!(m.as_value::<[u64; 2]>(), Some(&[7, 9]));
     drop(m);
     assert_eq!(r.try_recv().unwrap_err(), RecvError::Empty);
@@ -213,7 +213,7 @@ fn reserve_writes_in_place_and_pod_views_are_aligned() {
 
 #[test]
 fn split_halves_work_from_two_threads() {
-    let (a, b) = pipe(true).unwrap();
+    let (a, b) = pipe().unwrap();
     let (Some(mut atx), Some(mut arx)) = a.split() else { panic!() };
     let (Some(mut btx), Some(mut brx)) = b.split() else { panic!() };
     std::thread::scope(|s| {
@@ -259,7 +259,7 @@ fn messages_larger_than_a_slot_are_split_and_reassembled() {
 
 #[test]
 fn large_messages_cross_processes_intact() {
-    let (mut a, b) = Pipe::builder().capacity(4).slot_size(64).create_anonymous().unwrap();
+    let (mut a, b) = PipeBuilder::new().capacity(4).slot_size(64).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "echo");
     let handover = b.share_with(&mut cmd, "P");
     let c = cmd.spawn().unwrap();

@@ -71,7 +71,7 @@ fn pod_values_travel_without_serialisation() {
     q.put_value(&t).unwrap();
     q.put_value(&t).unwrap();
     {
-        let m = q.get().unwrap();
+        let m = q.get_in_place().unwrap();
         assert_eq!(m.as_value::<Tick>(), Some(&t), "payloads are aligned for a Pod view");
     }
     assert_eq!(q.get_value::<Tick>().unwrap(), t);
@@ -328,4 +328,62 @@ fn threads_mix_large_and_small_messages_and_each_arrives_once_and_whole() {
         }
     });
     assert!(seen.iter().all(|c| c.load(Ordering::Relaxed) == 1), "every message exactly once");
+}
+
+#[test]
+fn held_messages_take_no_room_a_queue_of_n_takes_n_puts() {
+    // Capacity 3: put 3, hold the first, get the other two; the queue is empty and takes 3 more.
+    let q = Queue::anonymous(3, 8).unwrap();
+    for m in [b"a", b"b", b"c"] {
+        q.put(m).unwrap();
+    }
+    let held = q.get().unwrap();
+    let others = [q.get().unwrap(), q.get().unwrap()];
+    assert_eq!(q.len(), 0);
+    assert!(!q.is_full());
+    for m in [b"d", b"e", b"f"] {
+        q.try_put(m).expect("a queue of 3 takes 3 puts while messages are held");
+    }
+    assert!(q.is_full());
+    assert_eq!(q.try_put(b"g"), Err(SendError::Full));
+    assert_eq!((&*held, &*others[0], &*others[1]), (&b"a"[..], &b"b"[..], &b"c"[..]));
+}
+
+#[test]
+fn not_full_means_an_uncontended_try_put_succeeds() {
+    let q = Queue::anonymous(4, 8).unwrap();
+    let mut kept = Vec::new();
+    for round in 0..40u64 {
+        while !q.is_full() {
+            q.try_put(&round.to_le_bytes()).expect("is_full() was false");
+        }
+        assert_eq!(q.len(), 4);
+        // Take some out (keeping a few), so the ring goes round at every offset.
+        for _ in 0..=(round % 4) {
+            kept.push(q.try_get().unwrap());
+        }
+        assert_eq!(q.len(), 4 - (round as usize % 4 + 1));
+    }
+    assert!(kept.len() > 40);
+}
+
+#[test]
+fn get_into_reuses_the_callers_buffer_and_in_place_reads_hold_the_slot() {
+    let q = Queue::anonymous(2, 64).unwrap();
+    let mut buf = Vec::with_capacity(64);
+    q.put(b"first").unwrap();
+    assert_eq!(q.get_into(&mut buf).unwrap(), 5);
+    assert_eq!(buf, b"first");
+    q.put(&[1u8; 64]).unwrap();
+    assert_eq!(q.try_get_into(&mut buf).unwrap(), 64);
+    assert_eq!(buf, [1u8; 64]);
+    assert_eq!(q.try_get_into(&mut buf).unwrap_err(), RecvError::Empty);
+    // In place: the slot stays taken until the guard drops.
+    q.put(b"x").unwrap();
+    let guard = q.get_in_place().unwrap();
+    q.try_put(b"y").unwrap();
+    assert_eq!(q.try_put(b"z"), Err(SendError::Full), "the held slot comes round again");
+    assert_eq!(&*guard, b"x");
+    drop(guard);
+    q.try_put(b"z").unwrap();
 }

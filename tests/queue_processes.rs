@@ -19,13 +19,13 @@ fn child_entry() {
     match words.next().unwrap() {
         "produce" => {
             let (id, n): (u64, u64) = (words.next().unwrap().parse().unwrap(), words.next().unwrap().parse().unwrap());
-            let q = Queue::builder().role(Role::Producer).open_inherited("Q").unwrap();
+            let q = Queue::builder().role(Role::Producer).from_env("Q").unwrap();
             for i in 0..n {
                 q.put_value(&((id << 32) | i)).unwrap();
             }
         }
         "consume" => {
-            let q = Queue::builder().role(Role::Consumer).open_inherited("Q").unwrap();
+            let q = Queue::builder().role(Role::Consumer).from_env("Q").unwrap();
             let mut got = Vec::new();
             loop {
                 match q.get_value::<u64>() {
@@ -52,7 +52,7 @@ fn child_entry() {
             drop(q);
         }
         "drain-then-eof" => {
-            let q = Queue::builder().role(Role::Consumer).open_inherited("Q").unwrap();
+            let q = Queue::builder().role(Role::Consumer).from_env("Q").unwrap();
             let mut n = 0;
             loop {
                 match q.get_timeout(Duration::from_secs(20)) {
@@ -64,14 +64,14 @@ fn child_entry() {
             println!("drained {n}");
         }
         "put-large" => {
-            let q = Queue::builder().role(Role::Producer).open_inherited("Q").unwrap();
+            let q = Queue::builder().role(Role::Producer).from_env("Q").unwrap();
             for len in 1..=200usize {
                 let msg: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
                 q.put_large(&msg).unwrap();
             }
         }
         "joinable-worker" => {
-            let q = Queue::builder().role(Role::Consumer).open_inherited("Q").unwrap();
+            let q = Queue::builder().role(Role::Consumer).from_env("Q").unwrap();
             loop {
                 match q.get() {
                     Ok(m) => {

@@ -1,6 +1,6 @@
 //! Opening segments that are not what they claim: every case is a typed error, never a panic.
 
-use shmq::{Error, Pipe, Queue};
+use shmq::{Error, PipeBuilder, Queue};
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -76,11 +76,11 @@ fn inconsistent_geometry_is_refused() {
 #[test]
 fn pipe_and_queue_are_different_kinds() {
     let name = unique("kind-pipe");
-    let _end = Pipe::builder().create(&name).unwrap();
+    let _end = PipeBuilder::new().create(&name).unwrap();
     assert!(matches!(Queue::open(&name), Err(Error::WrongKind { found: "pipe", expected: "queue" })));
     let name = unique("kind-queue");
     let _q = Queue::create(&name, 2, 8).unwrap();
-    assert!(matches!(Pipe::builder().open(&name), Err(Error::WrongKind { found: "queue", expected: "pipe" })));
+    assert!(matches!(PipeBuilder::new().open(&name), Err(Error::WrongKind { found: "queue", expected: "pipe" })));
 }
 
 #[test]

@@ -6,7 +6,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use shmq::fuzzing::{self, SegmentBytes};
-use shmq::{Connection, Message, Pipe, Queue};
+use shmq::queue::InPlace;
+use shmq::{Connection, PipeBuilder, Queue};
 use std::time::Duration;
 
 #[derive(Arbitrary, Debug)]
@@ -130,7 +131,7 @@ pub fn run(data: &[u8]) {
     let cap = input.capacity as usize % 4 + 1;
     let slot = input.slot_size as usize % 64 + 1;
     let q = Queue::builder().capacity(cap).slot_size(slot).spin(0).create_anonymous().expect("anonymous queue");
-    let (mut p0, mut p1): (Connection, Connection) = Pipe::builder()
+    let (mut p0, mut p1): (Connection, Connection) = PipeBuilder::new()
         .duplex(input.duplex)
         .capacity(cap)
         .slot_size(slot)
@@ -141,7 +142,7 @@ pub fn run(data: &[u8]) {
     let pseg = fuzzing::pipe_segment(&p0);
     let (qlay, play) = (Layout::of(&qseg), Layout::of(&pseg));
     let one_lap = (cap as u64).next_power_of_two();
-    let mut guards: Vec<Message<'_>> = Vec::new();
+    let mut guards: Vec<InPlace<'_>> = Vec::new();
     let payload = vec![0xA5u8; slot + 1];
 
     for op in input.ops.iter().take(200) {
@@ -185,7 +186,7 @@ pub fn run(data: &[u8]) {
                 }
             }
             Op::QGetAndHold => {
-                if let Ok(m) = q.try_get() {
+                if let Ok(m) = q.try_get_in_place() {
                     consume(&m, slot * cap);
                     guards.push(m);
                 }

@@ -8,7 +8,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use shmq::fuzzing;
-use shmq::{Pipe, Queue};
+use shmq::{PipeBuilder, Queue};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -59,7 +59,7 @@ fn template(pipe: bool, duplex: bool, capacity: usize, slot_size: usize) -> Vec<
 
 fn make_template(pipe: bool, duplex: bool, capacity: usize, slot_size: usize) -> Vec<u8> {
     if pipe {
-        let (a, _b) = Pipe::builder()
+        let (a, _b) = PipeBuilder::new()
             .duplex(duplex)
             .capacity(capacity)
             .slot_size(slot_size)

@@ -9,7 +9,7 @@
 //! least one when one can move, never more than there are, and in order.
 
 use arbitrary::{Arbitrary, Unstructured};
-use shmq::{Pipe, Receiver, RecvError, SendError, Sender};
+use shmq::{PipeBuilder, Receiver, RecvError, SendError, Sender};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -55,14 +55,16 @@ pub fn run(data: &[u8]) {
     };
     let cap = input.capacity as usize % 4 + 1;
     let slot = input.slot_size as usize % 16 + 1;
-    let (end0, end1) = Pipe::builder()
+    let (end0, end1) = PipeBuilder::new()
         .duplex(input.duplex)
         .capacity(cap)
         .slot_size(slot)
         .spin(0)
         .create_anonymous()
         .expect("anonymous pipe");
-    // Ring 0: end 1 sends, end 0 receives. Ring 1 (duplex only): the other way.
+    // Ring 0: end 1 sends, end 0 receives. Ring 1 (duplex only): the other way. A one-way pipe's
+    // ends come as (sending, receiving): (end 1, end 0).
+    let (end0, end1) = if input.duplex { (end0, end1) } else { (end1, end0) };
     let (tx_ring1, rx_ring0) = end0.split();
     let (tx_ring0, rx_ring1) = end1.split();
     let mut rings = vec![Ring { msgs: VecDeque::new(), tx: tx_ring0, rx: rx_ring0, broken: false }];
@@ -137,7 +139,8 @@ pub fn run(data: &[u8]) {
                     assert_eq!(rx.try_recv().unwrap_err(), RecvError::Empty);
                     continue;
                 };
-                let held = rx.try_recv().expect("the model has a message");
+                // In place: the slot stays taken while the guard is held.
+                let held = rx.try_recv_in_place().expect("the model has a message");
                 assert_eq!(&*held, &front[..], "message bytes");
                 assert_eq!(tx.try_send(&msg), want, "try_send while a message is held");
                 assert_eq!(&*held, &front[..], "a held message changed");

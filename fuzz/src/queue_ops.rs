@@ -7,7 +7,8 @@
 //! put finds the queue full while the slot one lap back is busy. Nothing here blocks.
 
 use arbitrary::{Arbitrary, Unstructured};
-use shmq::{Message, Queue, RecvError, Reservation, SendError};
+use shmq::queue::{InPlace, Reservation};
+use shmq::{Queue, RecvError, SendError};
 use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Arbitrary, Debug)]
@@ -188,7 +189,7 @@ pub fn run(data: &[u8]) {
         Queue::builder().capacity(cap as usize).slot_size(slot).spin(0).create_anonymous().expect("anonymous queue");
     let mut m = Model { cap, slot, entries: VecDeque::new(), head: 0, tail: 0, busy: BTreeSet::new(), closed: false };
     // Declared after `q`, so dropped before it.
-    let mut guards: Vec<(Message<'_>, Vec<u8>, u64, u64)> = Vec::new();
+    let mut guards: Vec<(InPlace<'_>, Vec<u8>, u64, u64)> = Vec::new();
     let mut reservations: Vec<(Reservation<'_>, u64)> = Vec::new();
 
     for op in input.ops.iter().take(200) {
@@ -211,21 +212,28 @@ pub fn run(data: &[u8]) {
                 });
                 assert_eq!(q.try_put_value(&v), want, "try_put_value");
             }
-            Op::TryGet | Op::GetAndHold => {
+            Op::TryGet => {
+                // An owned get: the slot is free again when it returns.
                 let want = m.claim_read();
-                let got = q.try_get();
-                match (got, want) {
+                match (q.try_get(), want) {
                     (Ok(msg), Ok((pos, k, bytes))) => {
                         assert_eq!(&*msg, &bytes[..], "message bytes");
-                        if matches!(op, Op::GetAndHold) {
-                            guards.push((msg, bytes, pos, k));
-                        } else {
-                            drop(msg);
-                            m.free(pos, k);
-                        }
+                        m.free(pos, k);
                     }
                     (Err(e), Err(w)) => assert_eq!(e, w, "try_get error"),
                     (got, want) => panic!("try_get: got {got:?}, model says {want:?}"),
+                }
+            }
+            Op::GetAndHold => {
+                // An in-place get: the slot stays taken until the guard drops.
+                let want = m.claim_read();
+                match (q.try_get_in_place(), want) {
+                    (Ok(msg), Ok((pos, k, bytes))) => {
+                        assert_eq!(&*msg, &bytes[..], "message bytes");
+                        guards.push((msg, bytes, pos, k));
+                    }
+                    (Err(e), Err(w)) => assert_eq!(e, w, "try_get_in_place error"),
+                    (got, want) => panic!("try_get_in_place: got {got:?}, model says {want:?}"),
                 }
             }
             Op::GetValue => {

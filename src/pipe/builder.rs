@@ -9,7 +9,7 @@ use crate::segment::Segment;
 use crate::Error;
 use std::sync::Arc;
 
-/// Options for creating or opening a pipe (see [`Pipe::builder`]).
+/// Options for creating or opening a pipe: `PipeBuilder::new().capacity(64).create_anonymous()`.
 #[derive(Clone, Debug)]
 pub struct PipeBuilder {
     capacity: u64,
@@ -21,12 +21,8 @@ pub struct PipeBuilder {
     sequential: bool,
 }
 
-/// Entry point for pipes: [`Pipe::builder`].
-pub struct Pipe;
-
-impl Pipe {
-    /// Options for creating or opening a pipe.
-    pub fn builder() -> PipeBuilder {
+impl Default for PipeBuilder {
+    fn default() -> Self {
         PipeBuilder {
             capacity: 1024,
             slot_size: 256,
@@ -40,6 +36,11 @@ impl Pipe {
 }
 
 impl PipeBuilder {
+    /// The default options: duplex, 1024 messages of up to 256 bytes each way.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Messages each ring holds (1..=2^24). Default 1024.
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity as u64;
@@ -98,10 +99,19 @@ impl PipeBuilder {
     }
 
     /// Creates an anonymous pipe and returns both ends; hand one to a child with
-    /// [`Connection::share_with`].
+    /// [`Connection::share_with`]. A one-way pipe's ends come as `(sending, receiving)`, in the
+    /// order of [`channel`](crate::channel).
     pub fn create_anonymous(self) -> Result<(Connection, Connection), Error> {
         let (seg, g) = self.make(Place::Anonymous)?;
-        Ok((Connection::attach(seg.clone(), g, 0, self.spin)?, Connection::attach(seg, g, 1, self.spin)?))
+        let end0 = Connection::attach(seg.clone(), g, 0, self.spin)?;
+        let end1 = Connection::attach(seg, g, 1, self.spin)?;
+        Ok(if self.duplex { (end0, end1) } else { (end1, end0) })
+    }
+
+    /// Takes the end a parent handed over with [`Connection::share_with`] under `key`, with these
+    /// options' spin budget (the pipe's sizes are the creator's).
+    pub fn from_env(self, key: &str) -> Result<Connection, Error> {
+        Connection::from_env_with(key, self.spin)
     }
 
     /// Creates a named pipe and returns end 0; the peer opens end 1 with [`PipeBuilder::open`].

@@ -1,6 +1,6 @@
 //! One end of a pipe (Python's `Connection`): its halves, and handing it to a child.
 
-use super::{rings_of, End, PipeMessage, Receiver, Sender};
+use super::{rings_of, End, InPlace, Receiver, Reservation, Sender};
 use crate::queue::DEFAULT_SPIN;
 use crate::ring::mem::RingMem;
 use crate::ring::spsc::{self, Corrupt};
@@ -11,6 +11,7 @@ use crate::segment::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::segment::participants::Registration;
 use crate::segment::Segment;
 use crate::sys::inherit;
+use crate::Message;
 use crate::{Error, RecvError, SendError};
 use bytemuck::Pod;
 use std::fmt;
@@ -127,7 +128,7 @@ impl Connection {
     }
 
     /// As [`Connection::from_env`], with a spin budget for blocking calls.
-    pub fn from_env_with(key: &str, spin: u32) -> Result<Connection, Error> {
+    pub(super) fn from_env_with(key: &str, spin: u32) -> Result<Connection, Error> {
         let fd = inherit::inherited_fd(key)?;
         let var = format!("{}_END", inherit::env_var(key));
         let bad = || Error::NotInherited(var.clone());
@@ -184,26 +185,88 @@ impl Connection {
         self.tx()?.send_value(value)
     }
 
+    /// See [`Sender::try_send_value`].
+    pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<(), SendError> {
+        self.tx()?.try_send_value(value)
+    }
+
+    /// See [`Sender::send_value_timeout`].
+    pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<(), SendError> {
+        self.tx()?.send_value_timeout(value, timeout)
+    }
+
+    /// See [`Sender::send_batch`].
+    pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<usize, SendError> {
+        self.tx()?.send_batch(msgs)
+    }
+
+    /// See [`Sender::reserve`].
+    pub fn reserve(&mut self) -> Result<Reservation<'_>, SendError> {
+        self.tx()?.reserve()
+    }
+
+    /// See [`Sender::try_reserve`].
+    pub fn try_reserve(&mut self) -> Result<Reservation<'_>, SendError> {
+        self.tx()?.try_reserve()
+    }
+
     /// See [`Receiver::recv`]. `WrongRole` on the sending end of a one-way pipe.
     #[inline]
-    pub fn recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
+    pub fn recv(&mut self) -> Result<Message, RecvError> {
         self.rx()?.recv()
     }
 
     /// See [`Receiver::recv_timeout`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<PipeMessage<'_>, RecvError> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
         self.rx()?.recv_timeout(timeout)
     }
 
     /// See [`Receiver::try_recv`].
     #[inline]
-    pub fn try_recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
+    pub fn try_recv(&mut self) -> Result<Message, RecvError> {
         self.rx()?.try_recv()
+    }
+
+    /// See [`Receiver::recv_into`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.rx()?.recv_into(buf)
+    }
+
+    /// See [`Receiver::try_recv_into`].
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.rx()?.try_recv_into(buf)
+    }
+
+    /// See [`Receiver::recv_in_place`].
+    #[inline]
+    pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
+        self.rx()?.recv_in_place()
+    }
+
+    /// See [`Receiver::try_recv_in_place`].
+    #[inline]
+    pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
+        self.rx()?.try_recv_in_place()
     }
 
     /// See [`Receiver::recv_value`].
     pub fn recv_value<T: Pod>(&mut self) -> Result<T, RecvError> {
         self.rx()?.recv_value()
+    }
+
+    /// See [`Receiver::try_recv_value`].
+    pub fn try_recv_value<T: Pod>(&mut self) -> Result<T, RecvError> {
+        self.rx()?.try_recv_value()
+    }
+
+    /// See [`Receiver::recv_value_timeout`].
+    pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        self.rx()?.recv_value_timeout(timeout)
+    }
+
+    /// See [`Receiver::recv_batch`].
+    pub fn recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        self.rx()?.recv_batch(max, f)
     }
 
     /// See [`Receiver::poll`]. Always `false` on a send-only end.

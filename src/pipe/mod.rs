@@ -1,5 +1,6 @@
-//! The public pipe handles: [`Connection`] (Python's `multiprocessing.connection.Connection`),
-//! and its halves [`Sender`] and [`Receiver`].
+//! The single-producer single-consumer pipe: [`Connection`] (Python's
+//! `multiprocessing.connection.Connection`), its halves [`Sender`] and [`Receiver`], its options
+//! ([`PipeBuilder`]), and the in-place read and write guards ([`InPlace`], [`Reservation`]).
 //!
 //! A pipe segment holds one SPSC ring (one-way) or two (duplex). End 0 receives on ring 0 (and
 //! sends on ring 1 when duplex); end 1 sends on ring 0 (and receives on ring 1). One sender and
@@ -11,10 +12,10 @@ mod connection;
 mod receiver;
 mod sender;
 
-pub use builder::{Pipe, PipeBuilder};
+pub use builder::PipeBuilder;
 pub use connection::{Connection, Handover};
-pub use receiver::{PipeMessage, Receiver};
-pub use sender::{PipeReservation, Sender};
+pub use receiver::{InPlace, Receiver};
+pub use sender::{Reservation, Sender};
 
 use crate::ring::spsc::Corrupt;
 use crate::ring::SegmentRings;
@@ -28,17 +29,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An anonymous pipe with the default sizes (1024 messages of up to 256 bytes each way).
-///
-/// `duplex`: both ends send and receive. One-way (`false`): the first end only receives and the
-/// second only sends, in Python's order (`rx, tx = Pipe(duplex=False)`).
-pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
-    Pipe::builder().duplex(duplex).create_anonymous()
+/// A duplex anonymous pipe with the default sizes (1024 messages of up to 256 bytes each way):
+/// both ends send and receive (Python's `Pipe()`). For a one-way pipe use [`channel`], or
+/// [`PipeBuilder::duplex`]`(false)`.
+pub fn pipe() -> Result<(Connection, Connection), Error> {
+    PipeBuilder::new().create_anonymous()
 }
 
-/// A one-way anonymous pipe split at compile time into its two halves.
+/// A one-way anonymous pipe of `capacity` messages of up to `slot_size` bytes, as its two halves
+/// `(Sender, Receiver)`. To hand an end to a child, create the pipe with
+/// [`PipeBuilder::duplex`]`(false)` and share the [`Connection`].
 pub fn channel(capacity: usize, slot_size: usize) -> Result<(Sender, Receiver), Error> {
-    let (rx, tx) = Pipe::builder().duplex(false).capacity(capacity).slot_size(slot_size).create_anonymous()?;
+    let (tx, rx) = PipeBuilder::new().duplex(false).capacity(capacity).slot_size(slot_size).create_anonymous()?;
     Ok((tx.into_sender().expect("end 1 sends"), rx.into_receiver().expect("end 0 receives")))
 }
 

@@ -3,7 +3,7 @@
 use super::{corrupt_recv, deadline_after, End};
 use crate::ring::spsc::{self, Corrupt};
 use crate::ring::{doorbell, ends};
-use crate::RecvError;
+use crate::{Message, RecvError};
 use bytemuck::Pod;
 use std::cell::Cell;
 use std::fmt;
@@ -71,10 +71,10 @@ impl Receiver {
     }
 
     #[inline]
-    fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<PipeMessage<'_>, RecvError> {
+    fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<InPlace<'_>, RecvError> {
         self.wait_msg(deadline)?;
         match self.assemble() {
-            Ok(body) => Ok(PipeMessage { rx: self, body }),
+            Ok(body) => Ok(InPlace { rx: self, body }),
             Err(s) => {
                 let e = corrupt_recv(s);
                 self.dead = Some(e.clone());
@@ -99,7 +99,9 @@ impl Receiver {
                 return Err(Corrupt("a fragmented message was not published whole"));
             }
             let (_, len, more) = self.ring.peek(n)?;
-            body.extend_from_slice(self.ring.payload(n, len));
+            let start = body.len();
+            body.resize(start + len, 0);
+            self.ring.copy_out(n, &mut body[start..]);
             n += 1;
             if !more {
                 return Ok(Body { len: body.len(), owned: std::mem::ManuallyDrop::new(Some(body)), count: n });
@@ -107,28 +109,57 @@ impl Receiver {
         }
     }
 
-    /// Receives the next message, blocking while the pipe is empty. The bytes are read in place;
-    /// the slot goes back to the sender when the guard is dropped.
+    /// Receives the next message, blocking while the pipe is empty (Python's `recv_bytes`). The
+    /// message is copied out and its slot given back to the sender before this returns.
     ///
     /// Errors: `Closed` (end of file: the sender has gone and the pipe is drained), `Corrupt`.
     #[inline]
-    pub fn recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
+    pub fn recv(&mut self) -> Result<Message, RecvError> {
         if let Now::Ready(body) = self.now() {
-            return Ok(PipeMessage { rx: self, body });
+            return Ok(InPlace { rx: self, body }.into_message());
         }
-        self.recv_in(Some(None))
+        self.recv_in(Some(None)).map(InPlace::into_message)
     }
 
-    /// Receives the next message, blocking at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<PipeMessage<'_>, RecvError> {
-        self.recv_in(Some(deadline_after(timeout)))
+    /// As [`Receiver::recv`], blocking at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
+        self.recv_in(Some(deadline_after(timeout))).map(InPlace::into_message)
     }
 
     /// Receives the next message if there is one now (`Empty` otherwise).
     #[inline]
-    pub fn try_recv(&mut self) -> Result<PipeMessage<'_>, RecvError> {
+    pub fn try_recv(&mut self) -> Result<Message, RecvError> {
+        self.try_recv_in_place().map(InPlace::into_message)
+    }
+
+    /// As [`Receiver::recv`], into `buf` (cleared first; it grows as needed, so a buffer reused
+    /// from call to call makes no allocation once it is large enough). Returns the length.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.recv_in_place().map(|m| m.copy_into(buf))
+    }
+
+    /// As [`Receiver::try_recv`], into `buf` (see [`Receiver::recv_into`]).
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.try_recv_in_place().map(|m| m.copy_into(buf))
+    }
+
+    /// Receives the next message, blocking while the pipe is empty, and lends its bytes in place:
+    /// no copy, but the slot goes back to the sender only when the guard drops. The bytes stay in
+    /// shared memory, where a sender that breaks the protocol can change them: use this with a
+    /// trusted peer. [`Receiver::recv`] copies the message out instead.
+    #[inline]
+    pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
+        if let Now::Ready(body) = self.now() {
+            return Ok(InPlace { rx: self, body });
+        }
+        self.recv_in(Some(None))
+    }
+
+    /// As [`Receiver::recv_in_place`], if there is a message now.
+    #[inline]
+    pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
         match self.now() {
-            Now::Ready(body) => Ok(PipeMessage { rx: self, body }),
+            Now::Ready(body) => Ok(InPlace { rx: self, body }),
             Now::Empty => Err(RecvError::Empty),
             Now::Other => self.recv_in(None),
         }
@@ -156,11 +187,17 @@ impl Receiver {
     /// Receives a `Pod` value (copied out, any alignment), blocking while the pipe is empty. A
     /// message of another size is consumed and reported as `SizeMismatch`.
     pub fn recv_value<T: Pod>(&mut self) -> Result<T, RecvError> {
-        let m = self.recv()?;
-        if m.len() != std::mem::size_of::<T>() {
-            return Err(RecvError::SizeMismatch { len: m.len(), expected: std::mem::size_of::<T>() });
-        }
-        Ok(bytemuck::pod_read_unaligned(&m))
+        self.recv_in_place().and_then(InPlace::into_value)
+    }
+
+    /// As [`Receiver::recv_value`], if there is a message now.
+    pub fn try_recv_value<T: Pod>(&mut self) -> Result<T, RecvError> {
+        self.try_recv_in_place().and_then(InPlace::into_value)
+    }
+
+    /// As [`Receiver::recv_value`], blocking at most `timeout`.
+    pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        self.recv_in(Some(deadline_after(timeout))).and_then(InPlace::into_value)
     }
 
     /// Python's `poll`: whether a message (or end of file) is ready, waiting up to `timeout`
@@ -215,10 +252,13 @@ impl Drop for Receiver {
     }
 }
 
-/// A message received in place. Dereferences to its bytes; frees the slot when dropped.
+/// A message received in place ([`Receiver::recv_in_place`]). Dereferences to its bytes; gives
+/// the slot back to the sender when dropped.
 ///
-/// A message that spanned several slots is reassembled into an owned buffer instead.
-pub struct PipeMessage<'a> {
+/// The bytes stay in shared memory while the guard lives: a sender that breaks the protocol can
+/// change them meanwhile. A message that spanned several slots is reassembled into an owned
+/// buffer instead.
+pub struct InPlace<'a> {
     rx: &'a mut Receiver,
     body: Body,
 }
@@ -241,14 +281,51 @@ struct Body {
     count: u64,
 }
 
-impl PipeMessage<'_> {
+impl InPlace<'_> {
     /// A `Pod` view of the bytes, if size and alignment fit (payloads are 16-byte aligned).
     pub fn as_value<T: Pod>(&self) -> Option<&T> {
         bytemuck::try_from_bytes(self).ok()
     }
+
+    /// Copies the message out (see [`copy_from_shared`](crate::ring::mem)) and gives the slot
+    /// back.
+    #[inline]
+    pub(crate) fn into_message(mut self) -> Message {
+        match self.body.owned.take() {
+            Some(v) => Message::from_vec(v),
+            None => Message::with_len(self.body.len, |b| self.rx.ring.copy_out(0, b)),
+        }
+    }
+
+    /// Copies the message into `buf` (cleared first) and gives the slot back; returns the length.
+    fn copy_into(self, buf: &mut Vec<u8>) -> usize {
+        buf.clear();
+        match &*self.body.owned {
+            Some(v) => buf.extend_from_slice(v),
+            None => {
+                buf.resize(self.body.len, 0);
+                self.rx.ring.copy_out(0, buf);
+            }
+        }
+        buf.len()
+    }
+
+    /// Copies the message out as a `T` if it has `T`'s size (it is consumed either way).
+    fn into_value<T: Pod>(self) -> Result<T, RecvError> {
+        let (len, expected) = (self.body.len, std::mem::size_of::<T>());
+        if len != expected {
+            return Err(RecvError::SizeMismatch { len, expected });
+        }
+        let mut value = T::zeroed();
+        match &*self.body.owned {
+            Some(v) => bytemuck::bytes_of_mut(&mut value).copy_from_slice(v),
+            None => self.rx.ring.copy_out(0, bytemuck::bytes_of_mut(&mut value)),
+        }
+        Ok(value)
+    }
 }
 
-impl std::ops::Deref for PipeMessage<'_> {
+impl std::ops::Deref for InPlace<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
@@ -259,7 +336,7 @@ impl std::ops::Deref for PipeMessage<'_> {
     }
 }
 
-impl Drop for PipeMessage<'_> {
+impl Drop for InPlace<'_> {
     #[inline]
     fn drop(&mut self) {
         self.rx.ring.release(self.body.count);
@@ -276,8 +353,8 @@ fn drop_owned(owned: &mut Option<Vec<u8>>) {
     drop(owned.take());
 }
 
-impl fmt::Debug for PipeMessage<'_> {
+impl fmt::Debug for InPlace<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipeMessage").field("len", &self.body.len).finish()
+        f.debug_struct("InPlace").field("len", &self.body.len).finish()
     }
 }

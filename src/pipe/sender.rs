@@ -157,6 +157,16 @@ impl Sender {
         self.send(bytemuck::bytes_of(value))
     }
 
+    /// Sends a `Pod` value's bytes if there is room now.
+    pub fn try_send_value<T: Pod>(&mut self, value: &T) -> Result<(), SendError> {
+        self.try_send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends a `Pod` value's bytes, blocking at most `timeout` while the pipe is full.
+    pub fn send_value_timeout<T: Pod>(&mut self, value: &T, timeout: Duration) -> Result<(), SendError> {
+        self.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
     /// Sends as many of `msgs` as fit now, publishing them together (one release store and one
     /// doorbell check for the batch). Returns how many were sent: at least one if there was room,
     /// possibly fewer than the free slots (the receiver's position is read from a cache when it
@@ -184,10 +194,16 @@ impl Sender {
     }
 
     /// Reserves the next slot to write a message in place, blocking while the pipe is full.
-    /// Nothing is sent unless [`PipeReservation::commit`] is called.
-    pub fn reserve(&mut self) -> Result<PipeReservation<'_>, SendError> {
+    /// Nothing is sent unless [`Reservation::commit`] is called.
+    pub fn reserve(&mut self) -> Result<Reservation<'_>, SendError> {
         self.wait_room(1, Some(None))?;
-        Ok(PipeReservation { tx: self })
+        Ok(Reservation { tx: self })
+    }
+
+    /// As [`Sender::reserve`], but `Full` instead of waiting for room.
+    pub fn try_reserve(&mut self) -> Result<Reservation<'_>, SendError> {
+        self.wait_room(1, None)?;
+        Ok(Reservation { tx: self })
     }
 
     /// Slot size in bytes.
@@ -197,17 +213,17 @@ impl Sender {
 }
 
 /// A slot reserved on a [`Sender`] for writing in place.
-pub struct PipeReservation<'a> {
+pub struct Reservation<'a> {
     tx: &'a mut Sender,
 }
 
-impl PipeReservation<'_> {
+impl Reservation<'_> {
     /// The whole slot (`slot_size` bytes; contents unspecified).
     pub fn buf(&mut self) -> &mut [u8] {
         self.tx.ring.payload_mut(0)
     }
 
-    /// Sends the first `len` bytes of [`PipeReservation::buf`].
+    /// Sends the first `len` bytes of [`Reservation::buf`].
     pub fn commit(self, len: usize) -> Result<(), SendError> {
         let max = self.tx.slot_size();
         if len > max {

@@ -124,7 +124,7 @@ impl QueueBuilder {
     }
 
     /// Opens the queue a parent shared under `key` with [`Queue::share_with`].
-    pub fn open_inherited(self, key: &str) -> Result<Queue, Error> {
+    pub fn from_env(self, key: &str) -> Result<Queue, Error> {
         let seg = Segment::open_inherited(inherit::inherited_fd(key)?)?;
         let g = format::validate(&seg, Kind::Queue)?;
         Queue::attach(seg, g, self.role, self.spin)

@@ -1,4 +1,4 @@
-//! What a consumer holds (a [`Message`]) and what a producer writes in place (a [`Reservation`]).
+//! Reading a message in place ([`InPlace`]) and writing one in place ([`Reservation`]).
 
 use super::Queue;
 use crate::ring::mpmc::{ReadClaim, WriteClaim};
@@ -6,12 +6,14 @@ use crate::{RecvError, SendError};
 use bytemuck::Pod;
 use std::fmt;
 
-/// A message read in place. Dereferences to its bytes; frees its slot when dropped.
+/// A message read in place ([`Queue::get_in_place`]). Dereferences to its bytes; frees its slot
+/// when dropped.
 ///
-/// The bytes stay in shared memory while the guard lives: a peer that breaks the protocol can
-/// change them meanwhile. Validate a private copy (`get_value`, `get_serde`, or `to_vec()`), not
-/// the guard, when peers are not trusted.
-pub struct Message<'q> {
+/// Holding it keeps the slot taken: producers that come round to that slot a lap later wait for
+/// it. The bytes stay in shared memory while the guard lives, and a peer that breaks the protocol
+/// can change them meanwhile: validate a private copy ([`Queue::get`], `get_value`, `get_serde`),
+/// not the guard, when peers are not trusted.
+pub struct InPlace<'q> {
     claim: ReadClaim<'q>,
     len: usize,
     /// A message that spanned several slots, copied out (its slots stay claimed until drop, so a
@@ -19,35 +21,28 @@ pub struct Message<'q> {
     owned: Option<Vec<u8>>,
 }
 
-impl<'q> Message<'q> {
+impl<'q> InPlace<'q> {
     /// A single-slot message of `len` bytes (checked against the slot size), read in place.
     #[inline]
-    pub(super) fn in_place(claim: ReadClaim<'q>, len: usize) -> Self {
-        Message { claim, len, owned: None }
+    pub(super) fn new(claim: ReadClaim<'q>, len: usize) -> Self {
+        InPlace { claim, len, owned: None }
     }
 
     /// Copies a message that spans several slots out of them (the slots are freed when the
-    /// message drops, or at once if a fragment is corrupt).
-    pub(super) fn assemble(claim: ReadClaim<'q>, slot_size: usize) -> Result<Self, RecvError> {
-        let mut body = Vec::with_capacity(claim.count() as usize * slot_size);
+    /// guard drops, or at once if a fragment is corrupt).
+    pub(super) fn assemble(claim: ReadClaim<'q>) -> Result<Self, RecvError> {
+        let mut body = Vec::new();
         claim.copy_fragments(&mut body)?;
-        Ok(Message { claim, len: body.len(), owned: Some(body) })
+        Ok(InPlace { claim, len: body.len(), owned: Some(body) })
     }
 
     /// A `Pod` view of the bytes, if size and alignment fit (payloads are 16-byte aligned).
     pub fn as_value<T: Pod>(&self) -> Option<&T> {
         bytemuck::try_from_bytes(self).ok()
     }
-
-    pub(super) fn read_value<T: Pod>(self) -> Result<T, RecvError> {
-        if self.len != std::mem::size_of::<T>() {
-            return Err(RecvError::SizeMismatch { len: self.len, expected: std::mem::size_of::<T>() });
-        }
-        Ok(bytemuck::pod_read_unaligned(&self))
-    }
 }
 
-impl std::ops::Deref for Message<'_> {
+impl std::ops::Deref for InPlace<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
@@ -58,9 +53,9 @@ impl std::ops::Deref for Message<'_> {
     }
 }
 
-impl fmt::Debug for Message<'_> {
+impl fmt::Debug for InPlace<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message").field("len", &self.len).finish()
+        f.debug_struct("InPlace").field("len", &self.len).finish()
     }
 }
 

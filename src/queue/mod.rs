@@ -1,4 +1,5 @@
-//! The public MPMC queue handle.
+//! The multi-producer multi-consumer queue: [`Queue`], its options ([`QueueBuilder`]), and the
+//! in-place read and write guards ([`InPlace`], [`Reservation`]).
 
 use crate::ring::ends::Ended;
 use crate::ring::mem::RingMem;
@@ -10,7 +11,7 @@ use crate::segment::participants::{self, ParticipantInfo, Registration};
 use crate::segment::recover::{self, RecoveryStats};
 use crate::segment::Segment;
 use crate::sys::{clock, inherit};
-use crate::{Error, JoinError, RecvError, SendError};
+use crate::{Error, JoinError, Message, RecvError, SendError};
 use bytemuck::Pod;
 use std::fmt;
 use std::os::fd::AsRawFd;
@@ -22,7 +23,7 @@ mod builder;
 mod message;
 
 pub use builder::QueueBuilder;
-pub use message::{Message, Reservation};
+pub use message::{InPlace, Reservation};
 
 /// Which ends of a queue a handle uses.
 ///
@@ -108,7 +109,7 @@ impl Queue {
 
     /// Opens a queue inherited from the parent process under `key`, as producer and consumer.
     pub fn from_env(key: &str) -> Result<Queue, Error> {
-        Queue::builder().open_inherited(key)
+        Queue::builder().from_env(key)
     }
 
     pub(crate) fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
@@ -344,55 +345,123 @@ impl Queue {
         .unwrap_or(Err(RecvError::Timeout))
     }
 
-    /// The message of a read claim (a claim whose length is corrupt is dropped: its slots are
-    /// freed, and the error reported).
+    /// The in-place view of a read claim (a claim whose length is corrupt is dropped: its slots
+    /// are freed, and the error reported).
     #[inline]
-    fn message<'q>(&'q self, claim: ReadClaim<'q>) -> Result<Message<'q>, RecvError> {
+    fn in_place<'q>(&'q self, claim: ReadClaim<'q>) -> Result<InPlace<'q>, RecvError> {
         if claim.count() > 1 {
-            return Message::assemble(claim, self.slot_size());
+            return InPlace::assemble(claim);
         }
         let len = claim.len()?;
-        Ok(Message::in_place(claim, len))
+        Ok(InPlace::new(claim, len))
     }
 
-    /// Takes the oldest message, blocking while the queue is empty. The bytes are read in place
-    /// through the returned guard; the slot is freed when it is dropped.
+    /// Copies a claimed message out; the claim drops (its slots are freed) on return.
+    #[inline]
+    fn take(claim: ReadClaim<'_>) -> Result<Message, RecvError> {
+        if claim.count() > 1 {
+            let mut v = Vec::new();
+            claim.copy_fragments(&mut v)?;
+            return Ok(Message::from_vec(v));
+        }
+        let len = claim.len()?;
+        Ok(Message::with_len(len, |b| claim.copy_out(b)))
+    }
+
+    /// Copies a claimed message into `buf` (cleared first); returns its length.
+    fn take_into(claim: ReadClaim<'_>, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        buf.clear();
+        if claim.count() > 1 {
+            claim.copy_fragments(buf)?;
+        } else {
+            buf.resize(claim.len()?, 0);
+            claim.copy_out(buf);
+        }
+        Ok(buf.len())
+    }
+
+    /// Copies a claimed message out as a `T`, if it has `T`'s size.
+    fn take_value<T: Pod>(claim: ReadClaim<'_>) -> Result<T, RecvError> {
+        let expected = std::mem::size_of::<T>();
+        if claim.count() > 1 {
+            let m = Self::take(claim)?;
+            return m.to_value().ok_or(RecvError::SizeMismatch { len: m.len(), expected });
+        }
+        let len = claim.len()?;
+        if len != expected {
+            return Err(RecvError::SizeMismatch { len, expected });
+        }
+        let mut value = T::zeroed();
+        claim.copy_out(bytemuck::bytes_of_mut(&mut value));
+        Ok(value)
+    }
+
+    /// Takes the oldest message, blocking while the queue is empty (Python's `get`). The message
+    /// is copied out and its slot freed before this returns.
     ///
     /// Errors: `Closed` (end of stream), `WrongRole`, `Corrupt`.
-    pub fn get(&self) -> Result<Message<'_>, RecvError> {
-        self.claim_get(Wait::Forever).and_then(|c| self.message(c))
+    pub fn get(&self) -> Result<Message, RecvError> {
+        self.claim_get(Wait::Forever).and_then(Self::take)
     }
 
-    /// Takes the oldest message, blocking at most `timeout`.
+    /// As [`Queue::get`], blocking at most `timeout`.
     ///
     /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        self.claim_get(Wait::after(timeout)).and_then(|c| self.message(c))
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
+        self.claim_get(Wait::after(timeout)).and_then(Self::take)
     }
 
     /// Takes the oldest message if there is one now (Python's `get_nowait`).
     ///
     /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`.
     #[inline]
-    pub fn try_get(&self) -> Result<Message<'_>, RecvError> {
-        self.claim_get(Wait::Never).and_then(|c| self.message(c))
+    pub fn try_get(&self) -> Result<Message, RecvError> {
+        self.claim_get(Wait::Never).and_then(Self::take)
+    }
+
+    /// As [`Queue::get`], into `buf` (cleared first; it grows as needed, so a buffer reused from
+    /// call to call makes no allocation once it is large enough). Returns the message's length.
+    pub fn get_into(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.claim_get(Wait::Forever).and_then(|c| Self::take_into(c, buf))
+    }
+
+    /// As [`Queue::try_get`], into `buf` (see [`Queue::get_into`]).
+    pub fn try_get_into(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.claim_get(Wait::Never).and_then(|c| Self::take_into(c, buf))
+    }
+
+    /// Takes the oldest message, blocking while the queue is empty, and lends its bytes in place:
+    /// no copy, but the slot stays taken until the guard drops, and while it is held producers
+    /// that come round to it a lap later wait for it. The bytes stay in shared memory, where a
+    /// peer that breaks the protocol can change them: use this with trusted peers, and for short
+    /// reads. [`Queue::get`] copies the message out instead.
+    ///
+    /// Errors: as [`Queue::get`].
+    pub fn get_in_place(&self) -> Result<InPlace<'_>, RecvError> {
+        self.claim_get(Wait::Forever).and_then(|c| self.in_place(c))
+    }
+
+    /// As [`Queue::get_in_place`], if there is a message now.
+    #[inline]
+    pub fn try_get_in_place(&self) -> Result<InPlace<'_>, RecvError> {
+        self.claim_get(Wait::Never).and_then(|c| self.in_place(c))
     }
 
     /// Takes a `Pod` value, blocking while the queue is empty. The bytes are copied out, so `T`
     /// may have any alignment. A message of another size is consumed and reported as
     /// [`RecvError::SizeMismatch`].
     pub fn get_value<T: Pod>(&self) -> Result<T, RecvError> {
-        self.get()?.read_value()
+        self.claim_get(Wait::Forever).and_then(Self::take_value)
     }
 
-    /// Takes a `Pod` value, blocking at most `timeout`.
-    pub fn get_timeout_value<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
-        self.get_timeout(timeout)?.read_value()
+    /// As [`Queue::get_value`], blocking at most `timeout`.
+    pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
+        self.claim_get(Wait::after(timeout)).and_then(Self::take_value)
     }
 
-    /// Takes a `Pod` value if there is one now.
+    /// As [`Queue::get_value`], if there is a message now.
     pub fn try_get_value<T: Pod>(&self) -> Result<T, RecvError> {
-        self.try_get()?.read_value()
+        self.claim_get(Wait::Never).and_then(Self::take_value)
     }
 
     // ----- state -----

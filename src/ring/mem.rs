@@ -112,6 +112,42 @@ pub(crate) unsafe fn copy_to(src: &[u8], dst: *mut u8) {
     }
 }
 
+/// Copies `dst.len()` bytes from `src` into `dst`, where `src` is memory another process may be
+/// writing at the same moment (a slot a hostile peer rewrites while we read it).
+///
+/// Every read is a relaxed atomic load (a word at a time where `src` is 8-byte aligned, single
+/// bytes at the ends), so the copy is no data race whatever the peer does: the bytes may be
+/// torn across words, but once in `dst` they are ours and stay as read. Whatever the caller
+/// validates or decodes, it validates on `dst`.
+///
+/// # Safety
+/// `src` is valid for `dst.len()` bytes of reads for the duration of the call, and this process
+/// makes no non-atomic write to those bytes meanwhile.
+#[inline]
+pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
+    use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+    let n = dst.len();
+    // SAFETY: `src + i` (i < n) lies inside the caller's `n` readable bytes, an `AtomicU8` needs
+    // no alignment, and the caller's contract rules out a non-atomic access from this process.
+    let byte = |i: usize| unsafe { AtomicU8::from_ptr(src.add(i) as *mut u8) }.load(Ordering::Relaxed);
+    let mut i = 0;
+    while i < n && (src as usize + i) % 8 != 0 {
+        dst[i] = byte(i);
+        i += 1;
+    }
+    while i + 8 <= n {
+        // SAFETY: `src + i` is 8-byte aligned (the loop above) with 8 readable bytes after it
+        // (`i + 8 <= n`); no non-atomic access from this process (the caller's contract).
+        let word = unsafe { AtomicU64::from_ptr(src.add(i) as *mut u64) }.load(Ordering::Relaxed);
+        dst[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+        i += 8;
+    }
+    while i < n {
+        dst[i] = byte(i);
+        i += 1;
+    }
+}
+
 /// Heap memory shaped like a ring, for unit tests and loom models.
 #[cfg(test)]
 pub(crate) struct HeapRing {
@@ -146,6 +182,19 @@ impl HeapRing {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    #[test]
+    fn copy_from_shared_copies_exactly_the_bytes_at_every_alignment_and_length() {
+        let src: Vec<u8> = (1..=100).collect();
+        for start in 0..9 {
+            for n in 0..=80 {
+                let mut dst = vec![0u8; n];
+                // SAFETY: `src[start..start + n]` is readable and only read.
+                unsafe { super::copy_from_shared(src[start..].as_ptr(), &mut dst) };
+                assert_eq!(dst, &src[start..start + n], "start {start} length {n}");
+            }
+        }
+    }
+
     #[test]
     fn copy_to_copies_exactly_the_bytes_of_every_small_length() {
         let src: Vec<u8> = (1..=80).collect();

@@ -14,7 +14,7 @@
 //! on every reload, and a slot's length is read once and checked against the slot size.
 
 use crate::ring::doorbell;
-use crate::ring::mem::{copy_to, RingMem};
+use crate::ring::mem::{copy_from_shared, copy_to, RingMem};
 use crate::sys::atomic::Ordering;
 
 /// Slot header `aux` bit: the message continues in the next slot (messages larger than a slot
@@ -272,6 +272,18 @@ impl Consumer {
         // the slot's payload. The message is published and unreleased (`release` needs `&mut
         // self`, which this borrow excludes), so the producer does not write it.
         unsafe { std::slice::from_raw_parts(self.mem.payload(idx), len) }
+    }
+
+    /// Copies the first `dst.len()` bytes (at most the slot size; more panics) of the `n`th unread
+    /// message (`n < available()`) into `dst`, with a copy that is no data race even if a peer
+    /// writes the slot meanwhile (see [`copy_from_shared`]).
+    #[inline]
+    pub fn copy_out(&self, n: u64, dst: &mut [u8]) {
+        assert!(n < self.mem.capacity && dst.len() <= self.mem.slot_size, "a read outside the ring");
+        let idx = self.slot(n);
+        // SAFETY: `idx < capacity` (`nth_slot` of `n < capacity`) and `dst.len() <= slot_size`:
+        // the source lies inside the slot's payload, which this process only reads.
+        unsafe { copy_from_shared(self.mem.payload(idx), dst) }
     }
 
     /// Frees the next `n` messages for the producer and wakes it if it sleeps.

@@ -3,7 +3,7 @@
 
 use super::harness::{spin_until, time_rounds, ChildSpec, Deadline, Peer, Victim, Watchdog};
 use super::{ChildArgs, Ctx, Measured, RowError};
-use shmq::{Connection, Handover, Pipe, Queue, RecvError, Role, SendError};
+use shmq::{Connection, Handover, Message, PipeBuilder, Queue, RecvError, Role, SendError};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -99,12 +99,12 @@ pub fn queue_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
 fn reply(ba: &Queue, mode: Mode, abort: &AtomicBool, i: u64) -> Result<(), String> {
     let mut echo = [0u8; 8];
     let got = match mode {
-        Mode::Spin => spin_echo(abort, || ba.try_get().map(|m| copy_echo(&m, &mut echo)))?,
+        Mode::Spin => spin_echo(abort, || ba.try_get().map(|m: Message| copy_echo(&m, &mut echo)))?,
         Mode::Block => loop {
             match ba.get_timeout(SLICE) {
                 Err(RecvError::Timeout) if abort.load(Ordering::Relaxed) => return Err(super::harness::ABORTED.into()),
                 Err(RecvError::Timeout) => continue,
-                r => break r.map(|m| copy_echo(&m, &mut echo)),
+                r => break r.map(|m: Message| copy_echo(&m, &mut echo)),
             }
         },
     };
@@ -133,9 +133,8 @@ fn finish(
 
 fn queue_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
     let mode = Mode::of_row(&a.row);
-    let open = |key: &str, role: Role| {
-        mode.builder().role(role).open_inherited(key).map_err(|e| format!("opening {key}: {e}"))
-    };
+    let open =
+        |key: &str, role: Role| mode.builder().role(role).from_env(key).map_err(|e| format!("opening {key}: {e}"));
     let ab = open("AB", Role::Consumer)?;
     let ba = open("BA", Role::Producer)?;
     let mut buf = [0u8; PINGPONG_SLOT];
@@ -144,7 +143,7 @@ fn queue_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
             Mode::Spin => {
                 let mut len = 0;
                 dl.spin_until(|| match ab.try_get() {
-                    Ok(m) => {
+                    Ok(m @ Message { .. }) => {
                         len = take(&m, &mut buf);
                         true
                     }
@@ -263,7 +262,7 @@ pub fn queue_throughput(ctx: &Ctx, size: usize, producers: usize, consumers: usi
 
 /// One one-way anonymous pipe: its sending end to the producer, its receiving end to the consumer.
 pub fn pipe_throughput(ctx: &Ctx, size: usize) -> Result<Measured, RowError> {
-    let (rx, tx) = Pipe::builder()
+    let (tx, rx) = PipeBuilder::new()
         .duplex(false)
         .capacity(TPUT_CAPACITY)
         .slot_size(size)
@@ -325,7 +324,7 @@ fn throughput_child(a: &ChildArgs) -> Result<(), String> {
     let n = if a.row == "shmq-queue-tput" {
         let q = Queue::builder()
             .role(if producer { Role::Producer } else { Role::Consumer })
-            .open_inherited("Q")
+            .from_env("Q")
             .map_err(|e| format!("opening queue: {e}"))?;
         super::harness::child_ready_go()?;
         if producer {
@@ -381,7 +380,7 @@ pub fn pipe_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
         Mode::Spin => "shmq-pipe-spin",
         Mode::Block => "shmq-pipe-block",
     };
-    let (mut a, b) = Pipe::builder()
+    let (mut a, b) = PipeBuilder::new()
         .duplex(true)
         .capacity(PINGPONG_CAPACITY)
         .slot_size(PINGPONG_SLOT)
@@ -409,7 +408,7 @@ pub fn pipe_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
                     }
                 })?;
                 sent.map_err(|e| e.to_string())?;
-                spin_echo(abort, || a.try_recv().map(|m| copy_echo(&m, &mut echo)))?
+                spin_echo(abort, || a.try_recv().map(|m: Message| copy_echo(&m, &mut echo)))?
             }
             Mode::Block => {
                 a.send(&msg).map_err(|e| e.to_string())?;
@@ -419,7 +418,7 @@ pub fn pipe_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
                             return Err(super::harness::ABORTED.into())
                         }
                         Err(RecvError::Timeout) => continue,
-                        r => break r.map(|m| copy_echo(&m, &mut echo)),
+                        r => break r.map(|m: Message| copy_echo(&m, &mut echo)),
                     }
                 }
             }
@@ -479,14 +478,14 @@ fn check_echo(i: u64, got: Result<usize, RecvError>, echo: &[u8; 8]) -> Result<(
 
 fn pipe_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
     let mode = Mode::of_row(&a.row);
-    let mut c = Connection::from_env_with("P", mode.pipe_spin()).map_err(|e| format!("opening pipe: {e}"))?;
+    let mut c = PipeBuilder::new().spin(mode.pipe_spin()).from_env("P").map_err(|e| format!("opening pipe: {e}"))?;
     let mut buf = [0u8; PINGPONG_SLOT];
     for _ in 0..a.rounds {
         let len = match mode {
             Mode::Spin => {
                 let mut len = 0;
                 dl.spin_until(|| match c.try_recv() {
-                    Ok(m) => {
+                    Ok(m @ Message { .. }) => {
                         len = take(&m, &mut buf);
                         true
                     }

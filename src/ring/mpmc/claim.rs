@@ -4,7 +4,7 @@
 //! stamps.
 
 use super::*;
-use crate::ring::mem::copy_to;
+use crate::ring::mem::{copy_from_shared, copy_to};
 
 impl Mpmc {
     /// Claims the next free slot for writing, tagged with `owner`.
@@ -411,8 +411,20 @@ impl<'r> ReadClaim<'r> {
         unsafe { std::slice::from_raw_parts(self.ring.mem.payload(self.claim.idx), len) }
     }
 
-    /// Appends every fragment of the message, in order, to `out`. Each fragment's length is
-    /// read once and checked against the slot size.
+    /// Copies the first `dst.len()` bytes (at most the slot size; more panics) of a single-slot
+    /// message into `dst`, with a copy that is no data race even if a peer writes the slot
+    /// meanwhile (see [`copy_from_shared`]).
+    #[inline]
+    pub fn copy_out(&self, dst: &mut [u8]) {
+        assert!(dst.len() <= self.ring.mem.slot_size, "a read outside the slot");
+        // SAFETY: the claim's index is below the capacity (checked when it was claimed) and
+        // `dst.len() <= slot_size`: the source lies inside the slot's payload, only read here.
+        unsafe { copy_from_shared(self.ring.mem.payload(self.claim.idx), dst) }
+    }
+
+    /// Appends every fragment of the message, in order, to `out` (copied as by
+    /// [`ReadClaim::copy_out`]). Each fragment's length is read once and checked against the slot
+    /// size; `out` grows a fragment at a time, so a corrupt group costs no more than it holds.
     pub fn copy_fragments(&self, out: &mut Vec<u8>) -> Result<(), RecvError> {
         let mut c = Claim { count: 1, ..self.claim };
         for j in 0..self.claim.count {
@@ -423,9 +435,11 @@ impl<'r> ReadClaim<'r> {
             if c.idx >= self.ring.mem.capacity {
                 return Err(RecvError::Corrupt("a group runs outside the ring"));
             }
-            // SAFETY: `c.idx < capacity` (checked), `len <= slot_size` (checked); the slot is
-            // one of the group's, ours until this claim drops.
-            out.extend_from_slice(unsafe { std::slice::from_raw_parts(self.ring.mem.payload(c.idx), len) });
+            let start = out.len();
+            out.resize(start + len, 0);
+            // SAFETY: `c.idx < capacity` (checked), `len <= slot_size` (checked); the slot is one
+            // of the group's, ours until this claim drops, and only read here.
+            unsafe { copy_from_shared(self.ring.mem.payload(c.idx), &mut out[start..]) };
         }
         Ok(())
     }

@@ -1,0 +1,135 @@
+//! [`Message`]: a received message, owned by the receiver.
+
+use bytemuck::Pod;
+use std::fmt;
+
+/// Messages up to this many bytes are held inline, without a heap allocation.
+pub const INLINE_BYTES: usize = 62;
+
+/// A received message, owned: its slot went back to the senders before the call that returned
+/// it did, so holding a `Message` never takes room from the queue or pipe.
+///
+/// The bytes were copied out of shared memory with a copy that is no data race even if a peer
+/// rewrote the slot meanwhile, and nobody else can change them now: validate and decode them
+/// freely. Up to [`INLINE_BYTES`] bytes are held inline (no heap allocation); larger messages in a
+/// `Vec`.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let q = shmq::Queue::anonymous(2, 64)?;
+/// q.put(b"job 1")?;
+/// let msg: shmq::Message = q.get()?;
+/// q.put(b"job 2")?;
+/// q.put(b"job 3")?; // the held message takes no room: the queue holds 2 more
+/// assert_eq!(&*msg, b"job 1");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Message(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    Heap(Vec<u8>),
+}
+
+impl Message {
+    /// A message of `len` bytes, filled by `fill` (which writes every byte of the slice).
+    #[inline]
+    pub(crate) fn with_len(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
+        if len <= INLINE_BYTES {
+            let mut bytes = [0u8; INLINE_BYTES];
+            fill(&mut bytes[..len]);
+            Message(Repr::Inline { len: len as u8, bytes })
+        } else {
+            let mut v = vec![0u8; len];
+            fill(&mut v);
+            Message(Repr::Heap(v))
+        }
+    }
+
+    /// A message whose bytes are already in a `Vec`.
+    pub(crate) fn from_vec(v: Vec<u8>) -> Message {
+        Message(Repr::Heap(v))
+    }
+
+    /// The bytes as a `Vec` (no copy when the message is not inline).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            Repr::Inline { len, bytes } => bytes[..len as usize].to_vec(),
+            Repr::Heap(v) => v,
+        }
+    }
+
+    /// The bytes read as a `Pod` value (copied out: any alignment), if the sizes match.
+    pub fn to_value<T: Pod>(&self) -> Option<T> {
+        (self.len() == std::mem::size_of::<T>()).then(|| bytemuck::pod_read_unaligned(self))
+    }
+}
+
+impl std::ops::Deref for Message {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..*len as usize],
+            Repr::Heap(v) => v,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl From<Message> for Vec<u8> {
+    fn from(m: Message) -> Vec<u8> {
+        m.into_vec()
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Message {}
+
+impl PartialEq<[u8]> for Message {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for Message {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("len", &self.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_and_heap_messages_hold_exactly_their_bytes() {
+        for len in [0, 1, 8, INLINE_BYTES, INLINE_BYTES + 1, 4096] {
+            let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let m = Message::with_len(len, |b| b.copy_from_slice(&src));
+            assert_eq!(&*m, &src[..]);
+            assert_eq!(m.clone().into_vec(), src);
+        }
+        assert_eq!(Message::with_len(8, |b| b.copy_from_slice(&7u64.to_ne_bytes())).to_value::<u64>(), Some(7));
+        assert_eq!(Message::with_len(4, |b| b.fill(0)).to_value::<u64>(), None);
+        assert!(std::mem::size_of::<Message>() <= 64);
+    }
+}
