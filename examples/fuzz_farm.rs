@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let inputs = Queue::builder().capacity(256).slot_size(72).role(Role::Producer).create_anonymous()?;
     let verdicts = Queue::builder().capacity(256).slot_size(16).role(Role::Consumer).create_anonymous()?;
-    let mut children = (0..workers)
+    let children = (0..workers)
         .map(|w| {
             Worker::this_program()?
                 .args(["worker", &w.to_string()])
@@ -135,8 +135,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => return Err(e.into()),
         }
     }
-    for c in children.iter_mut() {
-        c.wait()?;
+    for c in children {
+        c.join()?;
     }
     let secs = start.elapsed().as_secs_f64();
     println!(

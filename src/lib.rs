@@ -95,7 +95,7 @@ pub use segment::recover::RecoveryStats;
 #[cfg(not(loom))]
 pub use sys::shm::unlink;
 #[cfg(not(loom))]
-pub use worker::Worker;
+pub use worker::{Worker, WorkerProcess};
 
 /// The version of the shared-memory layout this build reads and writes. Processes built with
 /// different layout versions refuse each other's segments ([`Error::VersionMismatch`]).

@@ -2,20 +2,37 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let jobs = shmq::Queue::anonymous(1024, 256)?;
+//! use shmq::{Queue, Role, Worker};
+//! let jobs = Queue::builder().capacity(64).slot_size(256).joinable(true).create_anonymous()?;
 //! let mut workers = Vec::new();
-//! for _ in 0..10 {
-//!     workers.push(shmq::Worker::this_program()?.arg("worker").queue("JOBS", &jobs).spawn()?);
+//! for _ in 0..4 {
+//!     // The child runs this program with the argument "worker" and opens the queue with
+//!     // `Queue::from_env("JOBS")`, as a consumer: the role is the parent's choice.
+//!     workers.push(Worker::this_program()?.arg("worker").queue_as("JOBS", &jobs, Role::Consumer).spawn()?);
 //! }
-//! // in the worker: let jobs = shmq::Queue::from_env("JOBS")?;
+//! for n in 0..100u32 {
+//!     jobs.put_value(&n)?;
+//! }
+//! jobs.join()?; // every job marked done
+//! drop(jobs); // the only producer leaves: the workers see end of stream and exit
+//! for w in workers {
+//!     w.join()?;
+//! }
 //! # Ok(()) }
 //! ```
+//!
+//! Workers die with their parent by default: each gets SIGKILL when the thread that spawned it
+//! exits, and a [`WorkerProcess`] dropped while its worker runs kills and reaps it. A worker
+//! that must outlive its parent (Python's `daemon=False` with the parent's exit waiting is the
+//! opposite default) is started with [`Worker::outlive_parent`].
 
 use crate::pipe::{Connection, Handover};
-use crate::queue::Queue;
+use crate::queue::{Queue, Role};
+use crate::sys::{inherit, process};
 use std::ffi::OsStr;
 use std::io;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// A child process to be started with queues and pipes handed to it.
 ///
@@ -24,12 +41,13 @@ use std::process::{Child, Command};
 pub struct Worker {
     cmd: Command,
     handovers: Vec<Handover>,
+    outlive_parent: bool,
 }
 
 impl Worker {
     /// A worker running `program`.
     pub fn new(program: impl AsRef<OsStr>) -> Worker {
-        Worker { cmd: Command::new(program), handovers: Vec::new() }
+        Worker { cmd: Command::new(program), handovers: Vec::new(), outlive_parent: false }
     }
 
     /// A worker running this same executable again (the usual way to start workers from Rust).
@@ -54,9 +72,18 @@ impl Worker {
         &mut self.cmd
     }
 
-    /// Hands the worker a queue under `key` (the queue stays usable here too).
+    /// Hands the worker a queue under `key` (the queue stays usable here too); the worker's
+    /// `Queue::from_env(key)` opens it as producer and consumer unless it asks for a role.
     pub fn queue(mut self, key: &str, queue: &Queue) -> Worker {
         queue.share_with(&mut self.cmd, key);
+        self
+    }
+
+    /// Hands the worker a queue under `key` with the role its `Queue::from_env(key)` takes: end
+    /// of stream counts producers, so a worker that only gets should be a `Consumer`.
+    pub fn queue_as(mut self, key: &str, queue: &Queue, role: Role) -> Worker {
+        queue.share_with(&mut self.cmd, key);
+        self.cmd.env(inherit::role_var(key), role.name());
         self
     }
 
@@ -67,10 +94,121 @@ impl Worker {
         self
     }
 
+    /// Whether the worker keeps running when its parent exits or drops its [`WorkerProcess`].
+    /// Default `false`: the worker gets SIGKILL when the thread that spawned it exits, and is
+    /// killed when its `WorkerProcess` is dropped while it runs.
+    pub fn outlive_parent(mut self, yes: bool) -> Worker {
+        self.outlive_parent = yes;
+        self
+    }
+
     /// Starts the worker.
-    pub fn spawn(mut self) -> io::Result<Child> {
+    pub fn spawn(mut self) -> io::Result<WorkerProcess> {
+        if !self.outlive_parent {
+            process::die_with_parent(&mut self.cmd);
+        }
         let child = self.cmd.spawn();
         drop(std::mem::take(&mut self.handovers)); // the child has its own descriptors now
-        child
+        Ok(WorkerProcess { child: Some(child?), kill_on_drop: !self.outlive_parent, status: None })
+    }
+}
+
+/// A started worker (Python's `Process` after `start()`): wait for it, ask whether it runs,
+/// stop it. Dropped while the worker runs, it kills and reaps it (unless started with
+/// [`Worker::outlive_parent`]).
+pub struct WorkerProcess {
+    /// Always `Some` until `into_child` takes it.
+    child: Option<Child>,
+    kill_on_drop: bool,
+    status: Option<ExitStatus>,
+}
+
+impl WorkerProcess {
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child().id()
+    }
+
+    fn child(&self) -> &Child {
+        self.child.as_ref().expect("present until into_child")
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("present until into_child")
+    }
+
+    /// Waits for the worker to exit (Python's `join()`).
+    pub fn join(mut self) -> io::Result<ExitStatus> {
+        self.wait()
+    }
+
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let s = self.child_mut().wait()?;
+        self.status = Some(s);
+        Ok(s)
+    }
+
+    /// Waits at most `timeout` for the worker to exit (Python's `join(timeout)`); `None` if it
+    /// still runs.
+    pub fn join_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(Some(s));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The worker's exit status if it has exited, without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child_mut().try_wait()?;
+        }
+        Ok(self.status)
+    }
+
+    /// Whether the worker still runs (Python's `is_alive()`).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.try_wait(), Ok(None))
+    }
+
+    /// Asks the worker to stop with SIGTERM (Python's `terminate()`); [`WorkerProcess::join`]
+    /// then waits for it. A worker that has exited is left alone.
+    pub fn terminate(&mut self) -> io::Result<()> {
+        self.stop(libc::SIGTERM)
+    }
+
+    /// Stops the worker with SIGKILL (Python's `kill()`). Queues and pipes it was attached to
+    /// recover what it held, as for any killed process.
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.stop(libc::SIGKILL)
+    }
+
+    fn stop(&mut self, sig: libc::c_int) -> io::Result<()> {
+        // Not yet reaped (checked), so the pid still names our child.
+        if self.try_wait()?.is_none() {
+            process::signal(self.child().id(), sig)?;
+        }
+        Ok(())
+    }
+
+    /// The worker's process handle, for anything else; it is no longer killed on drop.
+    pub fn into_child(mut self) -> Child {
+        self.child.take().expect("present until into_child")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() && self.kill_on_drop && self.status.is_none() && self.kill().is_ok() {
+            let _ = self.wait();
+        }
     }
 }

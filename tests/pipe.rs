@@ -273,3 +273,19 @@ fn large_messages_cross_processes_intact() {
     drop(a);
     finish(c, LIMIT);
 }
+
+#[test]
+fn for_msg_in_the_receiver_runs_until_end_of_file() {
+    let (mut tx, mut rx) = channel(4, 8).unwrap();
+    let t = std::thread::spawn(move || {
+        for i in 0..10u8 {
+            tx.send(&[i]).unwrap();
+        }
+    });
+    let mut got = Vec::new();
+    for m in &mut rx {
+        got.push(m[0]);
+    }
+    t.join().unwrap();
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+}

@@ -387,3 +387,20 @@ fn get_into_reuses_the_callers_buffer_and_in_place_reads_hold_the_slot() {
     drop(guard);
     q.try_put(b"z").unwrap();
 }
+
+#[test]
+fn for_msg_in_the_queue_runs_until_end_of_stream() {
+    let name = unique("iter");
+    let c = Queue::builder().capacity(8).slot_size(8).role(Role::Consumer).create(&name).unwrap();
+    let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
+    for i in 0..5u8 {
+        p.put(&[i]).unwrap();
+    }
+    assert_eq!(c.try_iter().count(), 5, "try_iter stops when empty");
+    for i in 5..8u8 {
+        p.put(&[i]).unwrap();
+    }
+    drop(p);
+    let got: Vec<u8> = (&c).into_iter().map(|m| m[0]).collect();
+    assert_eq!(got, [5, 6, 7], "iter ends at end of stream");
+}

@@ -190,7 +190,7 @@ fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
                 "-q",
             ]);
             w.command().env(common::JOB, "joinable-worker").stdout(std::process::Stdio::piped());
-            w.queue("Q", &q).spawn().unwrap()
+            w.queue("Q", &q).spawn().unwrap().into_child()
         })
         .collect();
     for i in 0..300u64 {

@@ -269,6 +269,16 @@ impl Connection {
         self.rx()?.recv_batch(max, f)
     }
 
+    /// See [`Receiver::iter`]; empty on a send-only end.
+    pub fn iter(&mut self) -> impl Iterator<Item = Message> + '_ {
+        self.rx.as_mut().into_iter().flat_map(Receiver::iter)
+    }
+
+    /// See [`Receiver::try_iter`]; empty on a send-only end.
+    pub fn try_iter(&mut self) -> impl Iterator<Item = Message> + '_ {
+        self.rx.as_mut().into_iter().flat_map(Receiver::try_iter)
+    }
+
     /// See [`Receiver::poll`]. Always `false` on a send-only end.
     pub fn poll(&mut self, timeout: Option<Duration>) -> bool {
         self.rx.as_mut().is_some_and(|rx| rx.poll(timeout))

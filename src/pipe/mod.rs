@@ -14,7 +14,7 @@ mod sender;
 
 pub use builder::PipeBuilder;
 pub use connection::{Connection, Handover};
-pub use receiver::{InPlace, Receiver};
+pub use receiver::{InPlace, Iter, Receiver, TryIter};
 pub use sender::{Reservation, Sender};
 
 use crate::ring::spsc::Corrupt;

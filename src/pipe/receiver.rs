@@ -358,3 +358,51 @@ impl fmt::Debug for InPlace<'_> {
         f.debug_struct("InPlace").field("len", &self.body.len).finish()
     }
 }
+
+/// Blocking iterator over a receiver's messages (see [`Receiver::iter`]): ends at end of file.
+pub struct Iter<'a> {
+    rx: &'a mut Receiver,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        self.rx.recv().ok()
+    }
+}
+
+/// Non-blocking iterator over the messages ready now (see [`Receiver::try_iter`]).
+pub struct TryIter<'a> {
+    rx: &'a mut Receiver,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Receiver {
+    /// Messages until end of file, each taken with [`Receiver::recv`]: `for msg in &mut rx`. The
+    /// iterator also ends at any other error (`Corrupt`), which a following `recv` reports.
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter { rx: self }
+    }
+
+    /// The messages ready now, each taken with [`Receiver::try_recv`].
+    pub fn try_iter(&mut self) -> TryIter<'_> {
+        TryIter { rx: self }
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Receiver {
+    type Item = Message;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}

@@ -18,7 +18,8 @@ pub struct QueueBuilder {
     slot_size: u64,
     mode: u32,
     unlink_on_drop: bool,
-    role: Role,
+    /// `None`: not chosen here (the default, or the parent's choice for `from_env`).
+    role: Option<Role>,
     spin: u32,
     persistent: bool,
     joinable: bool,
@@ -31,7 +32,7 @@ impl Default for QueueBuilder {
             slot_size: 256,
             mode: 0o600,
             unlink_on_drop: true,
-            role: Role::Both,
+            role: None,
             spin: DEFAULT_SPIN,
             persistent: false,
             joinable: false,
@@ -64,9 +65,10 @@ impl QueueBuilder {
         self
     }
 
-    /// Which ends this handle uses. Default [`Role::Both`].
+    /// Which ends this handle uses. Default [`Role::Both`]; for [`QueueBuilder::from_env`], the
+    /// role the parent chose ([`Worker::queue_as`](crate::Worker::queue_as)) if it chose one.
     pub fn role(mut self, role: Role) -> Self {
-        self.role = role;
+        self.role = Some(role);
         self
     }
 
@@ -113,20 +115,26 @@ impl QueueBuilder {
             ring.mem.ctrl().ends.flags.store(ENDS_PERSISTENT, Ordering::Relaxed);
         }
         seg.publish();
-        Queue::attach(seg, g, self.role, self.spin)
+        Queue::attach(seg, g, self.role.unwrap_or_default(), self.spin)
     }
 
     /// Opens an existing named queue.
     pub fn open(self, name: &str) -> Result<Queue, Error> {
         let seg = Segment::open_named(name)?;
         let g = format::validate(&seg, Kind::Queue)?;
-        Queue::attach(seg, g, self.role, self.spin)
+        Queue::attach(seg, g, self.role.unwrap_or_default(), self.spin)
     }
 
-    /// Opens the queue a parent shared under `key` with [`Queue::share_with`].
+    /// Opens the queue a parent shared under `key` with [`Queue::share_with`], in the role set
+    /// here, else the role the parent chose, else [`Role::Both`].
     pub fn from_env(self, key: &str) -> Result<Queue, Error> {
+        let parents = match std::env::var(inherit::role_var(key)) {
+            Ok(name) => Some(Role::from_name(&name).ok_or(Error::NotInherited(inherit::role_var(key)))?),
+            Err(_) => None,
+        };
+        let role = self.role.or(parents).unwrap_or_default();
         let seg = Segment::open_inherited(inherit::inherited_fd(key)?)?;
         let g = format::validate(&seg, Kind::Queue)?;
-        Queue::attach(seg, g, self.role, self.spin)
+        Queue::attach(seg, g, role, self.spin)
     }
 }

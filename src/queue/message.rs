@@ -87,3 +87,38 @@ impl<'q> Reservation<'q> {
         Ok(())
     }
 }
+
+/// Blocking iterator over a queue's messages (see [`Queue::iter`]): ends at end of stream.
+pub struct Iter<'q> {
+    pub(super) q: &'q Queue,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = crate::Message;
+
+    fn next(&mut self) -> Option<crate::Message> {
+        self.q.get().ok()
+    }
+}
+
+/// Non-blocking iterator over the messages a queue holds now (see [`Queue::try_iter`]).
+pub struct TryIter<'q> {
+    pub(super) q: &'q Queue,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = crate::Message;
+
+    fn next(&mut self) -> Option<crate::Message> {
+        self.q.try_get().ok()
+    }
+}
+
+impl<'q> IntoIterator for &'q Queue {
+    type Item = crate::Message;
+    type IntoIter = Iter<'q>;
+
+    fn into_iter(self) -> Iter<'q> {
+        self.iter()
+    }
+}

@@ -23,7 +23,7 @@ mod builder;
 mod message;
 
 pub use builder::QueueBuilder;
-pub use message::{InPlace, Reservation};
+pub use message::{InPlace, Iter, Reservation, TryIter};
 
 /// Which ends of a queue a handle uses.
 ///
@@ -48,6 +48,19 @@ impl Role {
             Role::Consumer => ROLE_CONSUMER,
             Role::Both => ROLE_PRODUCER | ROLE_CONSUMER,
         }
+    }
+
+    /// The role's name in the environment of a worker it was handed to.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+            Role::Both => "both",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Role> {
+        [Role::Producer, Role::Consumer, Role::Both].into_iter().find(|r| r.name() == name)
     }
 }
 
@@ -462,6 +475,19 @@ impl Queue {
     /// As [`Queue::get_value`], if there is a message now.
     pub fn try_get_value<T: Pod>(&self) -> Result<T, RecvError> {
         self.claim_get(Wait::Never).and_then(Self::take_value)
+    }
+
+    /// Messages until end of stream, each taken with [`Queue::get`] (crossbeam's `iter`,
+    /// Python's `iter(q.get, sentinel)`): `for msg in &q { ... }`. The iterator also ends at any
+    /// other error (`WrongRole`, `Corrupt`), which a following `get` reports.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { q: self }
+    }
+
+    /// The messages there are now, each taken with [`Queue::try_get`]; ends when the queue is
+    /// empty (or at end of stream, or an error).
+    pub fn try_iter(&self) -> TryIter<'_> {
+        TryIter { q: self }
     }
 
     // ----- state -----

@@ -11,6 +11,12 @@ pub fn env_var(key: &str) -> String {
     format!("SHMQ_FD_{key}")
 }
 
+/// The environment variable that carries the role a parent chose for a queue handed over as
+/// `key` (`producer`, `consumer` or `both`).
+pub fn role_var(key: &str) -> String {
+    format!("SHMQ_ROLE_{key}")
+}
+
 /// Arranges for descriptor `fd` to stay open across `cmd`'s exec and tells the child its number.
 pub(crate) fn share_fd(cmd: &mut Command, fd: RawFd, key: &str) {
     cmd.env(env_var(key), fd.to_string());

@@ -11,4 +11,6 @@ pub(crate) mod inherit;
 pub(crate) mod lock;
 pub(crate) mod membarrier;
 #[cfg(not(loom))]
+pub(crate) mod process;
+#[cfg(not(loom))]
 pub(crate) mod shm;
