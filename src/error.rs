@@ -15,7 +15,7 @@ pub enum Error {
     #[error("invalid segment name {0:?}: expected \"/name\" with no other '/', at most 250 bytes")]
     InvalidName(String),
     /// No segment of that name exists.
-    #[error("no shmq segment named {0:?}")]
+    #[error("no shmq segment named {0:?} (create it first, or open it with open_or_create, or with open_timeout to wait for its creator)")]
     NotFound(String),
     /// A segment of that name already exists (names are created exclusively).
     #[error("a segment named {0:?} already exists")]

@@ -17,8 +17,8 @@ use crate::ring::ends::ENDED;
 use crate::segment::geometry::Geometry;
 pub use crate::segment::layout::Kind;
 use crate::segment::layout::{
-    Header, Participant, RingCtrl, SlotHeader, ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN, LAYOUT_VERSION,
-    MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
+    Header, Participant, RingCtrl, SlotHeader, ENDS_CONSUMER_SEEN, ENDS_NEED_WITNESS, ENDS_PERSISTENT,
+    ENDS_PRODUCER_SEEN, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
 };
 use crate::segment::participants::ParticipantInfo;
 use crate::sys::lock::byte_is_locked;
@@ -125,10 +125,11 @@ impl RingInfo {
             (ENDS_PRODUCER_SEEN, "producer-seen"),
             (ENDS_CONSUMER_SEEN, "consumer-seen"),
             (ENDS_PERSISTENT, "persistent"),
+            (ENDS_NEED_WITNESS, "ends-need-witness"),
         ];
         let mut v: Vec<String> =
             names.iter().filter(|(b, _)| self.flags & b != 0).map(|(_, n)| n.to_string()).collect();
-        let rest = self.flags & !(ENDS_PRODUCER_SEEN | ENDS_CONSUMER_SEEN | ENDS_PERSISTENT);
+        let rest = self.flags & !(ENDS_PRODUCER_SEEN | ENDS_CONSUMER_SEEN | ENDS_PERSISTENT | ENDS_NEED_WITNESS);
         if rest != 0 {
             v.push(format!("{rest:#x}"));
         }
@@ -489,7 +490,8 @@ mod tests {
     #[test]
     fn a_live_queue_validates_and_shows_its_participant() {
         let name = unique("live");
-        let q = Queue::builder().capacity(8).slot_size(32).role(Role::Producer).create(&name).unwrap();
+        let q =
+            Queue::builder().capacity(8).slot_size(32).role(Role::Producer).unlink_on_drop(true).create(&name).unwrap();
         q.put(b"abc").unwrap();
         let i = inspect(&name).unwrap();
         assert!(i.is_valid(), "{:?}", i.problem);
@@ -507,7 +509,7 @@ mod tests {
     #[test]
     fn a_duplex_pipe_shows_both_rings_and_their_counts() {
         let name = unique("pipe");
-        let mut a = crate::PipeBuilder::new().capacity(4).slot_size(16).create(&name).unwrap();
+        let mut a = crate::PipeBuilder::new().capacity(4).slot_size(16).unlink_on_drop(true).create(&name).unwrap();
         let mut b = crate::PipeBuilder::new().open(&name).unwrap();
         a.send(b"x").unwrap();
         b.send(b"y").unwrap();

@@ -30,6 +30,7 @@
 //! let q2 = shmq::Queue::open(&name)?;
 //! let msg = q2.get()?;                            // blocks while empty; an owned copy
 //! assert_eq!(&*msg, b"hello");
+//! shmq::unlink(&name)?; // a named queue persists until it is removed
 //! # Ok(()) }
 //! ```
 //!

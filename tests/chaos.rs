@@ -181,7 +181,7 @@ fn chaos(large: bool, default_kills: u64) {
     let name = unique(if large { "chaos-large" } else { "chaos" });
     let ledger_path = format!("/dev/shm{}-ledger", name);
     let ledger = Ledger::create(&ledger_path);
-    let q = Queue::builder().capacity(8).slot_size(8).role(Role::Producer).create(&name).unwrap();
+    let q = Queue::builder().capacity(8).slot_size(8).role(Role::Producer).unlink_on_drop(true).create(&name).unwrap();
     let spawn = |producer: bool, index: usize| -> Child {
         let role = match (producer, large) {
             (true, false) => "chaos-producer",

@@ -69,7 +69,7 @@ fn run_to_death(job: &str, name: &str) {
 /// message is still delivered, and the dead claim is dropped whole and counted.
 fn survivors_skip_a_dead_producers_claim(job: &str) {
     let name = unique(job);
-    let q = Queue::builder().capacity(2).slot_size(16).create(&name).unwrap();
+    let q = Queue::builder().capacity(2).slot_size(16).unlink_on_drop(true).create(&name).unwrap();
     run_to_death(job, &name);
     q.put(b"after").unwrap();
     let t = Instant::now();
@@ -99,7 +99,7 @@ fn producer_dies_after_writing_half_a_message() {
 #[test]
 fn producer_dies_after_publishing_and_the_message_is_delivered() {
     let name = unique("dies-after-publish");
-    let q = Queue::builder().capacity(2).slot_size(16).create(&name).unwrap();
+    let q = Queue::builder().capacity(2).slot_size(16).unlink_on_drop(true).create(&name).unwrap();
     run_to_death("producer-dies-after-publish", &name);
     assert_eq!(&*q.get_timeout(RECOVERED_WITHIN).unwrap(), b"committed");
     q.recover();
@@ -111,7 +111,7 @@ fn producer_dies_after_publishing_and_the_message_is_delivered() {
 fn consumer_dies_holding_a_message_and_the_slot_is_freed_and_counted() {
     let name = unique("consumer-dies");
     // Both roles: with the dead consumer gone, we are still a consumer, so this is no broken pipe.
-    let q = Queue::builder().capacity(1).slot_size(16).create(&name).unwrap();
+    let q = Queue::builder().capacity(1).slot_size(16).unlink_on_drop(true).create(&name).unwrap();
     q.put(b"taken").unwrap();
     run_to_death("consumer-dies-holding-message", &name);
     let t = Instant::now();
@@ -125,7 +125,7 @@ fn consumer_dies_holding_a_message_and_the_slot_is_freed_and_counted() {
 #[test]
 fn end_of_stream_when_the_last_producer_dies() {
     let name = unique("last-producer-dies");
-    let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).create(&name).unwrap();
+    let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).unlink_on_drop(true).create(&name).unwrap();
     run_to_death("producer-dies-after-publish", &name);
     assert_eq!(&*q.get_timeout(RECOVERED_WITHIN).unwrap(), b"committed");
     let t = Instant::now();
@@ -136,7 +136,7 @@ fn end_of_stream_when_the_last_producer_dies() {
 #[test]
 fn broken_pipe_when_the_last_consumer_dies() {
     let name = unique("last-consumer-dies");
-    let q = Queue::builder().capacity(2).slot_size(16).role(Role::Producer).create(&name).unwrap();
+    let q = Queue::builder().capacity(2).slot_size(16).role(Role::Producer).unlink_on_drop(true).create(&name).unwrap();
     run_to_death("consumer-attaches-and-dies", &name);
     let r = loop {
         if let Err(e) = q.put_timeout(b"x", RECOVERED_WITHIN) {
@@ -179,7 +179,7 @@ fn pipe_receiver_death_is_a_broken_pipe() {
 #[test]
 fn a_live_peer_is_never_reaped() {
     let name = unique("live");
-    let a = Queue::create(&name, 2, 8).unwrap();
+    let a = Queue::builder().capacity(2).slot_size(8).unlink_on_drop(true).create(&name).unwrap();
     let b = Queue::open(&name).unwrap();
     let _claim = b.reserve().unwrap(); // a live, slow producer
     assert_eq!(a.recover(), 0);

@@ -105,7 +105,7 @@ fn broken_pipe_when_the_receiver_process_exits() {
 #[test]
 fn named_pipe_between_unrelated_processes_and_second_attach_refused() {
     let name = unique("named-pipe");
-    let mut end0 = PipeBuilder::new().create(&name).unwrap();
+    let mut end0 = PipeBuilder::new().unlink_on_drop(true).create(&name).unwrap();
     let c = child("child_entry", &format!("open-named:{name}")).spawn().unwrap();
     assert_eq!(&*end0.recv_timeout(Duration::from_secs(30)).unwrap(), b"from child");
     end0.send(b"from parent").unwrap();
@@ -148,7 +148,13 @@ fn order_is_kept_across_wrap_around_with_batches() {
 fn both_slot_orders_keep_order_and_openers_follow_the_creator() {
     for (sequential, slot) in [(false, 8), (false, 64), (true, 8), (true, 64)] {
         let name = unique("order");
-        let mut a = PipeBuilder::new().capacity(64).slot_size(slot).sequential(sequential).create(&name).unwrap();
+        let mut a = PipeBuilder::new()
+            .capacity(64)
+            .slot_size(slot)
+            .sequential(sequential)
+            .unlink_on_drop(true)
+            .create(&name)
+            .unwrap();
         // The opener asks for the other order: the segment's flag decides, not the builder.
         let mut b = PipeBuilder::new().sequential(!sequential).open(&name).unwrap();
         let (mut sent, mut got) = (0u64, 0u64);

@@ -10,7 +10,7 @@ use common::unique;
 #[test]
 fn named_queue_round_trip_between_two_handles() {
     let name = unique("roundtrip");
-    let a = Queue::create(&name, 8, 64).unwrap();
+    let a = Queue::builder().capacity(8).slot_size(64).unlink_on_drop(true).create(&name).unwrap();
     let b = Queue::open(&name).unwrap();
     a.put(b"hello").unwrap();
     let msg = b.get().unwrap();
@@ -105,7 +105,8 @@ fn reserve_commit_writes_in_place_and_drop_gives_the_slot_up() {
 #[test]
 fn roles_are_enforced_and_end_of_stream_follows_the_producers() {
     let name = unique("roles");
-    let owner = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).create(&name).unwrap();
+    let owner =
+        Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).unlink_on_drop(true).create(&name).unwrap();
     let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
     assert_eq!(owner.try_put(b"x"), Err(SendError::WrongRole));
     assert_eq!(p.try_get().unwrap_err(), RecvError::WrongRole);
@@ -120,7 +121,7 @@ fn roles_are_enforced_and_end_of_stream_follows_the_producers() {
 #[test]
 fn end_of_stream_is_final_no_producer_joins_an_ended_queue() {
     let name = unique("final");
-    let c = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).create(&name).unwrap();
+    let c = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).unlink_on_drop(true).create(&name).unwrap();
     let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
     p.put(b"one").unwrap();
     drop(p);
@@ -139,7 +140,14 @@ fn end_of_stream_is_final_no_producer_joins_an_ended_queue() {
 #[test]
 fn a_persistent_queue_never_ends() {
     let name = unique("persistent");
-    let c = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).persistent(true).create(&name).unwrap();
+    let c = Queue::builder()
+        .capacity(4)
+        .slot_size(8)
+        .role(Role::Consumer)
+        .persistent(true)
+        .unlink_on_drop(true)
+        .create(&name)
+        .unwrap();
     drop(Queue::builder().role(Role::Producer).open(&name).unwrap());
     assert_eq!(c.try_get().unwrap_err(), RecvError::Empty);
     let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
@@ -150,7 +158,7 @@ fn a_persistent_queue_never_ends() {
 #[test]
 fn put_reports_closed_once_every_consumer_is_gone() {
     let name = unique("broken");
-    let p = Queue::builder().capacity(4).slot_size(8).role(Role::Producer).create(&name).unwrap();
+    let p = Queue::builder().capacity(4).slot_size(8).role(Role::Producer).unlink_on_drop(true).create(&name).unwrap();
     p.put(b"early").unwrap(); // no consumer yet: that is not a broken pipe
     let c = Queue::builder().role(Role::Consumer).open(&name).unwrap();
     assert_eq!(&*c.get().unwrap(), b"early");
@@ -211,8 +219,11 @@ fn bad_parameters_and_names_are_typed_errors() {
     }
     assert!(matches!(Queue::open("/shmq-test-does-not-exist"), Err(Error::NotFound(_))));
     let name = unique("exists");
-    let _q = Queue::create(&name, 1, 1).unwrap();
-    assert!(matches!(Queue::create(&name, 1, 1), Err(Error::AlreadyExists(_))));
+    let _q = Queue::builder().capacity(1).slot_size(1).unlink_on_drop(true).create(&name).unwrap();
+    assert!(matches!(
+        Queue::builder().capacity(1).slot_size(1).unlink_on_drop(true).create(&name),
+        Err(Error::AlreadyExists(_))
+    ));
 }
 
 #[test]
@@ -248,7 +259,14 @@ fn task_done_on_a_plain_queue_is_a_typed_error() {
 #[test]
 fn persistent_queue_has_no_end_of_stream() {
     let name = unique("persistent");
-    let q = Queue::builder().capacity(4).slot_size(8).persistent(true).role(Role::Consumer).create(&name).unwrap();
+    let q = Queue::builder()
+        .capacity(4)
+        .slot_size(8)
+        .persistent(true)
+        .role(Role::Consumer)
+        .unlink_on_drop(true)
+        .create(&name)
+        .unwrap();
     drop(Queue::builder().role(Role::Producer).open(&name).unwrap().put(b"a"));
     assert_eq!(&*q.get().unwrap(), b"a");
     assert_eq!(q.get_timeout(Duration::from_millis(20)).unwrap_err(), RecvError::Timeout, "no Closed");
@@ -391,7 +409,7 @@ fn get_into_reuses_the_callers_buffer_and_in_place_reads_hold_the_slot() {
 #[test]
 fn for_msg_in_the_queue_runs_until_end_of_stream() {
     let name = unique("iter");
-    let c = Queue::builder().capacity(8).slot_size(8).role(Role::Consumer).create(&name).unwrap();
+    let c = Queue::builder().capacity(8).slot_size(8).role(Role::Consumer).unlink_on_drop(true).create(&name).unwrap();
     let p = Queue::builder().role(Role::Producer).open(&name).unwrap();
     for i in 0..5u8 {
         p.put(&[i]).unwrap();

@@ -17,6 +17,21 @@ fn child_entry() {
     let Some(job) = job() else { return };
     let mut words = job.split(':');
     match words.next().unwrap() {
+        // The README's Quick start, process A: create, put, exit.
+        "quick-start-a" => {
+            let q = Queue::create(words.next().unwrap(), 1024, 256).unwrap();
+            q.put(b"hello").unwrap();
+        }
+        // Process B: open and get, after A has exited.
+        "quick-start-b" => {
+            let q = Queue::open(words.next().unwrap()).unwrap();
+            let msg = q.get().unwrap();
+            println!("got {}", String::from_utf8_lossy(&msg));
+        }
+        "open-or-create" => {
+            let q = Queue::builder().capacity(8).slot_size(16).open_or_create(words.next().unwrap()).unwrap();
+            q.put(b"hi").unwrap();
+        }
         "produce" => {
             let (id, n): (u64, u64) = (words.next().unwrap().parse().unwrap(), words.next().unwrap().parse().unwrap());
             let q = Queue::builder().role(Role::Producer).from_env("Q").unwrap();
@@ -125,7 +140,7 @@ fn ten_producers_ten_consumers_capacity_three_exactly_once() {
 #[test]
 fn put_blocks_on_full_until_another_process_gets() {
     let name = unique("block");
-    let q = Queue::create(&name, 2, 32).unwrap();
+    let q = Queue::builder().capacity(2).slot_size(32).unlink_on_drop(true).create(&name).unwrap();
     q.put(b"one").unwrap();
     q.put(b"two").unwrap();
     assert_eq!(q.try_put(b"three"), Err(SendError::Full));
@@ -141,7 +156,7 @@ fn put_blocks_on_full_until_another_process_gets() {
 #[test]
 fn producer_sees_closed_when_the_consumer_process_exits() {
     let name = unique("epipe");
-    let q = Queue::builder().capacity(2).slot_size(8).role(Role::Producer).create(&name).unwrap();
+    let q = Queue::builder().capacity(2).slot_size(8).role(Role::Producer).unlink_on_drop(true).create(&name).unwrap();
     let c = child("child_entry", &format!("hold-consumer:{name}:100")).spawn().unwrap();
     let start = Instant::now();
     while q.consumer_count() == 0 {
@@ -217,4 +232,41 @@ fn large_messages_cross_processes_whole_and_in_order() {
     }
     assert_eq!(q.get_timeout(LIMIT).unwrap_err(), RecvError::Closed);
     finish(c, LIMIT);
+}
+
+#[test]
+fn quick_start_process_b_gets_what_process_a_put_after_a_exited() {
+    let name = unique("quick-start");
+    finish(child("child_entry", &format!("quick-start-a:{name}")).spawn().unwrap(), LIMIT);
+    let out = finish(child("child_entry", &format!("quick-start-b:{name}")).spawn().unwrap(), LIMIT);
+    assert_eq!(tagged(&out, "got"), ["hello"]);
+    shmq::unlink(&name).unwrap();
+    assert!(matches!(Queue::open(&name), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn processes_started_in_any_order_meet_with_open_or_create_and_open_timeout() {
+    let name = unique("any-order");
+    // The consumer starts first and waits for a creator that comes 100 ms later.
+    let late_creator = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            finish(child("child_entry", &format!("open-or-create:{name}")).spawn().unwrap(), LIMIT);
+        }
+    });
+    let q = Queue::builder().role(Role::Consumer).open_timeout(&name, LIMIT).unwrap();
+    assert_eq!(&*q.get_timeout(LIMIT).unwrap(), b"hi");
+    late_creator.join().unwrap();
+    // A second open_or_create opens the existing queue (its sizes, not these). Its only
+    // producer has gone while we watched: end of stream is final, so only a consumer may join.
+    let again = Queue::builder().capacity(2).slot_size(4).role(Role::Consumer).open_or_create(&name).unwrap();
+    assert_eq!((again.capacity(), again.slot_size()), (8, 16));
+    let missing = unique("never-created");
+    let r = Queue::builder().open_timeout(&missing, Duration::from_millis(50));
+    match r {
+        Err(e @ Error::NotFound(_)) => assert!(e.to_string().contains("open_or_create"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    shmq::unlink(&name).unwrap();
 }

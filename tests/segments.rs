@@ -76,10 +76,10 @@ fn inconsistent_geometry_is_refused() {
 #[test]
 fn pipe_and_queue_are_different_kinds() {
     let name = unique("kind-pipe");
-    let _end = PipeBuilder::new().create(&name).unwrap();
+    let _end = PipeBuilder::new().unlink_on_drop(true).create(&name).unwrap();
     assert!(matches!(Queue::open(&name), Err(Error::WrongKind { found: "pipe", expected: "queue" })));
     let name = unique("kind-queue");
-    let _q = Queue::create(&name, 2, 8).unwrap();
+    let _q = Queue::builder().capacity(2).slot_size(8).unlink_on_drop(true).create(&name).unwrap();
     assert!(matches!(PipeBuilder::new().open(&name), Err(Error::WrongKind { found: "queue", expected: "pipe" })));
 }
 
@@ -112,10 +112,10 @@ fn symlink_is_not_followed() {
 fn created_segments_have_the_requested_mode() {
     use std::os::unix::fs::PermissionsExt;
     let name = unique("mode");
-    let _q = Queue::builder().mode(0o640).create(&name).unwrap();
+    let _q = Queue::builder().mode(0o640).unlink_on_drop(true).create(&name).unwrap();
     assert_eq!(fs::metadata(path(&name)).unwrap().permissions().mode() & 0o777, 0o640);
     let name = unique("mode-default");
-    let _q = Queue::create(&name, 1, 1).unwrap();
+    let _q = Queue::builder().capacity(1).slot_size(1).unlink_on_drop(true).create(&name).unwrap();
     assert_eq!(fs::metadata(path(&name)).unwrap().permissions().mode() & 0o777, 0o600);
 }
 

@@ -27,7 +27,7 @@ impl Default for PipeBuilder {
             capacity: 1024,
             slot_size: 256,
             mode: 0o600,
-            unlink_on_drop: true,
+            unlink_on_drop: false,
             spin: DEFAULT_SPIN,
             duplex: true,
             sequential: false,
@@ -59,7 +59,8 @@ impl PipeBuilder {
         self
     }
 
-    /// Whether the creator removes the name when its handle is dropped. Default `true`.
+    /// Whether the creator removes the name when its handle is dropped. Default `false`: a named
+    /// pipe persists until it is removed with [`shmq::unlink`](crate::unlink) (or `shmq rm`).
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.unlink_on_drop = yes;
         self

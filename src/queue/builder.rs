@@ -5,7 +5,7 @@ use crate::ring::mem::RingMem;
 use crate::ring::mpmc::Mpmc;
 use crate::segment::format::{self, Place};
 use crate::segment::geometry::Geometry;
-use crate::segment::layout::{Kind, ENDS_PERSISTENT, FLAG_JOINABLE};
+use crate::segment::layout::{Kind, ENDS_NEED_WITNESS, ENDS_PERSISTENT, FLAG_JOINABLE};
 use crate::segment::Segment;
 use crate::sys::inherit;
 use crate::Error;
@@ -31,7 +31,7 @@ impl Default for QueueBuilder {
             capacity: 1024,
             slot_size: 256,
             mode: 0o600,
-            unlink_on_drop: true,
+            unlink_on_drop: false,
             role: None,
             spin: DEFAULT_SPIN,
             persistent: false,
@@ -59,7 +59,9 @@ impl QueueBuilder {
         self
     }
 
-    /// Whether the creator removes the name when its handle is dropped. Default `true`.
+    /// Whether the creator removes the name when its handle is dropped. Default `false`: a named
+    /// queue persists, messages and all, until it is removed with [`shmq::unlink`](crate::unlink)
+    /// (or `shmq rm`), as a POSIX message queue does; processes can come and go in any order.
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.unlink_on_drop = yes;
         self
@@ -111,9 +113,8 @@ impl QueueBuilder {
         let seg = format::create(place, &g)?;
         let ring = Mpmc::new(RingMem::in_segment(&seg, &g, 0));
         ring.init();
-        if self.persistent {
-            ring.mem.ctrl().ends.flags.store(ENDS_PERSISTENT, Ordering::Relaxed);
-        }
+        let persistent = if self.persistent { ENDS_PERSISTENT } else { 0 };
+        ring.mem.ctrl().ends.flags.store(ENDS_NEED_WITNESS | persistent, Ordering::Relaxed);
         seg.publish();
         Queue::attach(seg, g, self.role.unwrap_or_default(), self.spin)
     }
@@ -123,6 +124,36 @@ impl QueueBuilder {
         let seg = Segment::open_named(name)?;
         let g = format::validate(&seg, Kind::Queue)?;
         Queue::attach(seg, g, self.role.unwrap_or_default(), self.spin)
+    }
+
+    /// Opens the named queue if it exists, else creates it with these options, for processes
+    /// that start in any order. An existing queue keeps its own sizes.
+    pub fn open_or_create(self, name: &str) -> Result<Queue, Error> {
+        loop {
+            match self.clone().open(name) {
+                Err(Error::NotFound(_)) => {}
+                r => return r,
+            }
+            match self.clone().create(name) {
+                // Another process created it between our two tries: open that one.
+                Err(Error::AlreadyExists(_)) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Opens the named queue, waiting up to `timeout` for its creator to create it (and to
+    /// finish creating it).
+    pub fn open_timeout(self, name: &str, timeout: std::time::Duration) -> Result<Queue, Error> {
+        let start = std::time::Instant::now();
+        loop {
+            match self.clone().open(name) {
+                Err(Error::NotFound(_) | Error::NotReady) if start.elapsed() < timeout => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Opens the queue a parent shared under `key` with [`Queue::share_with`], in the role set

@@ -105,7 +105,8 @@ impl Queue {
         QueueBuilder::default()
     }
 
-    /// Creates a named queue of `capacity` messages of at most `slot_size` bytes.
+    /// Creates a named queue of `capacity` messages of at most `slot_size` bytes. It persists
+    /// until removed with [`shmq::unlink`](crate::unlink) (see [`QueueBuilder::unlink_on_drop`]).
     pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Queue, Error> {
         Queue::builder().capacity(capacity).slot_size(slot_size).create(name)
     }

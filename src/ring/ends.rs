@@ -3,16 +3,24 @@
 //!
 //! Each side's count word ([`Ends::producers`], [`Ends::consumers`]) is
 //! `{ ended: 1 (bit 31), count: 31 }`. A detach that takes the count from 1 to 0 sets `ended`
-//! in the same atomic step (unless the ring was created [`ENDS_PERSISTENT`]); from then on the
-//! word stays `{ ended, 0 }`: an attach of that side is refused, so end of stream (and broken
-//! pipe) is final once anybody has seen it. A side that never had anyone attached is not ended:
-//! consumers that open before the first producer wait for it.
+//! in the same atomic step; from then on the word stays `{ ended, 0 }`: an attach of that side is
+//! refused, so end of stream (and broken pipe) is final once anybody has seen it. Except:
+//! - a ring created [`ENDS_PERSISTENT`] never ends;
+//! - a queue's ring ([`ENDS_NEED_WITNESS`]) ends a side only while the other side has someone
+//!   attached to see it. A queue that everybody has left lies dormant (a named queue persists
+//!   with its messages), and new handles attach as to a fresh one. A handle with both roles is
+//!   no witness of its own leaving.
+//!
+//! A side that never had anyone attached is not ended: consumers that open before the first
+//! producer wait for it.
 //!
 //! These counters live in each ring's control block and are changed only here; the loom models
 //! check them together with the doorbells.
 
 use crate::ring::doorbell;
-use crate::segment::layout::{Ends, RingCtrl, ENDS_CONSUMER_SEEN, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN};
+use crate::segment::layout::{
+    Ends, RingCtrl, ENDS_CONSUMER_SEEN, ENDS_NEED_WITNESS, ENDS_PERSISTENT, ENDS_PRODUCER_SEEN,
+};
 use crate::sys::atomic::{AtomicU32, Ordering};
 
 /// The `ended` bit of a count word.
@@ -41,18 +49,22 @@ fn count_in(word: &AtomicU32, exclusive: bool) -> bool {
     .is_ok()
 }
 
-/// Takes one from a count word; the last one out ends the side unless the ring is persistent.
-fn count_out(word: &AtomicU32, persistent: bool) {
+/// Takes one from a count word; the last one out ends the side when `end` says so.
+fn count_out(word: &AtomicU32, end: impl Fn() -> bool) {
     // ORDERING: Release: every message this side committed (or every slot it released)
     // happens-before an Acquire load that sees the count reach zero (`producers_gone`).
     let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
         let n = (c & COUNT).saturating_sub(1);
-        Some(if n == 0 && !persistent { ENDED } else { (c & ENDED) | n })
+        Some(if n == 0 && end() { ENDED } else { (c & ENDED) | n })
     });
 }
 
-fn persistent(ends: &Ends) -> bool {
-    ends.flags.load(Ordering::Relaxed) & ENDS_PERSISTENT != 0
+/// Whether a side whose last handle is leaving ends, given the other side's count word and
+/// whether the leaving handle is also counted there (it is no witness of its own leaving).
+fn ends_now(ends: &Ends, other: &AtomicU32, self_in_other: bool) -> bool {
+    let flags = ends.flags.load(Ordering::Relaxed);
+    let witnesses = (other.load(Ordering::Acquire) & COUNT).saturating_sub(self_in_other as u32);
+    flags & ENDS_PERSISTENT == 0 && (flags & ENDS_NEED_WITNESS == 0 || witnesses != 0)
 }
 
 /// Counts a new producer and/or consumer on `ring`; refused (nothing counted) if a side it joins
@@ -94,14 +106,15 @@ pub(crate) fn attach_exclusive(ring: &RingCtrl, producer: bool) -> bool {
 /// producers: they may now see a broken pipe).
 pub(crate) fn detach(ring: &RingCtrl, producer: bool, consumer: bool) {
     let ends: &Ends = &ring.ends;
-    let persistent = persistent(ends);
-    if producer {
-        count_out(&ends.producers, persistent);
-        doorbell::ring_all(&ring.not_empty);
-    }
+    // A handle with both roles is no witness of its own leaving: its consumer role goes first,
+    // not counting its own producer role, and its producer role then finds it gone.
     if consumer {
-        count_out(&ends.consumers, persistent);
+        count_out(&ends.consumers, || ends_now(ends, &ends.producers, producer));
         doorbell::ring_all(&ring.not_full);
+    }
+    if producer {
+        count_out(&ends.producers, || ends_now(ends, &ends.consumers, false));
+        doorbell::ring_all(&ring.not_empty);
     }
 }
 

@@ -613,3 +613,28 @@ fn loom_end_of_stream_is_final_when_a_producer_races_the_last_one_out() {
         assert!(ends::attach(q.ctrl(), true, false).is_err(), "an ended side takes no producer");
     });
 }
+
+/// A queue (`ENDS_NEED_WITNESS`): the last producer leaving ends the stream only while a consumer
+/// is attached to see it. Racing a consumer that attaches, either the consumer sees the end (and
+/// it is final) or the queue lies dormant and the consumer waits for a new producer.
+#[test]
+fn loom_a_queue_ends_only_before_a_witness() {
+    use crate::segment::layout::ENDS_NEED_WITNESS;
+    loom::model(|| {
+        let q = Q::new(1);
+        q.ctrl().ends.flags.store(ENDS_NEED_WITNESS, crate::sys::atomic::Ordering::Relaxed);
+        ends::attach(q.ctrl(), true, true).unwrap(); // one handle with both roles
+        let leaving = {
+            let q = q.clone();
+            thread::spawn(move || ends::detach(q.ctrl(), true, true))
+        };
+        let consumer = ends::attach(q.ctrl(), false, true);
+        leaving.join().unwrap();
+        assert!(consumer.is_ok(), "the consumer side never ended: it had no witness");
+        if ends::producers_gone(q.ctrl()) {
+            assert!(ends::attach(q.ctrl(), true, false).is_err(), "ended is final");
+        } else {
+            ends::attach(q.ctrl(), true, false).unwrap();
+        }
+    });
+}

@@ -112,6 +112,10 @@ pub const ENDS_PRODUCER_SEEN: u32 = 1;
 pub const ENDS_CONSUMER_SEEN: u32 = 2;
 /// Set at creation for queues without end of stream (see `QueueBuilder::persistent`).
 pub const ENDS_PERSISTENT: u32 = 4;
+/// Set at creation for queues: a side ends only if the other side is attached when its last
+/// handle leaves (a queue everybody has left lies dormant, and anyone may attach again). A
+/// pipe's ends, without this flag, end for good whenever their handle leaves.
+pub const ENDS_NEED_WITNESS: u32 = 8;
 
 /// The control block at the start of every ring.
 #[repr(C)]
