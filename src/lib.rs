@@ -77,6 +77,8 @@ mod segment;
 mod serde_msg;
 mod sys;
 #[cfg(not(loom))]
+mod wait;
+#[cfg(not(loom))]
 mod worker;
 
 /// `Pod` values travel as their bytes (`put_value`, `get_value`, ...); derive `Pod` and `Zeroable`
@@ -95,6 +97,8 @@ pub use segment::participants::ParticipantInfo;
 pub use segment::recover::RecoveryStats;
 #[cfg(not(loom))]
 pub use sys::shm::unlink;
+#[cfg(not(loom))]
+pub use wait::{wait, Waitable};
 #[cfg(not(loom))]
 pub use worker::{Worker, WorkerProcess};
 

@@ -292,6 +292,11 @@ impl Connection {
         self.tx.as_mut()
     }
 
+    /// The receiving half, if this end receives (shared).
+    pub(crate) fn receiving(&self) -> Option<&Receiver> {
+        self.rx.as_ref()
+    }
+
     /// The receiving half, if this end receives.
     pub fn receiver(&mut self) -> Option<&mut Receiver> {
         self.rx.as_mut()

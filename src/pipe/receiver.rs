@@ -386,6 +386,21 @@ impl Iterator for TryIter<'_> {
 }
 
 impl Receiver {
+    /// Whether a receive would not wait now (a message, end of file, or an error to report).
+    pub(crate) fn receive_ready(&self) -> bool {
+        self.dead.is_some() || self.ring.published(0) || ends::producers_gone(self.ring.mem.ctrl())
+    }
+
+    /// The doorbell this receiver sleeps on.
+    pub(crate) fn not_empty_bell(&self) -> &crate::segment::layout::DoorbellWords {
+        &self.ring.mem.ctrl().not_empty
+    }
+
+    /// Reaps dead participants (the sender, if it died), so that end of file follows.
+    pub(crate) fn recover_peers(&self) {
+        self.end.recover();
+    }
+
     /// Messages until end of file, each taken with [`Receiver::recv`]: `for msg in &mut rx`. The
     /// iterator also ends at any other error (`Corrupt`), which a following `recv` reports.
     pub fn iter(&mut self) -> Iter<'_> {

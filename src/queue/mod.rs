@@ -491,6 +491,18 @@ impl Queue {
         TryIter { q: self }
     }
 
+    /// Whether a get would not wait now (a message, end of stream, or an error to report).
+    pub(crate) fn receive_ready(&self) -> bool {
+        self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0
+            || self.ring.len() > 0
+            || ends::producers_gone(self.ring.mem.ctrl())
+    }
+
+    /// The doorbell consumers sleep on.
+    pub(crate) fn not_empty_bell(&self) -> &crate::segment::layout::DoorbellWords {
+        &self.ring.mem.ctrl().not_empty
+    }
+
     // ----- state -----
 
     /// Stops this handle from putting (Python's `close`). When every producer has closed or gone,

@@ -123,3 +123,55 @@ pub fn block_on<T>(
         }
     }
 }
+
+/// As [`block_on`] over several doorbells at once (at most `futex::WAITV_MAX`): `attempt` checks
+/// every condition; between tries the caller sleeps on all the bells with one `futex_waitv`.
+/// No spinning: waiting on several things is a slow path.
+#[cfg(not(loom))]
+pub fn block_on_any<T>(
+    bells: &[&DoorbellWords],
+    deadline: Option<u64>,
+    mut attempt: impl FnMut() -> Option<T>,
+    mut on_stall: impl FnMut(),
+) -> Option<T> {
+    if let Some(v) = attempt() {
+        return Some(v);
+    }
+    let bells = &bells[..bells.len().min(futex::WAITV_MAX)];
+    let mut stall_check = clock::now();
+    loop {
+        for b in bells {
+            b.waiters.fetch_add(1, Ordering::SeqCst);
+        }
+        // ORDERING: as in `block_on`: a full barrier between the announcements and the re-check,
+        // pairs with `ring`. SYNC POINT: doorbell.
+        membarrier::sleeper_side();
+        // ORDERING: Acquire, pairs with the Release bump in `wake`.
+        let words: Vec<_> = bells.iter().map(|b| (&b.seq, b.seq.load(Ordering::Acquire))).collect();
+        let leave = || {
+            for b in bells {
+                b.waiters.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
+        if let Some(v) = attempt() {
+            leave();
+            return Some(v);
+        }
+        let now = clock::now();
+        if deadline.is_some_and(|d| now >= d) {
+            leave();
+            return None;
+        }
+        let slice_end = now.saturating_add(SLICE_NS);
+        futex::wait_any(&words, Some(deadline.map_or(slice_end, |d| d.min(slice_end))));
+        leave();
+        if let Some(v) = attempt() {
+            return Some(v);
+        }
+        let now = clock::now();
+        if now.saturating_sub(stall_check) >= SLICE_NS {
+            stall_check = now;
+            on_stall();
+        }
+    }
+}

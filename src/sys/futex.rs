@@ -47,6 +47,75 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<u64>) -> bool {
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
 }
 
+/// At most this many words can be waited on at once (the kernel's `FUTEX_WAITV_MAX`).
+#[cfg(not(loom))]
+pub const WAITV_MAX: usize = 128;
+
+/// Sleeps while every `*word == expected` of `words` (at most [`WAITV_MAX`]), until one is woken
+/// or changed, or until `deadline` (absolute [`crate::sys::clock::now`] nanoseconds).
+///
+/// Uses `futex_waitv` (Linux 5.16 and later); where the kernel lacks it, sleeps in 1 ms steps
+/// while the values stay the same. Returns `false` only if the deadline passed; the caller
+/// re-checks its conditions either way.
+#[cfg(not(loom))]
+pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<u64>) -> bool {
+    #[repr(C)]
+    struct FutexWaitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+    const FUTEX2_SIZE_U32: u32 = 0x02;
+    let words = &words[..words.len().min(WAITV_MAX)];
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .map(|(w, v)| FutexWaitv { val: *v as u64, uaddr: w.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 })
+        .collect();
+    let ts;
+    let ts_ptr = match deadline {
+        Some(d) => {
+            ts = libc::timespec {
+                tv_sec: (d / 1_000_000_000) as libc::time_t,
+                tv_nsec: (d % 1_000_000_000) as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: `waiters` holds `words.len()` (<= 128) entries, each naming a live, 4-byte aligned
+    // AtomicU32 that outlives the call; the kernel only reads them. `ts_ptr` is null or points at
+    // `ts`, alive until the call returns. Shared (not FUTEX2_PRIVATE) futexes, an absolute
+    // CLOCK_MONOTONIC timeout.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0 as libc::c_uint,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return true;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ETIMEDOUT) => false,
+        Some(libc::ENOSYS) => {
+            let until = deadline.map_or(u64::MAX, |d| d);
+            while words.iter().all(|(w, v)| w.load(std::sync::atomic::Ordering::Acquire) == *v) {
+                if crate::sys::clock::now() >= until {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            true
+        }
+        _ => true,
+    }
+}
+
 /// Wakes up to `n` processes sleeping on `word`.
 #[cfg(not(loom))]
 pub fn wake(word: &AtomicU32, n: i32) {
