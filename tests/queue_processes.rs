@@ -9,6 +9,8 @@ mod common;
 use common::{child, finish, job, tagged, unique};
 
 const LIMIT: Duration = Duration::from_secs(60);
+/// Items each producer of the ported seed demo puts.
+const SEED_ITEMS: u64 = 300;
 
 /// The child side of every test here. Does nothing unless started as a child.
 #[test]
@@ -31,6 +33,21 @@ fn child_entry() {
         "open-or-create" => {
             let q = Queue::builder().capacity(8).slot_size(16).open_or_create(words.next().unwrap()).unwrap();
             q.put(b"hi").unwrap();
+        }
+        // The seed demo's worker functions, ported literally from Python: a producer puts its
+        // items; a consumer prints each item as it gets it, until end of stream.
+        "seed-producer" => {
+            let id: u64 = words.next().unwrap().parse().unwrap();
+            let q = Queue::from_env("Q").unwrap();
+            for i in 0..SEED_ITEMS {
+                q.put(format!("item {id}-{i}").as_bytes()).unwrap();
+            }
+        }
+        "seed-consumer" => {
+            let q = Queue::from_env("Q").unwrap();
+            for item in &q {
+                println!("got {}", String::from_utf8_lossy(&item));
+            }
         }
         "produce" => {
             let (id, n): (u64, u64) = (words.next().unwrap().parse().unwrap(), words.next().unwrap().parse().unwrap());
@@ -269,4 +286,38 @@ fn processes_started_in_any_order_meet_with_open_or_create_and_open_timeout() {
         other => panic!("{other:?}"),
     }
     shmq::unlink(&name).unwrap();
+}
+
+/// The seed demo ported literally from Python: 10 producer and 10 consumer processes on a queue
+/// of capacity 3; consumers print every item as they get it (holding it while they print), and
+/// the parent reads their output only at the end. Every item is printed exactly once.
+#[test]
+fn seed_demo_ported_from_python_prints_every_item_exactly_once() {
+    let q = Queue::builder().capacity(3).slot_size(32).create_anonymous().unwrap();
+    let worker = |job: String, role: Role| {
+        let mut w = shmq::Worker::this_program().unwrap().args([
+            "child_entry",
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ]);
+        w.command().env(common::JOB, job).stdout(std::process::Stdio::piped());
+        w.queue_as("Q", &q, role).spawn().unwrap()
+    };
+    let consumers: Vec<_> = (0..10).map(|_| worker("seed-consumer".into(), Role::Consumer)).collect();
+    let producers: Vec<_> = (0..10).map(|id| worker(format!("seed-producer:{id}"), Role::Producer)).collect();
+    for p in producers {
+        finish(p.into_child(), LIMIT);
+    }
+    q.close(); // Python: join the producers, then tell the consumers there is no more
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for c in consumers {
+        for item in tagged(&finish(c.into_child(), LIMIT), "got") {
+            *seen.entry(item.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len() as u64, 10 * SEED_ITEMS, "every item printed");
+    assert!(seen.values().all(|&n| n == 1), "an item printed twice");
 }
