@@ -102,6 +102,11 @@ pub use wait::{wait, Waitable};
 #[cfg(not(loom))]
 pub use worker::{Worker, WorkerProcess};
 
+/// The README's examples, compiled (and, where they need no other process, run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 /// The version of the shared-memory layout this build reads and writes. Processes built with
 /// different layout versions refuse each other's segments ([`Error::VersionMismatch`]).
 pub const LAYOUT_VERSION: u32 = segment::layout::LAYOUT_VERSION;
