@@ -1,6 +1,6 @@
 //! `shmq create`: a named queue that outlives the command.
 
-use super::normalize;
+use super::{normalize, shown};
 use clap::Args;
 use shmq::{Queue, Role};
 
@@ -42,7 +42,7 @@ pub fn create(args: CreateArgs) -> Result<(), String> {
         .role(Role::Producer)
         .unlink_on_drop(false)
         .create(&name)
-        .map_err(|e| format!("{name}: {e}"))?;
-    println!("created {name}: queue, capacity {}, slot size {} bytes", q.capacity(), q.slot_size());
+        .map_err(|e| format!("{}: {e}", shown(&name)))?;
+    println!("created {}: queue, capacity {}, slot size {} bytes", shown(&name), q.capacity(), q.slot_size());
     Ok(())
 }

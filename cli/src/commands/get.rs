@@ -1,13 +1,13 @@
 //! `shmq get`: one message out of a queue.
 
-use super::{normalize, timeout_of};
+use super::{normalize, shown, timeout_of};
 use shmq::{Queue, RecvError, Role};
 use std::io::Write;
 
 pub fn get(name: &str, timeout: Option<f64>) -> Result<(), String> {
     let name = normalize(name);
     let timeout = timeout_of(timeout)?;
-    let q = Queue::builder().role(Role::Consumer).open(&name).map_err(|e| format!("{name}: {e}"))?;
+    let q = Queue::builder().role(Role::Consumer).open(&name).map_err(|e| format!("{}: {e}", shown(&name)))?;
     let r = match timeout {
         None => q.get(),
         Some(d) if d.is_zero() => q.try_get(),
@@ -19,8 +19,8 @@ pub fn get(name: &str, timeout: Option<f64>) -> Result<(), String> {
             writeln!(out, "{}", String::from_utf8_lossy(&m)).map_err(|e| e.to_string())
         }
         Err(RecvError::Closed) => {
-            Err(format!("{name}: queue is empty and closed (every producer that attached has gone)"))
+            Err(format!("{}: queue is empty and closed (every producer that attached has gone)", shown(&name)))
         }
-        Err(e) => Err(format!("{name}: {e}")),
+        Err(e) => Err(format!("{}: {e}", shown(&name))),
     }
 }

@@ -1,6 +1,6 @@
 //! `shmq ls`: the segments in /dev/shm.
 
-use super::print_table;
+use super::{print_table, shown};
 use shmq::inspect::{self, Inspection, Kind};
 
 pub fn ls() -> Result<(), String> {
@@ -11,7 +11,7 @@ pub fn ls() -> Result<(), String> {
             Ok(i) => ls_row(&i),
             Err(e) => {
                 let mut r: [String; 8] = Default::default();
-                r[0] = name;
+                r[0] = shown(&name);
                 r[7] = e.to_string();
                 r
             }
@@ -30,7 +30,7 @@ fn ls_row(i: &Inspection) -> [String; 8] {
     let len: Option<u64> = (!i.rings.is_empty()).then(|| i.rings.iter().map(|r| r.len).sum());
     let opt = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
     [
-        i.name.clone(),
+        shown(&i.name),
         kind.into(),
         opt(h.map(|h| h.capacity)),
         opt(h.map(|h| h.slot_size)),

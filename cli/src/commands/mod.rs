@@ -19,6 +19,18 @@ pub fn normalize(name: &str) -> String {
     }
 }
 
+/// A segment name as printed: control characters and backslashes escaped (`\n`, `\u{1b}`), so a
+/// hostile file name can neither drive the terminal nor forge a line of output.
+pub fn shown(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| {
+            let escape = c.is_control() || c == '\\';
+            let one = (!escape).then_some(c).into_iter();
+            one.chain(escape.then(|| c.escape_default()).into_iter().flatten())
+        })
+        .collect()
+}
+
 pub fn timeout_of(secs: Option<f64>) -> Result<Option<Duration>, String> {
     match secs {
         None => Ok(None),

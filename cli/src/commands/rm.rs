@@ -1,6 +1,6 @@
 //! `shmq rm`: remove segments.
 
-use super::normalize;
+use super::{normalize, shown};
 use clap::Args;
 use shmq::inspect::{self, FileKind};
 
@@ -36,9 +36,9 @@ pub fn rm(args: RmArgs) -> Result<(), String> {
         for name in names.into_iter().filter(|n| n.starts_with(&prefix)) {
             match inspect::probe(&name) {
                 Ok(p) if p.kind == FileKind::Shmq && p.live == 0 => match inspect::unlink(&name) {
-                    Ok(()) => println!("removed {name}"),
+                    Ok(()) => println!("removed {}", shown(&name)),
                     Err(e) => {
-                        eprintln!("shmq: {name}: {e}");
+                        eprintln!("shmq: {}: {e}", shown(&name));
                         failed += 1;
                     }
                 },
@@ -54,17 +54,17 @@ pub fn rm(args: RmArgs) -> Result<(), String> {
 }
 
 fn rm_one(name: &str, force: bool) -> Result<(), String> {
-    let p = inspect::probe(name).map_err(|e| format!("{name}: {e}"))?;
+    let p = inspect::probe(name).map_err(|e| format!("{}: {e}", shown(name)))?;
     if !force {
         if p.kind == FileKind::Foreign {
-            return Err(format!("{name}: not a shmq segment (bad magic number); refusing without --force"));
+            return Err(format!("{}: not a shmq segment (bad magic number); refusing without --force", shown(name)));
         }
         if p.live > 0 {
-            return Err(format!("{name}: {} live participant(s) attached; refusing without --force", p.live));
+            return Err(format!("{}: {} live participant(s) attached; refusing without --force", shown(name), p.live));
         }
     }
-    inspect::unlink(name).map_err(|e| format!("{name}: {e}"))?;
-    println!("removed {name}");
+    inspect::unlink(name).map_err(|e| format!("{}: {e}", shown(name)))?;
+    println!("removed {}", shown(name));
     Ok(())
 }
 

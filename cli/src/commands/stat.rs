@@ -1,6 +1,6 @@
 //! `shmq stat`: one segment's header, counters, participants and slots.
 
-use super::normalize;
+use super::{normalize, shown};
 use shmq::inspect::{self, Kind};
 
 fn roles_text(bits: u32, rings: u32) -> String {
@@ -24,10 +24,10 @@ fn roles_text(bits: u32, rings: u32) -> String {
 
 pub fn stat(name: &str, slots: Option<u64>) -> Result<(), String> {
     let name = normalize(name);
-    let i = inspect::inspect(&name).map_err(|e| format!("{name}: {e}"))?;
+    let i = inspect::inspect(&name).map_err(|e| format!("{}: {e}", shown(&name)))?;
     let mut o = String::new();
     let mut line = |k: &str, v: String| o.push_str(&format!("{k:<18} {v}\n"));
-    line("name", i.name.clone());
+    line("name", shown(&i.name));
     line("file", format!("{} bytes, mode {:o}, uid {}", i.file_size, i.mode, i.uid));
     if let Some(h) = &i.header {
         let kind = h.kind().map_or(format!("unknown ({})", h.kind), |k| k.name().into());
@@ -71,7 +71,7 @@ pub fn stat(name: &str, slots: Option<u64>) -> Result<(), String> {
         line("slots", "not shown: the segment does not validate".into());
     }
     if let (Some(max), None, Some(h)) = (slots, &i.problem, &i.header) {
-        let rings = inspect::slots(&name, max).map_err(|e| format!("{name}: reading slots: {e}"))?;
+        let rings = inspect::slots(&name, max).map_err(|e| format!("{}: reading slots: {e}", shown(&name)))?;
         let one_lap = h.capacity.next_power_of_two();
         for (r, ring) in rings.iter().enumerate() {
             let p = if rings.len() > 1 { format!("ring {r} ") } else { String::new() };
@@ -90,6 +90,6 @@ pub fn stat(name: &str, slots: Option<u64>) -> Result<(), String> {
     print!("{o}");
     match i.problem {
         None => Ok(()),
-        Some(p) => Err(format!("{name}: {p}")),
+        Some(p) => Err(format!("{}: {p}", shown(&name))),
     }
 }
