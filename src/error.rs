@@ -63,6 +63,11 @@ pub enum Error {
     /// No inherited segment was found in the environment under that key.
     #[error("no inherited segment in environment variable {0}")]
     NotInherited(String),
+    /// Another process holds read locks on the participant table's liveness bytes, so no entry
+    /// can be taken. Only a process that may read the file can do this (the library refuses to
+    /// create segments that other users may read without writing; see `docs/DESIGN.md`).
+    #[error("cannot attach: another process holds read locks on the segment's liveness bytes")]
+    LockedByReader,
     /// Any other operating-system error.
     #[error(transparent)]
     Io(#[from] io::Error),

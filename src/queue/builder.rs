@@ -53,6 +53,10 @@ impl QueueBuilder {
     }
 
     /// Permission bits of a named segment. Default `0o600`.
+    ///
+    /// Within `0o777`, and not readable by other users who cannot also write it (`0o004`
+    /// without `0o002`): `create` fails with [`Error::InvalidArgument`] otherwise (see
+    /// `docs/DESIGN.md`, threat model).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self

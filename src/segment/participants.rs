@@ -5,6 +5,10 @@
 //! role bits (whoever clears a bit uncounts it, so a role is uncounted exactly once, by its owner
 //! or by the reaper of a dead owner), frees the entry, and only then drops the lock: an active
 //! entry without its lock means the process died. `recover` builds on that.
+//!
+//! Only write locks count as alive (`sys::lock`): a process that may only read the file can take
+//! read locks, which neither fake a live participant nor keep a dead one from being reaped; they
+//! can keep a registration from taking its lock, which is reported as `LockedByReader`.
 
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{Header, Participant, MAX_PARTICIPANTS};
@@ -24,24 +28,39 @@ pub(crate) struct Registration {
     lock: Option<File>,
 }
 
+/// Why `claim` found no entry.
+struct NoEntry {
+    /// Free entries whose liveness byte only read locks kept us from locking.
+    read_locked: usize,
+}
+
 impl Registration {
     /// Claims a table entry for this process with the given role bits. If the table is full,
     /// reaps dead participants once and tries again.
+    ///
+    /// `LockedByReader` if entries were free but read locks (which only a process that may read
+    /// the file can hold) kept us from taking their liveness locks.
     pub fn new(seg: &Segment, g: &Geometry, roles: u32, rings: &dyn RingRepair) -> Result<Registration, Error> {
         membarrier::register();
         let lock = seg.reopen()?;
-        if let Some(r) = Self::claim(seg, &lock, roles)? {
-            return Ok(Registration { index: r, lock: Some(lock) });
-        }
+        let mut none = match Self::claim(seg, &lock, roles)? {
+            Ok(index) => return Ok(Registration { index, lock: Some(lock) }),
+            Err(none) => none,
+        };
         if recover::reap_dead(seg, g, None, rings) > 0 {
-            if let Some(r) = Self::claim(seg, &lock, roles)? {
-                return Ok(Registration { index: r, lock: Some(lock) });
+            match Self::claim(seg, &lock, roles)? {
+                Ok(index) => return Ok(Registration { index, lock: Some(lock) }),
+                Err(n) => none = n,
             }
+        }
+        if none.read_locked > 0 {
+            return Err(Error::LockedByReader);
         }
         Err(Error::TooManyParticipants)
     }
 
-    fn claim(seg: &Segment, lock: &File, roles: u32) -> Result<Option<usize>, Error> {
+    fn claim(seg: &Segment, lock: &File, roles: u32) -> Result<Result<usize, NoEntry>, Error> {
+        let mut none = NoEntry { read_locked: 0 };
         for (index, p) in seg.header().participants.iter().enumerate() {
             if p.state.load(Ordering::Relaxed) != PARTICIPANT_FREE {
                 continue;
@@ -52,9 +71,13 @@ impl Registration {
             {
                 continue;
             }
-            // A previous owner that just freed the entry may still hold the lock for an instant.
+            // A previous owner that just freed the entry may still hold the lock for an instant;
+            // a reader may hold a read lock on it for as long as it likes.
             if !try_lock_byte(lock, Participant::lock_offset(index))? {
                 p.state.store(PARTICIPANT_FREE, Ordering::Release);
+                if !byte_is_locked(lock, Participant::lock_offset(index)).unwrap_or(true) {
+                    none.read_locked += 1;
+                }
                 continue;
             }
             p.detail.store(std::process::id(), Ordering::Relaxed);
@@ -62,9 +85,9 @@ impl Registration {
             p.generation.fetch_add(1, Ordering::Relaxed);
             // ORDERING: Release, so a reader that sees ACTIVE sees pid and roles.
             p.state.store(PARTICIPANT_ACTIVE, Ordering::Release);
-            return Ok(Some(index));
+            return Ok(Ok(index));
         }
-        Ok(None)
+        Ok(Err(none))
     }
 
     /// Takes over entry `index` that a parent handed to this process (see `pipe::Handover`).

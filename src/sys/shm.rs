@@ -32,6 +32,24 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the permission bits asked for a named segment.
+///
+/// Only `0o777` bits (no setuid, setgid or sticky bit). And no read access for other users
+/// without write access (`0o004` without `0o002`): such a user cannot attach, but could hold read
+/// locks on the liveness bytes, which keeps every new participant out. Write access makes a user
+/// a peer, trusted with the memory anyway; the group bits are the creator's choice of peers.
+pub fn validate_mode(mode: u32) -> Result<(), Error> {
+    if mode & !0o777 != 0 {
+        return Err(Error::InvalidArgument("mode must be within 0o777 (no setuid, setgid or sticky bit)"));
+    }
+    if mode & 0o004 != 0 && mode & 0o002 == 0 {
+        return Err(Error::InvalidArgument(
+            "mode must not let other users read a segment they cannot write (0o004 without 0o002)",
+        ));
+    }
+    Ok(())
+}
+
 /// The file system path of a (validated) segment name.
 pub fn path_of(name: &str) -> String {
     format!("{SHM_DIR}{name}")
@@ -69,6 +87,7 @@ pub fn open_raw(path: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
 /// Creates `name` exclusively with exactly `mode` permissions (the umask does not narrow it).
 pub fn create_named(name: &str, mode: u32) -> Result<File, Error> {
     validate_name(name)?;
+    validate_mode(mode)?;
     let file =
         open_raw(&path_of(name), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode).map_err(|e| map_err(e, name))?;
     // SAFETY: fchmod on a descriptor we own.
@@ -140,6 +159,16 @@ mod tests {
         let long = format!("/{}", "x".repeat(MAX_NAME));
         for bad in ["", "a", "/", "//", "/a/b", "/.", "/..", "/a\0b", long.as_str()] {
             assert!(matches!(validate_name(bad), Err(Error::InvalidName(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn modes_are_validated() {
+        for ok in [0o600, 0o660, 0o666, 0o640, 0o700, 0o606] {
+            validate_mode(ok).unwrap();
+        }
+        for bad in [0o4600, 0o2600, 0o1600, 0o10600, 0o644, 0o604, 0o664, 0o444] {
+            assert!(matches!(validate_mode(bad), Err(Error::InvalidArgument(_))), "{bad:o}");
         }
     }
 }
