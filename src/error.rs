@@ -103,6 +103,11 @@ pub enum SendError {
     /// Another process broke the ring's invariants; the handle stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
+    /// The handle was inherited through `fork()`: it belongs to the parent process, and this
+    /// process may neither use nor detach it (reported where a send cannot complete at once; see
+    /// `docs/DESIGN.md`). Open the segment again in the child instead.
+    #[error("this handle belongs to the process this one was forked from")]
+    Forked,
 }
 
 /// Why a message could not be taken from a queue or received from a pipe.
@@ -136,6 +141,11 @@ pub enum RecvError {
     /// Another process broke the ring's invariants; the handle stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
+    /// The handle was inherited through `fork()`: it belongs to the parent process, and this
+    /// process may neither use nor detach it (reported where a receive cannot complete at once;
+    /// see `docs/DESIGN.md`). Open the segment again in the child instead.
+    #[error("this handle belongs to the process this one was forked from")]
+    Forked,
 }
 
 /// Why `task_done` or `join` failed.

@@ -1,8 +1,11 @@
 //! A mapped segment and the file behind it: created, opened by name, or inherited.
+//!
+//! A segment remembers the process that made this handle. In a child forked from it the
+//! segment is [`Broken::Forked`], and dropping it leaves the name alone.
 
 use crate::segment::layout::{Header, MAGIC, READY};
-use crate::sys::shm;
-use crate::Error;
+use crate::sys::{fork, shm};
+use crate::{Error, RecvError, SendError};
 use memmap2::MmapRaw;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
@@ -12,24 +15,50 @@ use std::time::{Duration, Instant};
 /// How long an opener waits for a creator to publish a segment as ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why a segment can no longer be used from this handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Broken {
+    /// This process was forked from the one that made the handle.
+    Forked,
+}
+
+impl From<Broken> for SendError {
+    fn from(b: Broken) -> SendError {
+        match b {
+            Broken::Forked => SendError::Forked,
+        }
+    }
+}
+
+impl From<Broken> for RecvError {
+    fn from(b: Broken) -> RecvError {
+        match b {
+            Broken::Forked => RecvError::Forked,
+        }
+    }
+}
+
 /// A mapped segment and the file behind it.
 pub struct Segment {
     map: MmapRaw,
     file: File,
     name: Option<String>,
     unlink_on_drop: bool,
+    /// The process that made this handle.
+    pid: u32,
 }
 
 impl Segment {
     /// Creates a named segment of `size` zeroed bytes, exclusively, with `mode` permissions.
     pub fn create_named(name: &str, size: u64, mode: u32, unlink_on_drop: bool) -> Result<Segment, Error> {
+        let pid = fork::pid();
         let file = shm::create_named(name, mode)?;
         let seg = (|| {
             file.set_len(size)?;
             shm::map(&file, size)
         })();
         match seg {
-            Ok(map) => Ok(Segment { map, file, name: Some(name.into()), unlink_on_drop }),
+            Ok(map) => Ok(Segment { map, file, name: Some(name.into()), unlink_on_drop, pid }),
             Err(e) => {
                 let _ = std::fs::remove_file(shm::path_of(name));
                 Err(e)
@@ -39,9 +68,10 @@ impl Segment {
 
     /// Creates an anonymous (memfd) segment of `size` zeroed bytes, sealed at that size.
     pub fn create_anonymous(size: u64) -> Result<Segment, Error> {
+        let pid = fork::pid();
         let file = shm::create_sealed_memfd(size)?;
         let map = shm::map(&file, size)?;
-        Ok(Segment { map, file, name: None, unlink_on_drop: false })
+        Ok(Segment { map, file, name: None, unlink_on_drop: false, pid })
     }
 
     /// Opens a named segment and waits (bounded) until its creator has published it as ready.
@@ -70,6 +100,7 @@ impl Segment {
     /// Maps an opened segment file once its creator has published it, waiting at most
     /// `ready_timeout` for that.
     pub(crate) fn open_file(file: File, name: Option<String>, ready_timeout: Duration) -> Result<Segment, Error> {
+        let pid = fork::pid();
         let start = Instant::now();
         loop {
             let (len, regular) = shm::file_len(&file)?;
@@ -85,7 +116,7 @@ impl Segment {
                 // ORDERING: Acquire, pairs with the Release store in `publish`: the header and
                 // the initial ring state are complete once READY is seen.
                 if h.ready.load(Ordering::Acquire) == READY {
-                    return Ok(Segment { map, file, name, unlink_on_drop: false });
+                    return Ok(Segment { map, file, name, unlink_on_drop: false, pid });
                 }
                 // A creator writes the magic number before READY; anything else is foreign.
                 // SAFETY: reading an integer field of the mapped header; volatile because the
@@ -131,6 +162,22 @@ impl Segment {
         self.map.len() as u64
     }
 
+    /// Why this handle can no longer use the segment, if it cannot: this process was forked
+    /// from the one that made the handle.
+    ///
+    /// For the paths that report errors (a ring found full or empty, a wait): in a process that
+    /// never forked, one relaxed load of a process-local flag. The successful fast paths do not
+    /// call it, so a send or receive may still succeed (through the parent's entry) before this
+    /// is reported.
+    #[inline]
+    pub(crate) fn broken(&self) -> Option<Broken> {
+        if fork::maybe_forked(self.pid) {
+            Some(Broken::Forked)
+        } else {
+            None
+        }
+    }
+
     /// The backing file.
     pub fn file(&self) -> &File {
         &self.file
@@ -150,7 +197,8 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
+        // The name is the creator's to remove, not a forked child's.
+        if self.unlink_on_drop && !fork::forked(self.pid) {
             if let Some(n) = &self.name {
                 let _ = std::fs::remove_file(shm::path_of(n));
             }

@@ -9,6 +9,10 @@
 //! Only write locks count as alive (`sys::lock`): a process that may only read the file can take
 //! read locks, which neither fake a live participant nor keep a dead one from being reaped; they
 //! can keep a registration from taking its lock, which is reported as `LockedByReader`.
+//!
+//! A registration remembers the process that made it. A child forked from that process shares
+//! the entry and its lock (the same open file description) but does not own them: in the child,
+//! dropping roles and releasing the entry do nothing to the table.
 
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{Header, Participant, MAX_PARTICIPANTS};
@@ -16,7 +20,7 @@ use crate::segment::layout::{PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPAN
 use crate::segment::recover::{self, RingRepair};
 use crate::segment::Segment;
 use crate::sys::lock::{byte_is_locked, try_lock_byte};
-use crate::sys::{clock, membarrier};
+use crate::sys::{clock, fork, membarrier};
 use crate::Error;
 use std::fs::File;
 use std::sync::atomic::Ordering;
@@ -26,6 +30,8 @@ pub(crate) struct Registration {
     index: usize,
     /// A private file description holding the liveness lock; closing it releases the lock.
     lock: Option<File>,
+    /// The process that registered (a forked child shares the entry but does not own it).
+    pid: u32,
 }
 
 /// Why `claim` found no entry.
@@ -42,14 +48,15 @@ impl Registration {
     /// the file can hold) kept us from taking their liveness locks.
     pub fn new(seg: &Segment, g: &Geometry, roles: u32, rings: &dyn RingRepair) -> Result<Registration, Error> {
         membarrier::register();
+        let pid = fork::pid();
         let lock = seg.reopen()?;
         let mut none = match Self::claim(seg, &lock, roles)? {
-            Ok(index) => return Ok(Registration { index, lock: Some(lock) }),
+            Ok(index) => return Ok(Registration { index, lock: Some(lock), pid }),
             Err(none) => none,
         };
         if recover::reap_dead(seg, g, None, rings) > 0 {
             match Self::claim(seg, &lock, roles)? {
-                Ok(index) => return Ok(Registration { index, lock: Some(lock) }),
+                Ok(index) => return Ok(Registration { index, lock: Some(lock), pid }),
                 Err(n) => none = n,
             }
         }
@@ -96,6 +103,7 @@ impl Registration {
     /// us as soon as the parent lets it go (waited for a bounded time).
     pub fn adopt(seg: &Segment, index: usize, generation: u32) -> Result<Registration, Error> {
         membarrier::register();
+        let pid = fork::pid();
         let gone = || Error::NotInherited("the handed-over end was released or reaped".into());
         let p = seg.header().participants.get(index).ok_or_else(gone)?;
         let lock = seg.reopen()?;
@@ -112,8 +120,8 @@ impl Registration {
                 {
                     return Err(gone());
                 }
-                p.detail.store(std::process::id(), Ordering::Relaxed);
-                return Ok(Registration { index, lock: Some(lock) });
+                p.detail.store(pid, Ordering::Relaxed);
+                return Ok(Registration { index, lock: Some(lock), pid });
             }
             if state != PARTICIPANT_ACTIVE && state != PARTICIPANT_HANDOVER {
                 return Err(gone());
@@ -130,9 +138,19 @@ impl Registration {
         (self.index, header.participants[self.index].generation.load(Ordering::Relaxed))
     }
 
+    /// Whether this process was forked from the one that registered (a system call: for drops
+    /// and other rare paths).
+    pub fn forked(&self) -> bool {
+        fork::forked(self.pid)
+    }
+
     /// Leaves the entry attached, in handover, and lets the liveness lock go for a child to take.
+    /// In a forked child, only closes this process's descriptor of the lock.
     pub fn hand_over(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
+            if self.forked() {
+                return;
+            }
             let p = &header.participants[self.index];
             p.detail.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
             p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
@@ -151,13 +169,22 @@ impl Registration {
     }
 
     /// Clears role `bits` of this entry; returns those that were set (and so must be uncounted).
+    /// In a forked child, clears nothing and returns 0: the roles are the parent's.
     pub fn drop_roles(&self, header: &Header, bits: u32) -> u32 {
+        if self.forked() {
+            return 0;
+        }
         header.participants[self.index].roles.fetch_and(!bits, Ordering::AcqRel) & bits
     }
 
-    /// Frees the entry, then drops the liveness lock. The caller has dropped its roles.
+    /// Frees the entry, then drops the liveness lock. The caller has dropped its roles. In a
+    /// forked child, only closes this process's descriptor of the lock (the parent's description
+    /// keeps it), and the entry stays the parent's.
     pub fn release(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
+            if self.forked() {
+                return;
+            }
             let p = &header.participants[self.index];
             p.state.store(PARTICIPANT_FREE, Ordering::Release);
             drop(lock);

@@ -4,6 +4,8 @@
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
+#[cfg(not(loom))]
+pub(crate) mod fork;
 pub(crate) mod futex;
 #[cfg(not(loom))]
 pub(crate) mod inherit;
