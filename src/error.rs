@@ -68,6 +68,9 @@ pub enum Error {
     /// create segments that other users may read without writing; see `docs/DESIGN.md`).
     #[error("cannot attach: another process holds read locks on the segment's liveness bytes")]
     LockedByReader,
+    /// This process has as many named segments mapped as the `SIGBUS` guard can watch.
+    #[error("too many named segments mapped in this process (at most {0})")]
+    TooManySegments(usize),
     /// Any other operating-system error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -100,7 +103,8 @@ pub enum SendError {
     /// The value could not be encoded (`put_serde` / `send_serde`).
     #[error("could not encode the message: {0}")]
     Encode(String),
-    /// Another process broke the ring's invariants; the handle stops using the segment.
+    /// Another process broke the ring's invariants (or truncated the segment's file); the handle
+    /// stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
     /// The handle was inherited through `fork()`: it belongs to the parent process, and this
@@ -138,7 +142,8 @@ pub enum RecvError {
     /// message was consumed.
     #[error("could not decode the message: {0}")]
     Decode(String),
-    /// Another process broke the ring's invariants; the handle stops using the segment.
+    /// Another process broke the ring's invariants (or truncated the segment's file); the handle
+    /// stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
     /// The handle was inherited through `fork()`: it belongs to the parent process, and this

@@ -1,10 +1,15 @@
 //! A mapped segment and the file behind it: created, opened by name, or inherited.
 //!
+//! A mapping of a file that a peer could truncate (a named segment's, or an unsealed one's) is
+//! registered with the `SIGBUS` guard (`sys::sigbus`) for as long as it is mapped: a peer that
+//! truncates the file turns our next access into zeros and the segment into
+//! [`Broken::Truncated`], never into a crash.
+//!
 //! A segment remembers the process that made this handle. In a child forked from it the
 //! segment is [`Broken::Forked`], and dropping it leaves the name alone.
 
 use crate::segment::layout::{Header, MAGIC, READY};
-use crate::sys::{fork, shm};
+use crate::sys::{fork, shm, sigbus};
 use crate::{Error, RecvError, SendError};
 use memmap2::MmapRaw;
 use std::fs::File;
@@ -15,17 +20,24 @@ use std::time::{Duration, Instant};
 /// How long an opener waits for a creator to publish a segment as ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What `Corrupt` says about a segment whose file was truncated under its mapping.
+pub const TRUNCATED: &str =
+    "segment truncated: its file shrank under the mapping (or a page of it could not be allocated)";
+
 /// Why a segment can no longer be used from this handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Broken {
     /// This process was forked from the one that made the handle.
     Forked,
+    /// Its file was truncated under the mapping: this process now sees private zero pages.
+    Truncated,
 }
 
 impl From<Broken> for SendError {
     fn from(b: Broken) -> SendError {
         match b {
             Broken::Forked => SendError::Forked,
+            Broken::Truncated => SendError::Corrupt(TRUNCATED),
         }
     }
 }
@@ -34,13 +46,42 @@ impl From<Broken> for RecvError {
     fn from(b: Broken) -> RecvError {
         match b {
             Broken::Forked => RecvError::Forked,
+            Broken::Truncated => RecvError::Corrupt(TRUNCATED),
         }
+    }
+}
+
+/// A mapping, and its registration with the `SIGBUS` guard if its file can be truncated.
+struct Mapping {
+    /// Declared before `map`, so dropped first: unregistered, then unmapped.
+    guard: Option<sigbus::Guard>,
+    map: MmapRaw,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `file`; `guard`: registers the mapping with the `SIGBUS` guard.
+    fn new(file: &File, len: u64, guard: bool) -> Result<Mapping, Error> {
+        let map = shm::map(file, len)?;
+        let guard = if guard && map.len() > 0 {
+            match sigbus::register(map.as_ptr() as usize, map.len()) {
+                Ok(g) => Some(g),
+                Err(sigbus::RegisterError::Full) => return Err(Error::TooManySegments(sigbus::SLOTS)),
+                Err(sigbus::RegisterError::Io(e)) => return Err(Error::Io(e)),
+            }
+        } else {
+            None
+        };
+        Ok(Mapping { guard, map })
+    }
+
+    fn poisoned(&self) -> bool {
+        self.guard.as_ref().is_some_and(sigbus::Guard::poisoned)
     }
 }
 
 /// A mapped segment and the file behind it.
 pub struct Segment {
-    map: MmapRaw,
+    mapping: Mapping,
     file: File,
     name: Option<String>,
     unlink_on_drop: bool,
@@ -55,10 +96,10 @@ impl Segment {
         let file = shm::create_named(name, mode)?;
         let seg = (|| {
             file.set_len(size)?;
-            shm::map(&file, size)
+            Mapping::new(&file, size, true)
         })();
         match seg {
-            Ok(map) => Ok(Segment { map, file, name: Some(name.into()), unlink_on_drop, pid }),
+            Ok(mapping) => Ok(Segment { mapping, file, name: Some(name.into()), unlink_on_drop, pid }),
             Err(e) => {
                 let _ = std::fs::remove_file(shm::path_of(name));
                 Err(e)
@@ -70,8 +111,9 @@ impl Segment {
     pub fn create_anonymous(size: u64) -> Result<Segment, Error> {
         let pid = fork::pid();
         let file = shm::create_sealed_memfd(size)?;
-        let map = shm::map(&file, size)?;
-        Ok(Segment { map, file, name: None, unlink_on_drop: false, pid })
+        // Sealed: nobody can truncate it, so no SIGBUS guard.
+        let mapping = Mapping::new(&file, size, false)?;
+        Ok(Segment { mapping, file, name: None, unlink_on_drop: false, pid })
     }
 
     /// Opens a named segment and waits (bounded) until its creator has published it as ready.
@@ -101,6 +143,8 @@ impl Segment {
     /// `ready_timeout` for that.
     pub(crate) fn open_file(file: File, name: Option<String>, ready_timeout: Duration) -> Result<Segment, Error> {
         let pid = fork::pid();
+        // A sealed file cannot shrink; any other can, under the mapping.
+        let guard = !shm::is_sealed(&file);
         let start = Instant::now();
         loop {
             let (len, regular) = shm::file_len(&file)?;
@@ -109,14 +153,18 @@ impl Segment {
             }
             let timed_out = start.elapsed() > ready_timeout;
             if len >= std::mem::size_of::<Header>() as u64 {
-                let map = shm::map(&file, len)?;
+                let mapping = Mapping::new(&file, len, guard)?;
                 // SAFETY: the mapping holds at least a Header (checked just above), is
-                // page-aligned, and outlives `h`; any bit pattern is a valid Header.
-                let h = unsafe { &*(map.as_ptr() as *const Header) };
+                // page-aligned, and outlives `h`; any bit pattern is a valid Header. Should the
+                // file shrink meanwhile, the guard turns the fault into zeros (checked below).
+                let h = unsafe { &*(mapping.map.as_ptr() as *const Header) };
                 // ORDERING: Acquire, pairs with the Release store in `publish`: the header and
                 // the initial ring state are complete once READY is seen.
-                if h.ready.load(Ordering::Acquire) == READY {
-                    return Ok(Segment { map, file, name, unlink_on_drop: false, pid });
+                if h.ready.load(Ordering::Acquire) == READY && !mapping.poisoned() {
+                    return Ok(Segment { mapping, file, name, unlink_on_drop: false, pid });
+                }
+                if mapping.poisoned() {
+                    return Err(Error::Corrupt(TRUNCATED));
                 }
                 // A creator writes the magic number before READY; anything else is foreign.
                 // SAFETY: reading an integer field of the mapped header; volatile because the
@@ -143,7 +191,7 @@ impl Segment {
         // SAFETY: the mapping is at least size_of::<Header>() bytes (checked in every
         // constructor before a Segment exists), page-aligned, and lives as long as `self`.
         // Header is made of integers and atomics, valid for any bit pattern.
-        unsafe { &*(self.map.as_ptr() as *const Header) }
+        unsafe { &*(self.mapping.map.as_ptr() as *const Header) }
     }
 
     /// Publishes the segment as ready; the creator calls this after initialising everything.
@@ -154,25 +202,27 @@ impl Segment {
 
     /// Start of the mapping.
     pub fn base(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
+        self.mapping.map.as_mut_ptr()
     }
 
     /// Length of the mapping.
     pub fn len(&self) -> u64 {
-        self.map.len() as u64
+        self.mapping.map.len() as u64
     }
 
     /// Why this handle can no longer use the segment, if it cannot: this process was forked
-    /// from the one that made the handle.
+    /// from the one that made the handle, or the segment's file was truncated under the mapping.
     ///
     /// For the paths that report errors (a ring found full or empty, a wait): in a process that
-    /// never forked, one relaxed load of a process-local flag. The successful fast paths do not
-    /// call it, so a send or receive may still succeed (through the parent's entry) before this
-    /// is reported.
+    /// never forked and whose mappings are whole, two or three relaxed loads of process-local
+    /// flags. The successful fast paths do not call it, so a send or receive may still succeed
+    /// (on the private zero pages, or through the parent's entry) before this is reported.
     #[inline]
     pub(crate) fn broken(&self) -> Option<Broken> {
         if fork::maybe_forked(self.pid) {
             Some(Broken::Forked)
+        } else if self.mapping.poisoned() {
+            Some(Broken::Truncated)
         } else {
             None
         }

@@ -14,3 +14,5 @@ pub(crate) mod lock;
 pub(crate) mod membarrier;
 #[cfg(not(loom))]
 pub(crate) mod shm;
+#[cfg(not(loom))]
+pub(crate) mod sigbus;

@@ -118,6 +118,15 @@ pub fn create_sealed_memfd(size: u64) -> Result<File, Error> {
     Ok(file)
 }
 
+/// Whether `file` is sealed against shrinking and growing (a memfd from
+/// [`create_sealed_memfd`]): nobody can truncate it.
+pub fn is_sealed(file: &File) -> bool {
+    // SAFETY: F_GET_SEALS on a descriptor we own; fails cleanly (EINVAL) on files without seals.
+    let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+    let both = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
+    seals >= 0 && seals & both == both
+}
+
 /// A new, close-on-exec open file description of the file behind descriptor `fd` (through
 /// `/proc/self/fd`, or a duplicate of the descriptor where `/proc` is missing).
 pub fn reopen_fd(fd: RawFd) -> io::Result<File> {
