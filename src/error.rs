@@ -63,6 +63,16 @@ pub enum Error {
     /// No inherited segment was found in the environment under that key.
     #[error("no inherited segment in environment variable {0}")]
     NotInherited(String),
+    /// The segment does not fit: the file system behind it (the tmpfs of `/dev/shm` for named
+    /// segments), or the memory that backs it, has less room than it needs. Checked before
+    /// anything is allocated, and again when its pages are reserved at creation.
+    #[error("no space for a segment of {needed} bytes ({free} bytes free)")]
+    NoSpace {
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free where it would live (as the file system or the kernel reports them).
+        free: u64,
+    },
     /// Another process holds read locks on the participant table's liveness bytes, so no entry
     /// can be taken. Only a process that may read the file can do this (the library refuses to
     /// create segments that other users may read without writing; see `docs/DESIGN.md`).

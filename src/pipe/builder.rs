@@ -110,10 +110,17 @@ impl PipeBuilder {
 
     /// Creates a named pipe and returns end 0; the peer opens end 1 with [`PipeBuilder::open`].
     /// One-way pipes: end 0 receives.
+    ///
+    /// Every page is reserved: a pipe that does not fit fails here with [`Error::NoSpace`]
+    /// (never later with `SIGBUS`). The name appears only once the pipe is complete and end 0
+    /// attached, so a creator killed midway leaves nothing behind.
     pub fn create(self, name: &str) -> Result<Connection, Error> {
         let place = Place::Named { name, mode: self.mode, unlink_on_drop: self.unlink_on_drop };
         let (seg, g) = self.make(place)?;
-        Connection::attach(seg, g, 0, self.spin)
+        let end = Connection::attach(seg.clone(), g, 0, self.spin)?;
+        // Named last, once ready and with end 0's liveness lock held.
+        seg.link()?;
+        Ok(end)
     }
 
     /// Opens end 1 of a named pipe. One-way pipes: end 1 sends.

@@ -97,6 +97,10 @@ impl QueueBuilder {
     }
 
     /// Creates a named queue (`/name`, exclusively; fails if it exists).
+    ///
+    /// Every page is reserved: a queue that does not fit fails here with [`Error::NoSpace`]
+    /// (never later with `SIGBUS`). The name appears only once the queue is complete and this
+    /// handle attached, so a creator killed midway leaves nothing behind.
     pub fn create(self, name: &str) -> Result<Queue, Error> {
         let place = Place::Named { name, mode: self.mode, unlink_on_drop: self.unlink_on_drop };
         self.build(place)
@@ -117,7 +121,10 @@ impl QueueBuilder {
             ring.mem.ctrl().ends.flags.store(ENDS_PERSISTENT, Ordering::Relaxed);
         }
         seg.publish();
-        Queue::attach(seg, g, self.role, self.spin)
+        let q = Queue::attach(seg, g, self.role, self.spin)?;
+        // Named last, once ready and with our liveness lock held (nothing for anonymous queues).
+        q.seg.link()?;
+        Ok(q)
     }
 
     /// Opens an existing named queue.

@@ -9,12 +9,13 @@
 //! segment is [`Broken::Forked`], and dropping it leaves the name alone.
 
 use crate::segment::layout::{Header, MAGIC, READY};
-use crate::sys::{fork, shm, sigbus};
+use crate::sys::shm::{self, FileId};
+use crate::sys::{fork, sigbus};
 use crate::{Error, RecvError, SendError};
 use memmap2::MmapRaw;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long an opener waits for a creator to publish a segment as ready.
@@ -79,32 +80,66 @@ impl Mapping {
     }
 }
 
+/// A named segment as its creator made it.
+struct Created {
+    /// The file, so that only this file is ever unlinked by the name.
+    id: FileId,
+    unlink_on_drop: bool,
+    /// Still unnamed: [`Segment::link`] names it.
+    hidden: AtomicBool,
+}
+
 /// A mapped segment and the file behind it.
 pub struct Segment {
     mapping: Mapping,
     file: File,
     name: Option<String>,
-    unlink_on_drop: bool,
+    /// Set for a named segment this handle created.
+    created: Option<Created>,
     /// The process that made this handle.
     pid: u32,
 }
 
 impl Segment {
-    /// Creates a named segment of `size` zeroed bytes, exclusively, with `mode` permissions.
+    /// Creates a named segment of `size` zeroed bytes, every page reserved, with `mode`
+    /// permissions. The name appears only at [`Segment::link`] (where the system allows unnamed
+    /// files; else at once), exclusively.
     pub fn create_named(name: &str, size: u64, mode: u32, unlink_on_drop: bool) -> Result<Segment, Error> {
         let pid = fork::pid();
-        let file = shm::create_named(name, mode)?;
+        let new = shm::create_named(name, mode)?;
+        let id = shm::file_id(&new.file)?;
         let seg = (|| {
-            file.set_len(size)?;
-            Mapping::new(&file, size, true)
+            shm::reserve(&new.file, size)?;
+            Mapping::new(&new.file, size, true)
         })();
         match seg {
-            Ok(mapping) => Ok(Segment { mapping, file, name: Some(name.into()), unlink_on_drop, pid }),
+            Ok(mapping) => Ok(Segment {
+                mapping,
+                file: new.file,
+                name: Some(name.into()),
+                created: Some(Created { id, unlink_on_drop, hidden: AtomicBool::new(new.hidden) }),
+                pid,
+            }),
             Err(e) => {
-                let _ = std::fs::remove_file(shm::path_of(name));
+                if !new.hidden {
+                    let _ = shm::unlink_if_same(name, id);
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Gives a named segment made by [`Segment::create_named`] its name, once it is ready and its
+    /// creator attached: exclusively (`AlreadyExists` if the name was taken meanwhile), and
+    /// atomically, so that no opener (nor `shmq rm --stale`) ever finds it half-built or without
+    /// a live participant. Does nothing for other segments, or one already named.
+    pub fn link(&self) -> Result<(), Error> {
+        let (Some(created), Some(name)) = (&self.created, &self.name) else { return Ok(()) };
+        // ORDERING: Relaxed: a flag of this process's handle, not shared memory.
+        if created.hidden.swap(false, Ordering::Relaxed) {
+            shm::link_hidden(&self.file, name)?;
+        }
+        Ok(())
     }
 
     /// Creates an anonymous (memfd) segment of `size` zeroed bytes, sealed at that size.
@@ -113,7 +148,7 @@ impl Segment {
         let file = shm::create_sealed_memfd(size)?;
         // Sealed: nobody can truncate it, so no SIGBUS guard.
         let mapping = Mapping::new(&file, size, false)?;
-        Ok(Segment { mapping, file, name: None, unlink_on_drop: false, pid })
+        Ok(Segment { mapping, file, name: None, created: None, pid })
     }
 
     /// Opens a named segment and waits (bounded) until its creator has published it as ready.
@@ -161,7 +196,7 @@ impl Segment {
                 // ORDERING: Acquire, pairs with the Release store in `publish`: the header and
                 // the initial ring state are complete once READY is seen.
                 if h.ready.load(Ordering::Acquire) == READY && !mapping.poisoned() {
-                    return Ok(Segment { mapping, file, name, unlink_on_drop: false, pid });
+                    return Ok(Segment { mapping, file, name, created: None, pid });
                 }
                 if mapping.poisoned() {
                     return Err(Error::Corrupt(TRUNCATED));
@@ -247,10 +282,13 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // The name is the creator's to remove, not a forked child's.
-        if self.unlink_on_drop && !fork::forked(self.pid) {
+        let Some(created) = &self.created else { return };
+        // The name is the creator's to remove, not a forked child's; and only while it still
+        // names the file we created (after `shmq::unlink` it may name a newcomer's segment).
+        // ORDERING: Relaxed: a flag of this handle (see `link`).
+        if created.unlink_on_drop && !created.hidden.load(Ordering::Relaxed) && !fork::forked(self.pid) {
             if let Some(n) = &self.name {
-                let _ = std::fs::remove_file(shm::path_of(n));
+                let _ = shm::unlink_if_same(n, created.id);
             }
         }
     }
