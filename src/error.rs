@@ -73,6 +73,10 @@ pub enum Error {
         /// Bytes free where it would live (as the file system or the kernel reports them).
         free: u64,
     },
+    /// An inherited anonymous segment (a memfd) is not sealed against shrinking and growing, so
+    /// the process that made it could truncate it under us.
+    #[error("the inherited segment is a memfd not sealed against shrinking and growing")]
+    NotSealed,
     /// Another process holds read locks on the participant table's liveness bytes, so no entry
     /// can be taken. Only a process that may read the file can do this (the library refuses to
     /// create segments that other users may read without writing; see `docs/DESIGN.md`).

@@ -169,8 +169,15 @@ impl Segment {
 
     /// Opens a segment inherited as descriptor `fd`, through a new open file description (so that
     /// this process's liveness locks are its own, not shared with the parent's).
+    ///
+    /// An anonymous segment (a memfd) must be sealed against shrinking and growing (`NotSealed`
+    /// otherwise); a named segment's file, in `/dev/shm`, cannot be sealed and is guarded
+    /// against truncation instead.
     pub fn open_inherited(fd: RawFd) -> Result<Segment, Error> {
         let file = shm::reopen_fd(fd).map_err(|e| shm::map_err(e, &format!("fd {fd}")))?;
+        if !shm::is_sealed(&file) && !shm::on_shm_device(&file)? {
+            return Err(Error::NotSealed);
+        }
         Self::open_file(file, None, READY_TIMEOUT)
     }
 

@@ -207,6 +207,12 @@ pub fn is_sealed(file: &File) -> bool {
     seals >= 0 && seals & both == both
 }
 
+/// Whether `file` lives on the file system of [`SHM_DIR`] (a named segment's file, named or not).
+pub fn on_shm_device(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.dev() == std::fs::metadata(SHM_DIR)?.dev())
+}
+
 /// `TMPFS_MAGIC`: tmpfs and memfds keep their pages in memory.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
@@ -354,5 +360,6 @@ mod tests {
         assert!(is_sealed(&f));
         use std::os::unix::fs::MetadataExt;
         assert!(f.metadata().unwrap().blocks() * 512 >= 3 * 4096, "pages reserved");
+        assert!(!on_shm_device(&f).unwrap());
     }
 }
