@@ -245,10 +245,16 @@ fn available_memory() -> Option<u64> {
     Some(field("MemAvailable:")?.saturating_add(field("SwapFree:").unwrap_or(0)))
 }
 
-/// Sizes the new, empty `file` to `size` bytes and allocates every page of it, so that no later
-/// access can fault for want of space. Fails with `NoSpace` without allocating anything when the
-/// free space reported already says it cannot fit, and with `NoSpace` when the reservation
-/// itself runs out. On a file system that cannot reserve (no `fallocate`) the file is only sized.
+/// Bytes reserved by one `fallocate` call: small enough that a call ends in a few milliseconds.
+/// A tmpfs gives back what an interrupted call had allocated, so a signal that arrives more often
+/// than one call lasts would otherwise keep a large reservation from ever finishing.
+const RESERVE_STEP: u64 = 4 << 20;
+
+/// Sizes the new, empty `file` to `size` bytes (in one step) and allocates every page of it, so
+/// that no later access can fault for want of space. Fails with `NoSpace` without allocating
+/// anything when the free space reported already says it cannot fit, and with `NoSpace` when the
+/// reservation itself runs out. On a file system that cannot reserve (no `fallocate`) the file
+/// is only sized.
 ///
 /// The reservation takes time in proportion to `size`; a creator killed meanwhile leaves nothing
 /// if its file was unnamed (the kernel frees an unlinked file's pages when its last descriptor
@@ -256,27 +262,30 @@ fn available_memory() -> Option<u64> {
 pub fn reserve(file: &File, size: u64) -> Result<(), Error> {
     let no_space = |free: Option<u64>| Error::NoSpace { needed: size, free: free.unwrap_or(0) };
     let free = free_space(file)?;
-    if free.is_some_and(|f| size > f) {
+    if free.is_some_and(|f| size > f) || libc::off_t::try_from(size).is_err() {
         return Err(no_space(free));
     }
-    let len = libc::off_t::try_from(size).map_err(|_| no_space(free))?;
-    loop {
-        // SAFETY: fallocate on a descriptor we own, mode 0 (allocate and extend), in range.
-        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    file.set_len(size)?;
+    let mut offset = 0;
+    while offset < size {
+        let len = (size - offset).min(RESERVE_STEP);
+        // SAFETY: fallocate on a descriptor we own, mode 0, within the file's size (checked to
+        // fit an off_t above).
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
         if r == 0 {
-            return Ok(());
+            offset += len;
+            continue;
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
+            Some(libc::EINTR) => {}
             Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG) => return Err(no_space(free_space(file).ok().flatten())),
-            Some(libc::EOPNOTSUPP) => {
-                file.set_len(size)?;
-                return Ok(());
-            }
+            // The file system cannot reserve: sized only, pages come on first touch.
+            Some(libc::EOPNOTSUPP) => return Ok(()),
             _ => return Err(e.into()),
         }
     }
+    Ok(())
 }
 
 /// Opens the existing file `name` for reading and writing, without following a symbolic link.
