@@ -68,6 +68,28 @@ pub enum Error {
     /// No inherited segment was found in the environment under that key.
     #[error("no inherited segment in environment variable {0}")]
     NotInherited(String),
+    /// The segment does not fit: the file system behind it (the tmpfs of `/dev/shm` for named
+    /// segments), or the memory that backs it, has less room than it needs. Checked before
+    /// anything is allocated, and again when its pages are reserved at creation.
+    #[error("no space for a segment of {needed} bytes ({free} bytes free)")]
+    NoSpace {
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free where it would live (as the file system or the kernel reports them).
+        free: u64,
+    },
+    /// An inherited anonymous segment (a memfd) is not sealed against shrinking and growing, so
+    /// the process that made it could truncate it under us.
+    #[error("the inherited segment is a memfd not sealed against shrinking and growing")]
+    NotSealed,
+    /// Another process holds read locks on the participant table's liveness bytes, so no entry
+    /// can be taken. Only a process that may read the file can do this (the library refuses to
+    /// create segments that other users may read without writing; see `docs/DESIGN.md`).
+    #[error("cannot attach: another process holds read locks on the segment's liveness bytes")]
+    LockedByReader,
+    /// This process has as many named segments mapped as the `SIGBUS` guard can watch.
+    #[error("too many named segments mapped in this process (at most {0})")]
+    TooManySegments(usize),
     /// Any other operating-system error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -102,9 +124,15 @@ pub enum SendError {
     /// The value could not be encoded (`put_serde` / `send_serde`).
     #[error("could not encode the message: {0}")]
     Encode(String),
-    /// Another process broke the ring's invariants; the handle stops using the segment.
+    /// Another process broke the ring's invariants (or truncated the segment's file); the handle
+    /// stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
+    /// The handle was inherited through `fork()`: it belongs to the parent process, and this
+    /// process may neither use nor detach it (reported where a send cannot complete at once; see
+    /// `docs/DESIGN.md`). Open the segment again in the child instead.
+    #[error("this handle belongs to the process this one was forked from")]
+    Forked,
 }
 
 /// Why a message could not be taken from a queue or received from a pipe.
@@ -136,9 +164,15 @@ pub enum RecvError {
     /// message was consumed.
     #[error("could not decode the message: {0}")]
     Decode(String),
-    /// Another process broke the ring's invariants; the handle stops using the segment.
+    /// Another process broke the ring's invariants (or truncated the segment's file); the handle
+    /// stops using the segment.
     #[error("the shared ring is corrupt: {0}")]
     Corrupt(&'static str),
+    /// The handle was inherited through `fork()`: it belongs to the parent process, and this
+    /// process may neither use nor detach it (reported where a receive cannot complete at once;
+    /// see `docs/DESIGN.md`). Open the segment again in the child instead.
+    #[error("this handle belongs to the process this one was forked from")]
+    Forked,
 }
 
 /// Why `task_done` or `join` failed.

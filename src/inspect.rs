@@ -7,9 +7,11 @@
 //! (a peer that truncates the file under us shortens a read; it cannot fault a mapping).
 //!
 //! Liveness comes from the kernel, as for attached handles: a participant is alive while some
-//! open file description holds the OFD lock on its byte in the participant table. The lock
-//! bytes are probed whatever the header says, so even a segment with a scribbled-over table is
-//! known to be in use or not.
+//! open file description holds the OFD write lock on its byte in the participant table;
+//! read locks, which anyone who may read the file can take, do not count. The lock bytes are
+//! probed whatever the header says, so even a segment with a scribbled-over table is known to be
+//! in use or not. An entry being handed to a child (`HANDOVER`) holds no lock while the child
+//! takes over; within its grace period it counts as alive too, as it does for crash recovery.
 //!
 //! Every value is a snapshot: counters move while we read them.
 
@@ -18,9 +20,11 @@ use crate::segment::geometry::Geometry;
 pub use crate::segment::layout::Kind;
 use crate::segment::layout::{
     Header, Participant, RingCtrl, SlotHeader, ENDS_CONSUMER_SEEN, ENDS_NEED_WITNESS, ENDS_PERSISTENT,
-    ENDS_PRODUCER_SEEN, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
+    ENDS_PRODUCER_SEEN, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_HANDOVER, READY,
 };
 use crate::segment::participants::ParticipantInfo;
+use crate::segment::recover::HANDOVER_GRACE_SECS;
+use crate::sys::clock;
 use crate::sys::lock::byte_is_locked;
 use crate::sys::shm::{path_of, validate_name, SHM_DIR};
 use crate::Error;
@@ -45,7 +49,8 @@ pub struct Probe {
     pub kind: FileKind,
     /// Size of the file in bytes.
     pub file_size: u64,
-    /// Participant lock bytes held by a live process (any table state).
+    /// Live participants: lock bytes held by a live process (any table state), and entries
+    /// being handed to a child within their grace period.
     pub live: usize,
 }
 
@@ -233,7 +238,8 @@ pub struct Inspection {
     pub rings: Vec<RingInfo>,
     /// Active entries of the participant table, with whether each one's process is alive.
     pub participants: Vec<ParticipantInfo>,
-    /// Participant lock bytes held by a live process (any table state).
+    /// Live participants: lock bytes held by a live process (any table state), and entries
+    /// being handed to a child within their grace period.
     pub live: usize,
 }
 
@@ -278,12 +284,25 @@ fn file_kind(file: &File) -> io::Result<FileKind> {
     }
 }
 
-/// Participant lock bytes of `file` held by some open file description.
+/// Participant lock bytes of `file` write-locked by some open file description.
 fn live_locks(file: &File) -> Vec<bool> {
     (0..MAX_PARTICIPANTS)
         // An error probing a lock counts as alive: `rm` must err on the side of keeping.
         .map(|i| byte_is_locked(file, Participant::lock_offset(i)).unwrap_or(true))
         .collect()
+}
+
+/// Marks as live, in `live`, the entries of `h` being handed to a child within their grace
+/// period (as `recover` spares them).
+fn add_handovers(h: &Header, live: &mut [bool]) {
+    let now = (clock::now() / 1_000_000_000) as u32;
+    for (p, l) in h.participants.iter().zip(live.iter_mut()) {
+        if p.state.load(Ordering::Relaxed) == PARTICIPANT_HANDOVER
+            && now.wrapping_sub(p.detail.load(Ordering::Relaxed)) <= HANDOVER_GRACE_SECS
+        {
+            *l = true;
+        }
+    }
 }
 
 /// Copies `size_of::<T>()` bytes at `offset` of `file` over `dst`.
@@ -309,11 +328,16 @@ fn read_header(file: &File) -> io::Result<Box<Header>> {
 /// Looks at a named file without opening it as a segment: is it ours, and is it in use?
 pub fn probe(name: &str) -> Result<Probe, Error> {
     let (file, md) = open_file(name)?;
-    Ok(Probe {
-        kind: file_kind(&file)?,
-        file_size: md.len(),
-        live: live_locks(&file).into_iter().filter(|&l| l).count(),
-    })
+    let kind = file_kind(&file)?;
+    let mut live = live_locks(&file);
+    if kind == FileKind::Shmq {
+        match read_header(&file) {
+            Ok(h) => add_handovers(&h, &mut live),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {} // too short for a table
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Probe { kind, file_size: md.len(), live: live.into_iter().filter(|&l| l).count() })
 }
 
 /// Reads and validates a named segment's header, counters and participant table.
@@ -326,7 +350,7 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
     if file_kind(&file)? != FileKind::Shmq {
         return Err(Error::BadMagic);
     }
-    let locks = live_locks(&file);
+    let mut locks = live_locks(&file);
     let mut out = Inspection {
         name: name.into(),
         file_size: md.len(),
@@ -351,6 +375,8 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
         }
         Err(e) => return Err(e.into()),
     };
+    add_handovers(&h, &mut locks);
+    out.live = locks.iter().filter(|&&l| l).count();
     out.header = Some(HeaderInfo {
         version: h.version,
         kind: h.kind,

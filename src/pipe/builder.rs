@@ -54,6 +54,10 @@ impl PipeBuilder {
     }
 
     /// Permission bits of a named segment. Default `0o600`.
+    ///
+    /// Within `0o777`, and not readable by other users who cannot also write it (`0o004`
+    /// without `0o002`): `create` fails with [`Error::InvalidArgument`] otherwise (see
+    /// `docs/DESIGN.md`, threat model).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self
@@ -117,10 +121,17 @@ impl PipeBuilder {
 
     /// Creates a named pipe and returns end 0; the peer opens end 1 with [`PipeBuilder::open`].
     /// One-way pipes: end 0 receives.
+    ///
+    /// Every page is reserved: a pipe that does not fit fails here with [`Error::NoSpace`]
+    /// (never later with `SIGBUS`). The name appears only once the pipe is complete and end 0
+    /// attached, so a creator killed midway leaves nothing behind.
     pub fn create(self, name: &str) -> Result<Connection, Error> {
         let place = Place::Named { name, mode: self.mode, unlink_on_drop: self.unlink_on_drop };
         let (seg, g) = self.make(place)?;
-        Connection::attach(seg, g, 0, self.spin)
+        let end = Connection::attach(seg.clone(), g, 0, self.spin)?;
+        // Named last, once ready and with end 0's liveness lock held.
+        seg.link()?;
+        Ok(end)
     }
 
     /// Opens end 1 of a named pipe. One-way pipes: end 1 sends.

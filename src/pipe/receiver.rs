@@ -36,13 +36,15 @@ impl Receiver {
             return Err(e.clone());
         }
         let ring = &mut self.ring;
+        let seg = &self.end.seg;
         let attempt = |ring: &mut spsc::Consumer| match ring.available() {
             Ok(0) if ends::producers_gone(ring.mem.ctrl()) => match ring.available() {
                 Ok(0) => Some(Err(RecvError::Closed)),
                 Ok(n) => Some(Ok(n)),
                 Err(s) => Some(Err(corrupt_recv(s))),
             },
-            Ok(0) => None,
+            // Empty, or a handle that can no longer tell (forked, or its file truncated).
+            Ok(0) => seg.broken().map(|b| Err(b.into())),
             Ok(n) => Some(Ok(n)),
             Err(s) => Some(Err(corrupt_recv(s))),
         };
@@ -64,7 +66,7 @@ impl Receiver {
                 .unwrap_or(Err(RecvError::Timeout))
             }
         };
-        if let Err(e @ RecvError::Corrupt(_)) = &r {
+        if let Err(e @ (RecvError::Corrupt(_) | RecvError::Forked)) = &r {
             self.dead = Some(e.clone());
         }
         r

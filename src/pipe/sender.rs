@@ -36,12 +36,14 @@ impl Sender {
             return Err(e.clone());
         }
         let ring = &mut self.ring;
+        let seg = &self.end.seg;
         let attempt = |ring: &mut spsc::Producer| {
             if ends::consumers_gone(ring.mem.ctrl()) {
                 return Some(Err(SendError::Closed));
             }
             match ring.room_for(need) {
-                Ok(n) if n < need => None,
+                // Full, or a handle that can no longer tell (forked, or its file truncated).
+                Ok(n) if n < need => seg.broken().map(|b| Err(b.into())),
                 Ok(_) => Some(Ok(())),
                 Err(s) => Some(Err(corrupt_send(s))),
             }
@@ -64,7 +66,7 @@ impl Sender {
                 .unwrap_or(Err(SendError::Timeout))
             }
         };
-        if let Err(e @ (SendError::Closed | SendError::Corrupt(_))) = &r {
+        if let Err(e @ (SendError::Closed | SendError::Corrupt(_) | SendError::Forked)) = &r {
             self.dead = Some(e.clone());
         }
         r

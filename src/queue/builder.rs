@@ -54,6 +54,10 @@ impl QueueBuilder {
     }
 
     /// Permission bits of a named segment. Default `0o600`.
+    ///
+    /// Within `0o777`, and not readable by other users who cannot also write it (`0o004`
+    /// without `0o002`): `create` fails with [`Error::InvalidArgument`] otherwise (see
+    /// `docs/DESIGN.md`, threat model).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self
@@ -97,6 +101,10 @@ impl QueueBuilder {
     }
 
     /// Creates a named queue (`/name`, exclusively; fails if it exists).
+    ///
+    /// Every page is reserved: a queue that does not fit fails here with [`Error::NoSpace`]
+    /// (never later with `SIGBUS`). The name appears only once the queue is complete and this
+    /// handle attached, so a creator killed midway leaves nothing behind.
     pub fn create(self, name: &str) -> Result<Queue, Error> {
         let place = Place::Named { name, mode: self.mode, unlink_on_drop: self.unlink_on_drop };
         self.build(place)
@@ -116,7 +124,10 @@ impl QueueBuilder {
         let persistent = if self.persistent { ENDS_PERSISTENT } else { 0 };
         ring.mem.ctrl().ends.flags.store(ENDS_NEED_WITNESS | persistent, Ordering::Relaxed);
         seg.publish();
-        Queue::attach(seg, g, self.role.unwrap_or_default(), self.spin)
+        let q = Queue::attach(seg, g, self.role.unwrap_or_default(), self.spin)?;
+        // Named last, once ready and with our liveness lock held (nothing for anonymous queues).
+        q.seg.link()?;
+        Ok(q)
     }
 
     /// Opens an existing named queue.

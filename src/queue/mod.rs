@@ -198,7 +198,8 @@ impl Queue {
                 return Some(Err(SendError::Closed));
             }
             match claim(owner, first.replace(false)) {
-                Err(SendError::Full) => None,
+                // Full, or a handle that can no longer tell (forked, or its file truncated).
+                Err(SendError::Full) => self.seg.broken().map(|b| Err(b.into())),
                 r => Some(r),
             }
         };
@@ -233,21 +234,21 @@ impl Queue {
 
     /// Puts a message, blocking while the queue is full.
     ///
-    /// Errors: `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    /// Errors: `Closed`, `TooLarge`, `WrongRole`, `Corrupt`, `Forked`.
     pub fn put(&self, msg: &[u8]) -> Result<(), SendError> {
         self.put_bytes(msg, Wait::Forever)
     }
 
     /// Puts a message, blocking at most `timeout` while the queue is full.
     ///
-    /// Errors: `Timeout`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    /// Errors: `Timeout`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`, `Forked`.
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
         self.put_bytes(msg, Wait::after(timeout))
     }
 
     /// Puts a message if there is room now (Python's `put_nowait`).
     ///
-    /// Errors: `Full`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`.
+    /// Errors: `Full`, `Closed`, `TooLarge`, `WrongRole`, `Corrupt`, `Forked`.
     #[inline]
     pub fn try_put(&self, msg: &[u8]) -> Result<(), SendError> {
         self.put_bytes(msg, Wait::Never)
@@ -282,7 +283,7 @@ impl Queue {
     /// partial claim can be given up and retried (the given-up slots are skipped by consumers).
     /// Messages that fit a slot take the ordinary path.
     ///
-    /// Errors: `Closed`, `TooLarge` (over `slot_size × capacity`), `WrongRole`, `Corrupt`.
+    /// Errors: `Closed`, `TooLarge` (over `slot_size × capacity`), `WrongRole`, `Corrupt`, `Forked`.
     pub fn put_large(&self, msg: &[u8]) -> Result<(), SendError> {
         self.put_group(msg, Wait::Forever)
     }
@@ -345,7 +346,8 @@ impl Queue {
                     r => Some(r),
                 }
             }
-            Err(RecvError::Empty) => None,
+            // Empty, or a handle that can no longer tell (forked, or its file truncated).
+            Err(RecvError::Empty) => self.seg.broken().map(|b| Err(b.into())),
             r => Some(r),
         };
         let deadline = match wait {
@@ -413,21 +415,21 @@ impl Queue {
     /// Takes the oldest message, blocking while the queue is empty (Python's `get`). The message
     /// is copied out and its slot freed before this returns.
     ///
-    /// Errors: `Closed` (end of stream), `WrongRole`, `Corrupt`.
+    /// Errors: `Closed` (end of stream), `WrongRole`, `Corrupt`, `Forked`.
     pub fn get(&self) -> Result<Message, RecvError> {
         self.claim_get(Wait::Forever).and_then(Self::take)
     }
 
     /// As [`Queue::get`], blocking at most `timeout`.
     ///
-    /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`.
+    /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`, `Forked`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
         self.claim_get(Wait::after(timeout)).and_then(Self::take)
     }
 
     /// Takes the oldest message if there is one now (Python's `get_nowait`).
     ///
-    /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`.
+    /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`, `Forked`.
     #[inline]
     pub fn try_get(&self) -> Result<Message, RecvError> {
         self.claim_get(Wait::Never).and_then(Self::take)
@@ -637,6 +639,10 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        if self.reg.forked() {
+            // A handle copied by fork(): the roles and the entry are the parent's.
+            return;
+        }
         let bits = self.roles.swap(0, Ordering::AcqRel);
         ends::detach(self.ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
         self.reg.release(self.seg.header());

@@ -1,47 +1,154 @@
 //! A mapped segment and the file behind it: created, opened by name, or inherited.
+//!
+//! A mapping of a file that a peer could truncate (a named segment's, or an unsealed one's) is
+//! registered with the `SIGBUS` guard (`sys::sigbus`) for as long as it is mapped: a peer that
+//! truncates the file turns our next access into zeros and the segment into
+//! [`Broken::Truncated`], never into a crash.
+//!
+//! A segment remembers the process that made this handle. In a child forked from it the
+//! segment is [`Broken::Forked`], and dropping it leaves the name alone.
 
 use crate::segment::layout::{Header, MAGIC, READY};
-use crate::sys::shm;
-use crate::Error;
+use crate::sys::shm::{self, FileId};
+use crate::sys::{fork, sigbus};
+use crate::{Error, RecvError, SendError};
 use memmap2::MmapRaw;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long an opener waits for a creator to publish a segment as ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What `Corrupt` says about a segment whose file was truncated under its mapping.
+pub const TRUNCATED: &str =
+    "segment truncated: its file shrank under the mapping (or a page of it could not be allocated)";
+
+/// Why a segment can no longer be used from this handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Broken {
+    /// This process was forked from the one that made the handle.
+    Forked,
+    /// Its file was truncated under the mapping: this process now sees private zero pages.
+    Truncated,
+}
+
+impl From<Broken> for SendError {
+    fn from(b: Broken) -> SendError {
+        match b {
+            Broken::Forked => SendError::Forked,
+            Broken::Truncated => SendError::Corrupt(TRUNCATED),
+        }
+    }
+}
+
+impl From<Broken> for RecvError {
+    fn from(b: Broken) -> RecvError {
+        match b {
+            Broken::Forked => RecvError::Forked,
+            Broken::Truncated => RecvError::Corrupt(TRUNCATED),
+        }
+    }
+}
+
+/// A mapping, and its registration with the `SIGBUS` guard if its file can be truncated.
+struct Mapping {
+    /// Declared before `map`, so dropped first: unregistered, then unmapped.
+    guard: Option<sigbus::Guard>,
+    map: MmapRaw,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `file`; `guard`: registers the mapping with the `SIGBUS` guard.
+    fn new(file: &File, len: u64, guard: bool) -> Result<Mapping, Error> {
+        let map = shm::map(file, len)?;
+        let guard = if guard && map.len() > 0 {
+            match sigbus::register(map.as_ptr() as usize, map.len()) {
+                Ok(g) => Some(g),
+                Err(sigbus::RegisterError::Full) => return Err(Error::TooManySegments(sigbus::SLOTS)),
+                Err(sigbus::RegisterError::Io(e)) => return Err(Error::Io(e)),
+            }
+        } else {
+            None
+        };
+        Ok(Mapping { guard, map })
+    }
+
+    fn poisoned(&self) -> bool {
+        self.guard.as_ref().is_some_and(sigbus::Guard::poisoned)
+    }
+}
+
+/// A named segment as its creator made it.
+struct Created {
+    /// The file, so that only this file is ever unlinked by the name.
+    id: FileId,
+    unlink_on_drop: bool,
+    /// Still unnamed: [`Segment::link`] names it.
+    hidden: AtomicBool,
+}
+
 /// A mapped segment and the file behind it.
 pub struct Segment {
-    map: MmapRaw,
+    mapping: Mapping,
     file: File,
     name: Option<String>,
-    unlink_on_drop: bool,
+    /// Set for a named segment this handle created.
+    created: Option<Created>,
+    /// The process that made this handle.
+    pid: u32,
 }
 
 impl Segment {
-    /// Creates a named segment of `size` zeroed bytes, exclusively, with `mode` permissions.
+    /// Creates a named segment of `size` zeroed bytes, every page reserved, with `mode`
+    /// permissions. The name appears only at [`Segment::link`] (where the system allows unnamed
+    /// files; else at once), exclusively.
     pub fn create_named(name: &str, size: u64, mode: u32, unlink_on_drop: bool) -> Result<Segment, Error> {
-        let file = shm::create_named(name, mode)?;
+        let pid = fork::pid();
+        let new = shm::create_named(name, mode)?;
+        let id = shm::file_id(&new.file)?;
         let seg = (|| {
-            file.set_len(size)?;
-            shm::map(&file, size)
+            shm::reserve(&new.file, size)?;
+            Mapping::new(&new.file, size, true)
         })();
         match seg {
-            Ok(map) => Ok(Segment { map, file, name: Some(name.into()), unlink_on_drop }),
+            Ok(mapping) => Ok(Segment {
+                mapping,
+                file: new.file,
+                name: Some(name.into()),
+                created: Some(Created { id, unlink_on_drop, hidden: AtomicBool::new(new.hidden) }),
+                pid,
+            }),
             Err(e) => {
-                let _ = std::fs::remove_file(shm::path_of(name));
+                if !new.hidden {
+                    let _ = shm::unlink_if_same(name, id);
+                }
                 Err(e)
             }
         }
     }
 
+    /// Gives a named segment made by [`Segment::create_named`] its name, once it is ready and its
+    /// creator attached: exclusively (`AlreadyExists` if the name was taken meanwhile), and
+    /// atomically, so that no opener (nor `shmq rm --stale`) ever finds it half-built or without
+    /// a live participant. Does nothing for other segments, or one already named.
+    pub fn link(&self) -> Result<(), Error> {
+        let (Some(created), Some(name)) = (&self.created, &self.name) else { return Ok(()) };
+        // ORDERING: Relaxed: a flag of this process's handle, not shared memory.
+        if created.hidden.swap(false, Ordering::Relaxed) {
+            shm::link_hidden(&self.file, name)?;
+        }
+        Ok(())
+    }
+
     /// Creates an anonymous (memfd) segment of `size` zeroed bytes, sealed at that size.
     pub fn create_anonymous(size: u64) -> Result<Segment, Error> {
+        let pid = fork::pid();
         let file = shm::create_sealed_memfd(size)?;
-        let map = shm::map(&file, size)?;
-        Ok(Segment { map, file, name: None, unlink_on_drop: false })
+        // Sealed: nobody can truncate it, so no SIGBUS guard.
+        let mapping = Mapping::new(&file, size, false)?;
+        Ok(Segment { mapping, file, name: None, created: None, pid })
     }
 
     /// Opens a named segment and waits (bounded) until its creator has published it as ready.
@@ -62,14 +169,24 @@ impl Segment {
 
     /// Opens a segment inherited as descriptor `fd`, through a new open file description (so that
     /// this process's liveness locks are its own, not shared with the parent's).
+    ///
+    /// An anonymous segment (a memfd) must be sealed against shrinking and growing (`NotSealed`
+    /// otherwise); a named segment's file, in `/dev/shm`, cannot be sealed and is guarded
+    /// against truncation instead.
     pub fn open_inherited(fd: RawFd) -> Result<Segment, Error> {
         let file = shm::reopen_fd(fd).map_err(|e| shm::map_err(e, &format!("fd {fd}")))?;
+        if !shm::is_sealed(&file) && !shm::on_shm_device(&file).unwrap_or(false) {
+            return Err(Error::NotSealed);
+        }
         Self::open_file(file, None, READY_TIMEOUT)
     }
 
     /// Maps an opened segment file once its creator has published it, waiting at most
     /// `ready_timeout` for that.
     pub(crate) fn open_file(file: File, name: Option<String>, ready_timeout: Duration) -> Result<Segment, Error> {
+        let pid = fork::pid();
+        // A sealed file cannot shrink; any other can, under the mapping.
+        let guard = !shm::is_sealed(&file);
         let start = Instant::now();
         loop {
             let (len, regular) = shm::file_len(&file)?;
@@ -78,14 +195,18 @@ impl Segment {
             }
             let timed_out = start.elapsed() > ready_timeout;
             if len >= std::mem::size_of::<Header>() as u64 {
-                let map = shm::map(&file, len)?;
+                let mapping = Mapping::new(&file, len, guard)?;
                 // SAFETY: the mapping holds at least a Header (checked just above), is
-                // page-aligned, and outlives `h`; any bit pattern is a valid Header.
-                let h = unsafe { &*(map.as_ptr() as *const Header) };
+                // page-aligned, and outlives `h`; any bit pattern is a valid Header. Should the
+                // file shrink meanwhile, the guard turns the fault into zeros (checked below).
+                let h = unsafe { &*(mapping.map.as_ptr() as *const Header) };
                 // ORDERING: Acquire, pairs with the Release store in `publish`: the header and
                 // the initial ring state are complete once READY is seen.
-                if h.ready.load(Ordering::Acquire) == READY {
-                    return Ok(Segment { map, file, name, unlink_on_drop: false });
+                if h.ready.load(Ordering::Acquire) == READY && !mapping.poisoned() {
+                    return Ok(Segment { mapping, file, name, created: None, pid });
+                }
+                if mapping.poisoned() {
+                    return Err(Error::Corrupt(TRUNCATED));
                 }
                 // A creator writes the magic number before READY; anything else is foreign.
                 // SAFETY: reading an integer field of the mapped header; volatile because the
@@ -112,7 +233,7 @@ impl Segment {
         // SAFETY: the mapping is at least size_of::<Header>() bytes (checked in every
         // constructor before a Segment exists), page-aligned, and lives as long as `self`.
         // Header is made of integers and atomics, valid for any bit pattern.
-        unsafe { &*(self.map.as_ptr() as *const Header) }
+        unsafe { &*(self.mapping.map.as_ptr() as *const Header) }
     }
 
     /// Publishes the segment as ready; the creator calls this after initialising everything.
@@ -123,12 +244,30 @@ impl Segment {
 
     /// Start of the mapping.
     pub fn base(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
+        self.mapping.map.as_mut_ptr()
     }
 
     /// Length of the mapping.
     pub fn len(&self) -> u64 {
-        self.map.len() as u64
+        self.mapping.map.len() as u64
+    }
+
+    /// Why this handle can no longer use the segment, if it cannot: this process was forked
+    /// from the one that made the handle, or the segment's file was truncated under the mapping.
+    ///
+    /// For the paths that report errors (a ring found full or empty, a wait): in a process that
+    /// never forked and whose mappings are whole, two or three relaxed loads of process-local
+    /// flags. The successful fast paths do not call it, so a send or receive may still succeed
+    /// (on the private zero pages, or through the parent's entry) before this is reported.
+    #[inline]
+    pub(crate) fn broken(&self) -> Option<Broken> {
+        if fork::maybe_forked(self.pid) {
+            Some(Broken::Forked)
+        } else if self.mapping.poisoned() {
+            Some(Broken::Truncated)
+        } else {
+            None
+        }
     }
 
     /// The backing file.
@@ -150,9 +289,13 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
+        let Some(created) = &self.created else { return };
+        // The name is the creator's to remove, not a forked child's; and only while it still
+        // names the file we created (after `shmq::unlink` it may name a newcomer's segment).
+        // ORDERING: Relaxed: a flag of this handle (see `link`).
+        if created.unlink_on_drop && !created.hidden.load(Ordering::Relaxed) && !fork::forked(self.pid) {
             if let Some(n) = &self.name {
-                let _ = std::fs::remove_file(shm::path_of(n));
+                let _ = shm::unlink_if_same(n, created.id);
             }
         }
     }

@@ -5,6 +5,14 @@
 //! role bits (whoever clears a bit uncounts it, so a role is uncounted exactly once, by its owner
 //! or by the reaper of a dead owner), frees the entry, and only then drops the lock: an active
 //! entry without its lock means the process died. `recover` builds on that.
+//!
+//! Only write locks count as alive (`sys::lock`): a process that may only read the file can take
+//! read locks, which neither fake a live participant nor keep a dead one from being reaped; they
+//! can keep a registration from taking its lock, which is reported as `LockedByReader`.
+//!
+//! A registration remembers the process that made it. A child forked from that process shares
+//! the entry and its lock (the same open file description) but does not own them: in the child,
+//! dropping roles and releasing the entry do nothing to the table.
 
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{Header, Participant, MAX_PARTICIPANTS};
@@ -12,7 +20,7 @@ use crate::segment::layout::{PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPAN
 use crate::segment::recover::{self, RingRepair};
 use crate::segment::Segment;
 use crate::sys::lock::{byte_is_locked, try_lock_byte};
-use crate::sys::{clock, membarrier};
+use crate::sys::{clock, fork, membarrier};
 use crate::Error;
 use std::fs::File;
 use std::sync::atomic::Ordering;
@@ -22,26 +30,44 @@ pub(crate) struct Registration {
     index: usize,
     /// A private file description holding the liveness lock; closing it releases the lock.
     lock: Option<File>,
+    /// The process that registered (a forked child shares the entry but does not own it).
+    pid: u32,
+}
+
+/// Why `claim` found no entry.
+struct NoEntry {
+    /// Free entries whose liveness byte only read locks kept us from locking.
+    read_locked: usize,
 }
 
 impl Registration {
     /// Claims a table entry for this process with the given role bits. If the table is full,
     /// reaps dead participants once and tries again.
+    ///
+    /// `LockedByReader` if entries were free but read locks (which only a process that may read
+    /// the file can hold) kept us from taking their liveness locks.
     pub fn new(seg: &Segment, g: &Geometry, roles: u32, rings: &dyn RingRepair) -> Result<Registration, Error> {
         membarrier::register();
+        let pid = fork::pid();
         let lock = seg.reopen()?;
-        if let Some(r) = Self::claim(seg, &lock, roles)? {
-            return Ok(Registration { index: r, lock: Some(lock) });
-        }
+        let mut none = match Self::claim(seg, &lock, roles)? {
+            Ok(index) => return Ok(Registration { index, lock: Some(lock), pid }),
+            Err(none) => none,
+        };
         if recover::reap_dead(seg, g, None, rings) > 0 {
-            if let Some(r) = Self::claim(seg, &lock, roles)? {
-                return Ok(Registration { index: r, lock: Some(lock) });
+            match Self::claim(seg, &lock, roles)? {
+                Ok(index) => return Ok(Registration { index, lock: Some(lock), pid }),
+                Err(n) => none = n,
             }
+        }
+        if none.read_locked > 0 {
+            return Err(Error::LockedByReader);
         }
         Err(Error::TooManyParticipants)
     }
 
-    fn claim(seg: &Segment, lock: &File, roles: u32) -> Result<Option<usize>, Error> {
+    fn claim(seg: &Segment, lock: &File, roles: u32) -> Result<Result<usize, NoEntry>, Error> {
+        let mut none = NoEntry { read_locked: 0 };
         for (index, p) in seg.header().participants.iter().enumerate() {
             if p.state.load(Ordering::Relaxed) != PARTICIPANT_FREE {
                 continue;
@@ -52,9 +78,13 @@ impl Registration {
             {
                 continue;
             }
-            // A previous owner that just freed the entry may still hold the lock for an instant.
+            // A previous owner that just freed the entry may still hold the lock for an instant;
+            // a reader may hold a read lock on it for as long as it likes.
             if !try_lock_byte(lock, Participant::lock_offset(index))? {
                 p.state.store(PARTICIPANT_FREE, Ordering::Release);
+                if !byte_is_locked(lock, Participant::lock_offset(index)).unwrap_or(true) {
+                    none.read_locked += 1;
+                }
                 continue;
             }
             p.detail.store(std::process::id(), Ordering::Relaxed);
@@ -62,9 +92,9 @@ impl Registration {
             p.generation.fetch_add(1, Ordering::Relaxed);
             // ORDERING: Release, so a reader that sees ACTIVE sees pid and roles.
             p.state.store(PARTICIPANT_ACTIVE, Ordering::Release);
-            return Ok(Some(index));
+            return Ok(Ok(index));
         }
-        Ok(None)
+        Ok(Err(none))
     }
 
     /// Takes over entry `index` that a parent handed to this process (see `pipe::Handover`).
@@ -73,6 +103,7 @@ impl Registration {
     /// us as soon as the parent lets it go (waited for a bounded time).
     pub fn adopt(seg: &Segment, index: usize, generation: u32) -> Result<Registration, Error> {
         membarrier::register();
+        let pid = fork::pid();
         let gone = || Error::NotInherited("the handed-over end was released or reaped".into());
         let p = seg.header().participants.get(index).ok_or_else(gone)?;
         let lock = seg.reopen()?;
@@ -89,8 +120,8 @@ impl Registration {
                 {
                     return Err(gone());
                 }
-                p.detail.store(std::process::id(), Ordering::Relaxed);
-                return Ok(Registration { index, lock: Some(lock) });
+                p.detail.store(pid, Ordering::Relaxed);
+                return Ok(Registration { index, lock: Some(lock), pid });
             }
             if state != PARTICIPANT_ACTIVE && state != PARTICIPANT_HANDOVER {
                 return Err(gone());
@@ -107,9 +138,19 @@ impl Registration {
         (self.index, header.participants[self.index].generation.load(Ordering::Relaxed))
     }
 
+    /// Whether this process was forked from the one that registered (a system call: for drops
+    /// and other rare paths).
+    pub fn forked(&self) -> bool {
+        fork::forked(self.pid)
+    }
+
     /// Leaves the entry attached, in handover, and lets the liveness lock go for a child to take.
+    /// In a forked child, only closes this process's descriptor of the lock.
     pub fn hand_over(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
+            if self.forked() {
+                return;
+            }
             let p = &header.participants[self.index];
             p.detail.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
             p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
@@ -128,13 +169,22 @@ impl Registration {
     }
 
     /// Clears role `bits` of this entry; returns those that were set (and so must be uncounted).
+    /// In a forked child, clears nothing and returns 0: the roles are the parent's.
     pub fn drop_roles(&self, header: &Header, bits: u32) -> u32 {
+        if self.forked() {
+            return 0;
+        }
         header.participants[self.index].roles.fetch_and(!bits, Ordering::AcqRel) & bits
     }
 
-    /// Frees the entry, then drops the liveness lock. The caller has dropped its roles.
+    /// Frees the entry, then drops the liveness lock. The caller has dropped its roles. In a
+    /// forked child, only closes this process's descriptor of the lock (the parent's description
+    /// keeps it), and the entry stays the parent's.
     pub fn release(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
+            if self.forked() {
+                return;
+            }
             let p = &header.participants[self.index];
             p.state.store(PARTICIPANT_FREE, Ordering::Release);
             drop(lock);

@@ -4,6 +4,8 @@
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
+#[cfg(not(loom))]
+pub(crate) mod fork;
 pub(crate) mod futex;
 #[cfg(not(loom))]
 pub(crate) mod inherit;
@@ -14,3 +16,5 @@ pub(crate) mod membarrier;
 pub(crate) mod process;
 #[cfg(not(loom))]
 pub(crate) mod shm;
+#[cfg(not(loom))]
+pub(crate) mod sigbus;

@@ -8,7 +8,9 @@ use shmq::inspect::{self, FileKind};
 pub struct RmArgs {
     /// Segment names (`/name` or `name`).
     names: Vec<String>,
-    /// Remove every shmq segment that has no live participant.
+    /// Remove every shmq segment that has no live participant (none attached, none being handed
+    /// to a child). Where the system supports `O_TMPFILE`, a segment gets its name only once its
+    /// creator has attached, so one being created is never seen here.
     #[arg(long)]
     stale: bool,
     /// With --stale: consider only segments whose name starts with this (`/name` or `name`).
