@@ -422,3 +422,19 @@ fn for_msg_in_the_queue_runs_until_end_of_stream() {
     let got: Vec<u8> = (&c).into_iter().map(|m| m[0]).collect();
     assert_eq!(got, [5, 6, 7], "iter ends at end of stream");
 }
+
+#[test]
+fn an_abandoned_reservation_never_counts_as_a_message() {
+    // Capacity 1: a dropped reservation must leave an empty queue, not a full one.
+    let q = Queue::anonymous(1, 8).unwrap();
+    drop(q.reserve().unwrap());
+    assert_eq!(q.len(), 0);
+    assert!(q.is_empty() && !q.is_full());
+    q.try_put(b"next").expect("room after an abandoned claim");
+    assert_eq!(&*q.get().unwrap(), b"next");
+    // A reservation refused as too large is abandoned the same way.
+    let r = q.reserve().unwrap();
+    assert!(r.commit(9).is_err());
+    assert_eq!(q.len(), 0);
+    q.try_put(b"again").unwrap();
+}

@@ -3,8 +3,10 @@
 //!
 //! The model follows positions, as the ring does: a reservation holds its position, so messages
 //! committed after it stay invisible until it is committed or abandoned; a slot is busy from its
-//! claim until its message guard is dropped (or, abandoned, until a consumer passes it), and a
-//! put finds the queue full while the slot one lap back is busy. Nothing here blocks.
+//! claim until it is read and its message guard dropped (owned gets free it at once), or until
+//! its claim is abandoned; an abandoned position still counts in `len` until the read position
+//! passes it (abandoning the position the read position stands on moves it one on). A put finds
+//! the queue full while the slot one lap back is busy. Nothing here blocks.
 
 use arbitrary::{Arbitrary, Unstructured};
 use shmq::queue::{InPlace, Reservation};
@@ -121,8 +123,19 @@ impl Model {
                 return Ok(());
             }
             for p in start..start + claimed {
-                self.set(p, Entry::Abandoned);
+                self.abandon(p);
             }
+        }
+    }
+
+    /// A write claim given up: its slot is free at once; the read position moves past it if it
+    /// stands on it.
+    fn abandon(&mut self, pos: u64) {
+        self.set(pos, Entry::Abandoned);
+        self.busy.remove(&pos);
+        if pos == self.head {
+            self.entries.pop_front();
+            self.head += 1;
         }
     }
 
@@ -137,9 +150,7 @@ impl Model {
     fn claim_read(&mut self) -> Result<(u64, u64, Vec<u8>), RecvError> {
         loop {
             match self.entries.front() {
-                Some(Entry::Abandoned) => {
-                    self.busy.remove(&self.head);
-                }
+                Some(Entry::Abandoned) => {}
                 Some(Entry::Committed(_)) => {
                     let Some(Entry::Committed(bytes)) = self.entries.pop_front() else { unreachable!() };
                     self.head += 1;
@@ -273,7 +284,7 @@ pub fn run(data: &[u8]) {
                     let bytes = fill_bytes(slot, fill);
                     r.buf().copy_from_slice(&bytes);
                     let want = if len > slot {
-                        m.set(pos, Entry::Abandoned);
+                        m.abandon(pos);
                         Err(SendError::TooLarge { len, max: slot })
                     } else {
                         m.set(pos, Entry::Committed(bytes[..len].to_vec()));
@@ -286,7 +297,7 @@ pub fn run(data: &[u8]) {
                 if !reservations.is_empty() {
                     let (r, pos) = reservations.remove(i as usize % reservations.len());
                     drop(r);
-                    m.set(pos, Entry::Abandoned);
+                    m.abandon(pos);
                 }
             }
             Op::Close => {

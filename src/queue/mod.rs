@@ -3,7 +3,7 @@
 
 use crate::ring::ends::Ended;
 use crate::ring::mem::RingMem;
-use crate::ring::mpmc::{Mpmc, ReadClaim, WriteClaim};
+use crate::ring::mpmc::{self, Mpmc, ReadClaim, WriteClaim};
 use crate::ring::{doorbell, ends, SegmentRings};
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};
@@ -259,7 +259,7 @@ impl Queue {
         if msg.len() <= slot {
             return self.put_bytes(msg, wait);
         }
-        let max = slot * self.capacity();
+        let max = mpmc::max_group_bytes(self.geometry.capacity, slot);
         if msg.len() > max {
             return Err(SendError::TooLarge { len: msg.len(), max });
         }
@@ -283,7 +283,8 @@ impl Queue {
     /// partial claim can be given up and retried (the given-up slots are skipped by consumers).
     /// Messages that fit a slot take the ordinary path.
     ///
-    /// Errors: `Closed`, `TooLarge` (over `slot_size × capacity`), `WrongRole`, `Corrupt`, `Forked`.
+    /// Errors: `Closed`, `TooLarge` (over `slot_size × capacity`, or `slot_size × (2^24 - 1)` on a
+    /// queue of 2^24 slots), `WrongRole`, `Corrupt`, `Forked`.
     pub fn put_large(&self, msg: &[u8]) -> Result<(), SendError> {
         self.put_group(msg, Wait::Forever)
     }

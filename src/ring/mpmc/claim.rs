@@ -152,9 +152,19 @@ impl Mpmc {
         doorbell::ring(&self.mem.ctrl().not_empty);
     }
 
-    /// Gives a write claim up: consumers will skip the position.
+    /// Gives a write claim up: the slot goes straight to the next lap (`EMPTY(p + one_lap)`), as
+    /// if a consumer had read and released it, so an abandoned claim never counts as a message
+    /// nor keeps the ring full. Consumers that come to position `p` see a newer lap there and move
+    /// the read hint on; if the hint stands at `p` now, it is moved past it here.
     pub(in crate::ring) fn abandon(&self, c: Claim) {
-        self.mem.slot(c.idx).stamp.store(stamp(SKIPPED, 0, c.pos), Ordering::Release);
+        let next_lap = (c.pos + self.one_lap) & POS_MASK;
+        // ORDERING: Release, pairs with the Acquire load of the stamp in `try_claim_write` (the
+        // next lap's producer) and in `try_claim_read` (a consumer that then moves the hint on).
+        // SYNC POINT: slot-released.
+        self.mem.slot(c.idx).stamp.store(stamp(EMPTY, 0, next_lap), Ordering::Release);
+        let _ =
+            self.mem.ctrl().head.compare_exchange(c.pos, self.next(c.pos, c.idx), Ordering::AcqRel, Ordering::Relaxed);
+        doorbell::ring(&self.mem.ctrl().not_full);
         doorbell::ring(&self.mem.ctrl().not_empty);
     }
 

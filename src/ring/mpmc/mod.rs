@@ -13,12 +13,16 @@
 //!
 //! ```text
 //! EMPTY(p)  --producer CAS-->  WRITING(p, me)  --commit, Release-->  FULL(p)
-//!   ^                              |  abandon (reservation dropped)
-//!   |                              v
-//!   |                          SKIPPED(p)  --consumer CAS-->  EMPTY(p + one_lap)
+//!   ^                           |         |
+//!   |      abandon (dropped), Release     |  recovery (the writer died)
+//!   |             EMPTY(p + one_lap)      v
+//!   |                                 SKIPPED(p)  --consumer CAS-->  EMPTY(p + one_lap)
 //!   |
 //!   +--release, Release--  READING(p, me)  <--consumer CAS--  FULL(p)
 //! ```
+//!
+//! A live producer that gives a claim up frees the slot for the next lap itself; only recovery,
+//! which cannot know whether consumers are already past the position, leaves `SKIPPED` for them.
 //!
 //! The claim itself names its owner (a participant-table index, 0 = none), so a claim that is
 //! never finished can be traced to the process that made it. Claims are CASes on the stamp, not on
@@ -69,6 +73,15 @@ pub const AUX_HEAD: u32 = 1 << 31;
 pub const AUX_CONT: u32 = 1 << 30;
 /// The count / distance bits of `aux`.
 pub const AUX_COUNT: u32 = (1 << 24) - 1;
+
+/// The most slots one message may span: the count must fit [`AUX_COUNT`], one less than the
+/// largest capacity.
+pub const MAX_GROUP: u64 = AUX_COUNT as u64;
+
+/// The largest message `put_large` takes on a ring of `capacity` slots of `slot_size` bytes.
+pub fn max_group_bytes(capacity: u64, slot_size: usize) -> usize {
+    slot_size.saturating_mul(capacity.min(MAX_GROUP) as usize)
+}
 
 /// Tries of a claim loop before the ring is declared corrupt. Legitimate contention never comes
 /// near this; it only bounds the work a hostile peer can make us do.
@@ -229,6 +242,16 @@ pub fn len_between(tail: u64, head: u64, capacity: u64) -> usize {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    #[test]
+    fn a_group_never_spans_more_slots_than_its_count_can_say() {
+        use super::{max_group_bytes, AUX_COUNT};
+        use crate::segment::layout::MAX_CAPACITY;
+        // At the largest capacity, one slot fewer than the ring: the count must fit 24 bits.
+        assert_eq!(max_group_bytes(MAX_CAPACITY, 1), AUX_COUNT as usize);
+        assert_eq!(max_group_bytes(MAX_CAPACITY, 8).div_ceil(8), AUX_COUNT as usize);
+        assert_eq!(max_group_bytes(4, 16), 64, "smaller rings: every slot");
+    }
+
     use super::*;
     use crate::ring::mem::HeapRing;
     use std::sync::atomic::{AtomicUsize, Ordering as O};
