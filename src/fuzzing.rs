@@ -84,6 +84,11 @@ pub struct SegmentBytes<'a> {
     _borrow: PhantomData<&'a ()>,
 }
 
+// SAFETY: a `SegmentBytes` only reads and writes the mapping through `AtomicU8` (`read`, `write`,
+// `to_vec`), so threads may share it, as processes share the segment itself; the mapping outlives
+// it (the borrow, or `_keep`).
+unsafe impl Sync for SegmentBytes<'_> {}
+
 impl SegmentBytes<'_> {
     /// Length of the mapping.
     pub fn len(&self) -> usize {
