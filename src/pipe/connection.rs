@@ -2,6 +2,7 @@
 
 use super::{rings_of, End, PipeMessage, Receiver, Sender};
 use crate::queue::DEFAULT_SPIN;
+use crate::ring::doorbell::IdleCheck;
 use crate::ring::mem::RingMem;
 use crate::ring::spsc::{self, Corrupt};
 use crate::ring::{ends, SegmentRings};
@@ -69,6 +70,7 @@ impl Connection {
                 dead: None,
                 handed_over: false,
                 role: ROLE_PRODUCER << (2 * r),
+                idle: IdleCheck::new(),
                 _not_sync: PhantomData,
             }),
             None => None,
@@ -81,6 +83,7 @@ impl Connection {
                 dead: None,
                 handed_over: false,
                 role: ROLE_CONSUMER << (2 * r),
+                idle: IdleCheck::new(),
                 _not_sync: PhantomData,
             }),
             None => None,

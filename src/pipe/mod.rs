@@ -16,6 +16,7 @@ pub use connection::{Connection, Handover};
 pub use receiver::{PipeMessage, Receiver};
 pub use sender::{PipeReservation, Sender};
 
+use crate::ring::doorbell::IdleCheck;
 use crate::ring::spsc::Corrupt;
 use crate::ring::SegmentRings;
 use crate::segment::geometry::Geometry;
@@ -66,6 +67,20 @@ impl End {
     fn recover(&self) -> usize {
         let me = self.reg.lock().unwrap_or_else(|e| e.into_inner()).index();
         recover::reap_dead(&self.seg, &self.geometry, Some(me), &SegmentRings::new(&self.seg, &self.geometry))
+    }
+
+    /// [`End::recover`] if the half whose clock is `idle` last looked
+    /// [`CHECK_INTERVAL_NS`](crate::ring::doorbell::CHECK_INTERVAL_NS) ago or more; says whether it
+    /// looked (then the caller re-checks its condition once). Runs only where a call is about to
+    /// report nothing to do, or to sleep: a call that succeeds never reads the clock.
+    #[cold]
+    #[inline(never)]
+    fn recover_if_due(&self, idle: &IdleCheck) -> bool {
+        if !idle.due() {
+            return false;
+        }
+        self.recover();
+        true
     }
 
     /// Uncounts this end's role `bits` on their rings, once (the reaper of a dead end does the same).

@@ -20,8 +20,9 @@
 //! stores that stamp (Release) after the slot's length and payload, so a half-written message is
 //! never visible; a dead receiver only stops releasing.
 //!
-//! Survivors run this when a blocking call has waited a whole slice (25 ms) without progress,
-//! when the participant table is full, and on request (`Queue::recover`).
+//! Survivors run this from any call that is about to report nothing to do or to sleep, when the
+//! handle has not looked for `ring::doorbell::CHECK_INTERVAL_NS` (10 ms); when the participant
+//! table is full; and on request (`Queue::recover`).
 
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::Participant;
