@@ -204,6 +204,18 @@ impl Connection {
     /// Closes this end: the peer sees end of file after draining, and a broken pipe on send.
     pub fn close(self) {}
 
+    /// Reaps dead participants now: if the peer died, end of file (after draining) and a broken
+    /// pipe follow at once. Returns how many were reaped.
+    ///
+    /// Calls do this by themselves: every call that is about to report nothing to do (`Empty`,
+    /// `Full`, `Timeout`, a batch of 0, `poll` false) or to sleep looks if its half has not looked
+    /// for 10 ms, and then re-checks. So whatever way a program waits, a dead peer is reported
+    /// within tens of milliseconds of its death. Call this to do it at once, or to learn how many
+    /// were reaped.
+    pub fn recover(&self) -> usize {
+        self.end.recover()
+    }
+
     /// The sending half, if this end sends.
     pub fn sender(&mut self) -> Option<&mut Sender> {
         self.tx.as_mut()

@@ -146,6 +146,15 @@ impl Receiver {
         Err(RecvError::Empty)
     }
 
+    /// Reaps dead participants now: if the sender died, end of file follows once the pipe is
+    /// drained. Returns how many were reaped.
+    ///
+    /// Calls do this by themselves (see [`Connection::recover`](crate::Connection::recover)); call
+    /// it to do it at once, or to learn how many were reaped.
+    pub fn recover(&self) -> usize {
+        self.end.recover()
+    }
+
     /// The fast path of every receive, inlined into the caller: on a healthy pipe, the next
     /// message if it fits one slot, or "empty" while the sender is there. Anything else
     /// (fragments, end of stream, corruption) goes the general way, which checks again.

@@ -195,6 +195,15 @@ impl Sender {
     pub fn slot_size(&self) -> usize {
         self.end.geometry.slot_size as usize
     }
+
+    /// Reaps dead participants now: if the receiver died, sends fail with `Closed` (broken pipe)
+    /// from then on. Returns how many were reaped.
+    ///
+    /// Calls do this by themselves (see [`Connection::recover`](crate::Connection::recover)); call
+    /// it to do it at once, or to learn how many were reaped.
+    pub fn recover(&self) -> usize {
+        self.end.recover()
+    }
 }
 
 /// A slot reserved on a [`Sender`] for writing in place.

@@ -22,7 +22,8 @@
 //!
 //! Survivors run this from any call that is about to report nothing to do or to sleep, when the
 //! handle has not looked for `ring::doorbell::CHECK_INTERVAL_NS` (10 ms); when the participant
-//! table is full; and on request (`Queue::recover`).
+//! table is full; and on request (`Queue::recover`, `Connection::recover`, `Sender::recover`,
+//! `Receiver::recover`).
 
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::Participant;
