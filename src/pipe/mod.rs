@@ -95,7 +95,7 @@ impl Drop for End {
     fn drop(&mut self) {
         let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
         if self.handed_over.load(Ordering::Relaxed) {
-            reg.hand_over(self.seg.header());
+            reg.let_go(); // the child holds the entry's lock now (see `Connection::share_with`)
         } else {
             reg.release(self.seg.header());
         }
