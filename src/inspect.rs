@@ -10,8 +10,8 @@
 //! open file description holds the OFD write lock on its byte in the participant table;
 //! read locks, which anyone who may read the file can take, do not count. The lock bytes are
 //! probed whatever the header says, so even a segment with a scribbled-over table is known to be
-//! in use or not. An entry being handed to a child (`HANDOVER`) holds no lock while the child
-//! takes over; within its grace period it counts as alive too, as it does for crash recovery.
+//! in use or not. An entry being handed to a child (`HANDOVER`) keeps its lock: parent and child
+//! share the description that holds it.
 //!
 //! Every value is a snapshot: counters move while we read them.
 
@@ -20,11 +20,9 @@ use crate::segment::geometry::Geometry;
 pub use crate::segment::layout::Kind;
 use crate::segment::layout::{
     Header, Participant, RingCtrl, SlotHeader, ENDS_CONSUMER_SEEN, ENDS_NEED_WITNESS, ENDS_PERSISTENT,
-    ENDS_PRODUCER_SEEN, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_HANDOVER, READY,
+    ENDS_PRODUCER_SEEN, LAYOUT_VERSION, MAGIC, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, READY,
 };
 use crate::segment::participants::ParticipantInfo;
-use crate::segment::recover::HANDOVER_GRACE_SECS;
-use crate::sys::clock;
 use crate::sys::lock::byte_is_locked;
 use crate::sys::shm::{path_of, validate_name, SHM_DIR};
 use crate::Error;
@@ -292,19 +290,6 @@ fn live_locks(file: &File) -> Vec<bool> {
         .collect()
 }
 
-/// Marks as live, in `live`, the entries of `h` being handed to a child within their grace
-/// period (as `recover` spares them).
-fn add_handovers(h: &Header, live: &mut [bool]) {
-    let now = (clock::now() / 1_000_000_000) as u32;
-    for (p, l) in h.participants.iter().zip(live.iter_mut()) {
-        if p.state.load(Ordering::Relaxed) == PARTICIPANT_HANDOVER
-            && now.wrapping_sub(p.detail.load(Ordering::Relaxed)) <= HANDOVER_GRACE_SECS
-        {
-            *l = true;
-        }
-    }
-}
-
 /// Copies `size_of::<T>()` bytes at `offset` of `file` over `dst`.
 ///
 /// # Safety
@@ -329,14 +314,7 @@ fn read_header(file: &File) -> io::Result<Box<Header>> {
 pub fn probe(name: &str) -> Result<Probe, Error> {
     let (file, md) = open_file(name)?;
     let kind = file_kind(&file)?;
-    let mut live = live_locks(&file);
-    if kind == FileKind::Shmq {
-        match read_header(&file) {
-            Ok(h) => add_handovers(&h, &mut live),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {} // too short for a table
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let live = live_locks(&file);
     Ok(Probe { kind, file_size: md.len(), live: live.into_iter().filter(|&l| l).count() })
 }
 
@@ -350,7 +328,7 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
     if file_kind(&file)? != FileKind::Shmq {
         return Err(Error::BadMagic);
     }
-    let mut locks = live_locks(&file);
+    let locks = live_locks(&file);
     let mut out = Inspection {
         name: name.into(),
         file_size: md.len(),
@@ -375,7 +353,6 @@ pub fn inspect(name: &str) -> Result<Inspection, Error> {
         }
         Err(e) => return Err(e.into()),
     };
-    add_handovers(&h, &mut locks);
     out.live = locks.iter().filter(|&&l| l).count();
     out.header = Some(HeaderInfo {
         version: h.version,

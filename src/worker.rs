@@ -87,7 +87,9 @@ impl Worker {
         self
     }
 
-    /// Hands the worker a pipe end under `key` (the end moves to the worker).
+    /// Hands the worker a pipe end under `key` (the end moves to the worker). Should the worker
+    /// die, even before it takes the end, the peer sees end of file or a broken pipe as for any
+    /// dead peer (see [`Connection::share_with`]), as it does if the worker cannot be spawned.
     pub fn pipe(mut self, key: &str, end: Connection) -> Worker {
         let h = end.share_with(&mut self.cmd, key);
         self.handovers.push(h);

@@ -181,7 +181,10 @@ fn chaos(large: bool, default_kills: u64) {
     let name = unique(if large { "chaos-large" } else { "chaos" });
     let ledger_path = format!("/dev/shm{}-ledger", name);
     let ledger = Ledger::create(&ledger_path);
-    let q = Queue::builder().capacity(8).slot_size(8).role(Role::Producer).unlink_on_drop(true).create(&name).unwrap();
+    // Both roles, though it never gets: a dead consumer is reaped within tens of milliseconds, and
+    // while every consumer happens to be dead and not yet replaced, our consumer role keeps the
+    // producers from a broken pipe (as our producer role keeps end of stream away until `close`).
+    let q = Queue::builder().capacity(8).slot_size(8).role(Role::Both).unlink_on_drop(true).create(&name).unwrap();
     let spawn = |producer: bool, index: usize| -> Child {
         let role = match (producer, large) {
             (true, false) => "chaos-producer",

@@ -546,12 +546,14 @@ fn regression_an_unsealed_inherited_memfd_is_refused() {
 fn regression_an_end_in_handover_counts_as_live() {
     let name = unique("handover");
     let end = PipeBuilder::new().unlink_on_drop(false).create(&name).unwrap();
-    // Handed to a child that has not taken it yet: no lock is held on its entry meanwhile.
+    // Being handed to a child that has not taken it yet: the parent's `Handover` (and then the
+    // child) holds the description that holds the entry's lock.
     let mut cmd = Command::new("true");
     cmd.stdin(Stdio::null());
-    drop(end.share_with(&mut cmd, "P"));
+    let handover = end.share_with(&mut cmd, "P");
     let live = shmq::inspect::probe(&name).unwrap().live;
     let i = shmq::inspect::inspect(&name).unwrap();
+    drop(handover);
     shmq::unlink(&name).unwrap();
     assert_eq!(live, 1, "`rm --stale` would remove a pipe whose end is being handed over");
     assert_eq!(i.live, 1);

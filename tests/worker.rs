@@ -109,7 +109,7 @@ fn workers_die_when_their_parent_exits_without_cleaning_up() {
 #[test]
 fn is_alive_terminate_join_and_kill_on_drop() {
     let q = Queue::builder().capacity(2).slot_size(8).role(Role::Consumer).create_anonymous().unwrap();
-    let mut w: WorkerProcess = worker("stuck-worker").queue("Q", &q).spawn().unwrap();
+    let mut w: WorkerProcess = worker("stuck-worker").queue_as("Q", &q, Role::Consumer).spawn().unwrap();
     assert!(w.is_alive());
     assert_eq!(w.join_timeout(Duration::from_millis(50)).unwrap(), None);
     w.terminate().unwrap();
@@ -118,7 +118,7 @@ fn is_alive_terminate_join_and_kill_on_drop() {
     assert!(!w.is_alive());
     w.terminate().unwrap(); // a no-op once it has exited
 
-    let w = worker("stuck-worker").queue("Q", &q).spawn().unwrap();
+    let w = worker("stuck-worker").queue_as("Q", &q, Role::Consumer).spawn().unwrap();
     let pid = w.pid();
     drop(w);
     assert!(exited(pid), "a dropped WorkerProcess kills and reaps its worker");

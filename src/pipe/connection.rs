@@ -2,6 +2,7 @@
 
 use super::{rings_of, End, InPlace, Receiver, Reservation, Sender};
 use crate::queue::DEFAULT_SPIN;
+use crate::ring::doorbell::IdleCheck;
 use crate::ring::mem::RingMem;
 use crate::ring::spsc::{self, Corrupt};
 use crate::ring::{ends, SegmentRings};
@@ -42,8 +43,9 @@ pub struct Connection {
     end: Arc<End>,
 }
 
-/// Keeps a handed-over end's segment open until the child has been spawned; drop it after
-/// `spawn` (see [`Connection::share_with`]).
+/// This process's hold on an end handed to a child: keeps the inherited descriptor open until
+/// the child has been spawned. Drop it right after `spawn` (see [`Connection::share_with`]):
+/// while it lives, the end counts as attached even if the child has died.
 pub struct Handover {
     _end: Arc<End>,
 }
@@ -83,6 +85,7 @@ impl Connection {
                 dead: None,
                 handed_over: false,
                 role: ROLE_PRODUCER << (2 * r),
+                idle: IdleCheck::new(),
                 _not_sync: PhantomData,
             }),
             None => None,
@@ -95,6 +98,7 @@ impl Connection {
                 dead: None,
                 handed_over: false,
                 role: ROLE_CONSUMER << (2 * r),
+                idle: IdleCheck::new(),
                 _not_sync: PhantomData,
             }),
             None => None,
@@ -106,7 +110,17 @@ impl Connection {
     /// [`Connection::from_env`]`(key)`. Drop the returned [`Handover`] once `cmd` has been spawned.
     ///
     /// The end stays attached throughout: the peer sees neither end of file nor a broken pipe
-    /// while the end changes hands.
+    /// while the end changes hands. What keeps it attached is one open file description, which
+    /// holds the end's liveness lock and which the child inherits: the end counts as alive while
+    /// this process holds the [`Handover`] or any process holds that descriptor. That is the
+    /// child from its start, whether or not it ever calls `from_env`, and any process the child
+    /// starts before calling `from_env` (which marks the descriptor close-on-exec).
+    ///
+    /// So a child that dies, even before taking the end, is seen as soon as any dead peer: the
+    /// peer's calls report end of file or a broken pipe within tens of milliseconds of the death,
+    /// once the `Handover` has been dropped. There is no grace period. A child that keeps running
+    /// without taking the end keeps it open, as it would an inherited pipe descriptor; an end
+    /// whose command is never spawned is closed when the `Handover` is dropped.
     pub fn share_with(mut self, cmd: &mut Command, key: &str) -> Handover {
         if let Some(tx) = &mut self.tx {
             tx.handed_over = true;
@@ -115,21 +129,30 @@ impl Connection {
             rx.handed_over = true;
         }
         self.end.handed_over.store(true, Ordering::Relaxed);
-        let (index, generation) = self.end.reg.lock().unwrap_or_else(|e| e.into_inner()).id(self.end.seg.header());
-        let fd = self.end.seg.file().as_raw_fd();
+        let reg = self.end.reg.lock().unwrap_or_else(|e| e.into_inner());
+        let (index, generation) = reg.id(self.end.seg.header());
+        // The child inherits the description of the entry's liveness lock; this process keeps its
+        // own copy open (in the `Handover`) until `cmd` has been spawned.
+        let fd = reg.hand_over(self.end.seg.header());
+        drop(reg);
         inherit::share_fd(cmd, fd, key);
         cmd.env(format!("{}_END", inherit::env_var(key)), format!("{},{},{}", self.end.end, index, generation));
         Handover { _end: self.end.clone() }
     }
 
     /// Takes the end a parent handed over with [`Connection::share_with`] under `key`.
+    ///
+    /// The inherited descriptor becomes this end's own (it holds the end's liveness lock) and is
+    /// marked close-on-exec, so processes started from now on do not inherit it; until this call
+    /// any process this one starts inherits it and keeps the end alive while it runs. An end is
+    /// taken once: a second call for the same key, or another child spawned from the same
+    /// command, fails with [`Error::NotInherited`].
     pub fn from_env(key: &str) -> Result<Connection, Error> {
         Self::from_env_with(key, DEFAULT_SPIN)
     }
 
     /// As [`Connection::from_env`], with a spin budget for blocking calls.
     pub(super) fn from_env_with(key: &str, spin: u32) -> Result<Connection, Error> {
-        let fd = inherit::inherited_fd(key)?;
         let var = format!("{}_END", inherit::env_var(key));
         let bad = || Error::NotInherited(var.clone());
         let v = std::env::var(&var).map_err(|_| bad())?;
@@ -140,9 +163,11 @@ impl Connection {
             }
             _ => return Err(bad()),
         };
-        let seg = Segment::open_inherited(fd)?;
+        // On any error below `lock` is closed: once the parent has let go too, the end is dead.
+        let lock = inherit::take_inherited(key)?;
+        let seg = Segment::open_inherited(lock.as_raw_fd())?;
         let geometry = format::validate(&seg, Kind::Pipe)?;
-        let reg = Registration::adopt(&seg, index, generation)?;
+        let reg = Registration::adopt(&seg, lock, index, generation)?;
         let end = Arc::new(End {
             seg: Arc::new(seg),
             reg: std::sync::Mutex::new(reg),
@@ -286,6 +311,18 @@ impl Connection {
 
     /// Closes this end: the peer sees end of file after draining, and a broken pipe on send.
     pub fn close(self) {}
+
+    /// Reaps dead participants now: if the peer died, end of file (after draining) and a broken
+    /// pipe follow at once. Returns how many were reaped.
+    ///
+    /// Calls do this by themselves: every call that is about to report nothing to do (`Empty`,
+    /// `Full`, `Timeout`, a batch of 0, `poll` false) or to sleep looks if its half has not looked
+    /// for 10 ms, and then re-checks. So whatever way a program waits, a dead peer is reported
+    /// within tens of milliseconds of its death. Call this to do it at once, or to learn how many
+    /// were reaped.
+    pub fn recover(&self) -> usize {
+        self.end.recover()
+    }
 
     /// The sending half, if this end sends.
     pub fn sender(&mut self) -> Option<&mut Sender> {

@@ -17,6 +17,7 @@ pub use connection::{Connection, Handover};
 pub use receiver::{InPlace, Iter, Receiver, TryIter};
 pub use sender::{Reservation, Sender};
 
+use crate::ring::doorbell::IdleCheck;
 use crate::ring::spsc::Corrupt;
 use crate::ring::SegmentRings;
 use crate::segment::geometry::Geometry;
@@ -70,6 +71,20 @@ impl End {
         recover::reap_dead(&self.seg, &self.geometry, Some(me), &SegmentRings::new(&self.seg, &self.geometry))
     }
 
+    /// [`End::recover`] if the half whose clock is `idle` last looked
+    /// [`CHECK_INTERVAL_NS`](crate::ring::doorbell::CHECK_INTERVAL_NS) ago or more; says whether it
+    /// looked (then the caller re-checks its condition once). Runs only where a call is about to
+    /// report nothing to do, or to sleep: a call that succeeds never reads the clock.
+    #[cold]
+    #[inline(never)]
+    fn recover_if_due(&self, idle: &IdleCheck) -> bool {
+        if !idle.due() {
+            return false;
+        }
+        self.recover();
+        true
+    }
+
     /// Uncounts this end's role `bits` on their rings, once (the reaper of a dead end does the same).
     fn detach(&self, bits: u32) {
         let cleared = self.reg.lock().unwrap_or_else(|e| e.into_inner()).drop_roles(self.seg.header(), bits);
@@ -82,7 +97,7 @@ impl Drop for End {
     fn drop(&mut self) {
         let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
         if self.handed_over.load(Ordering::Relaxed) {
-            reg.hand_over(self.seg.header());
+            reg.let_go(); // the child holds the entry's lock now (see `Connection::share_with`)
         } else {
             reg.release(self.seg.header());
         }

@@ -1,8 +1,9 @@
 //! The receiving half of a pipe end, and a message read in place.
 
 use super::{corrupt_recv, deadline_after, End};
+use crate::ring::doorbell::{self, IdleCheck};
+use crate::ring::ends;
 use crate::ring::spsc::{self, Corrupt};
-use crate::ring::{doorbell, ends};
 use crate::{Message, RecvError};
 use bytemuck::Pod;
 use std::cell::Cell;
@@ -25,6 +26,8 @@ pub struct Receiver {
     pub(super) handed_over: bool,
     /// This half's role bit in the participant entry.
     pub(super) role: u32,
+    /// When this half last looked for a dead sender (see `End::recover_if_due`).
+    pub(super) idle: IdleCheck,
     pub(super) _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -48,19 +51,22 @@ impl Receiver {
             Ok(n) => Some(Ok(n)),
             Err(s) => Some(Err(corrupt_recv(s))),
         };
+        let (end, idle) = (&self.end, &self.idle);
         let r = match deadline {
-            None => attempt(ring).unwrap_or(Err(RecvError::Empty)),
+            // Empty: before saying so, look for a dead sender (see `End::recover_if_due`).
+            None => attempt(ring)
+                .or_else(|| end.recover_if_due(idle).then(|| attempt(ring)).flatten())
+                .unwrap_or(Err(RecvError::Empty)),
             Some(d) => {
                 let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
                 let bell = &mem.ctrl().not_empty;
-                let end = &self.end;
                 doorbell::block_on(
                     bell,
                     d,
                     self.spin,
                     || attempt(ring),
                     || {
-                        end.recover();
+                        end.recover_if_due(idle);
                     },
                 )
                 .unwrap_or(Err(RecvError::Timeout))
@@ -162,9 +168,29 @@ impl Receiver {
     pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, RecvError> {
         match self.now() {
             Now::Ready(body) => Ok(InPlace { rx: self, body }),
-            Now::Empty => Err(RecvError::Empty),
+            Now::Empty => self.try_recv_empty(),
             Now::Other => self.recv_in(None),
         }
+    }
+
+    /// `try_recv` found the pipe empty: `Empty`, unless a look for a dead sender is due and finds
+    /// one (then end of file, or what it left).
+    #[cold]
+    #[inline(never)]
+    fn try_recv_empty(&mut self) -> Result<InPlace<'_>, RecvError> {
+        if self.end.recover_if_due(&self.idle) {
+            return self.recv_in(None);
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// Reaps dead participants now: if the sender died, end of file follows once the pipe is
+    /// drained. Returns how many were reaped.
+    ///
+    /// Calls do this by themselves (see [`Connection::recover`](crate::Connection::recover)); call
+    /// it to do it at once, or to learn how many were reaped.
+    pub fn recover(&self) -> usize {
+        self.end.recover()
     }
 
     /// The fast path of every receive, inlined into the caller: on a healthy pipe, the next

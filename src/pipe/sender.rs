@@ -1,8 +1,9 @@
 //! The sending half of a pipe end, and a slot reserved on it.
 
 use super::{corrupt_send, deadline_after, End};
+use crate::ring::doorbell::{self, IdleCheck};
+use crate::ring::ends;
 use crate::ring::spsc;
-use crate::ring::{doorbell, ends};
 use crate::SendError;
 use bytemuck::Pod;
 use std::cell::Cell;
@@ -25,6 +26,8 @@ pub struct Sender {
     pub(super) handed_over: bool,
     /// This half's role bit in the participant entry.
     pub(super) role: u32,
+    /// When this half last looked for a dead receiver (see `End::recover_if_due`).
+    pub(super) idle: IdleCheck,
     pub(super) _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -48,19 +51,22 @@ impl Sender {
                 Err(s) => Some(Err(corrupt_send(s))),
             }
         };
+        let (end, idle) = (&self.end, &self.idle);
         let r = match deadline {
-            None => attempt(ring).unwrap_or(Err(SendError::Full)),
+            // Full: before saying so, look for a dead receiver (see `End::recover_if_due`).
+            None => attempt(ring)
+                .or_else(|| end.recover_if_due(idle).then(|| attempt(ring)).flatten())
+                .unwrap_or(Err(SendError::Full)),
             Some(d) => {
                 let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
                 let bell = &mem.ctrl().not_full;
-                let end = &self.end;
                 doorbell::block_on(
                     bell,
                     d,
                     self.spin,
                     || attempt(ring),
                     || {
-                        end.recover();
+                        end.recover_if_due(idle);
                     },
                 )
                 .unwrap_or(Err(SendError::Timeout))
@@ -211,6 +217,15 @@ impl Sender {
     /// Slot size in bytes.
     pub fn slot_size(&self) -> usize {
         self.end.geometry.slot_size as usize
+    }
+
+    /// Reaps dead participants now: if the receiver died, sends fail with `Closed` (broken pipe)
+    /// from then on. Returns how many were reaped.
+    ///
+    /// Calls do this by themselves (see [`Connection::recover`](crate::Connection::recover)); call
+    /// it to do it at once, or to learn how many were reaped.
+    pub fn recover(&self) -> usize {
+        self.end.recover()
     }
 }
 

@@ -1,10 +1,11 @@
 //! The multi-producer multi-consumer queue: [`Queue`], its options ([`QueueBuilder`]), and the
 //! in-place read and write guards ([`InPlace`], [`Reservation`]).
 
+use crate::ring::doorbell::{self, IdleCheck};
 use crate::ring::ends::Ended;
 use crate::ring::mem::RingMem;
 use crate::ring::mpmc::{self, Mpmc, ReadClaim, WriteClaim};
-use crate::ring::{doorbell, ends, SegmentRings};
+use crate::ring::{ends, SegmentRings};
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::segment::participants::{self, ParticipantInfo, Registration};
@@ -81,6 +82,8 @@ pub struct Queue {
     roles: AtomicU32,
     spin: u32,
     joinable: bool,
+    /// When this handle last looked for dead participants (see `recover_if_due`).
+    idle: IdleCheck,
     geometry: Geometry,
     seg: Segment,
 }
@@ -144,7 +147,7 @@ impl Queue {
             }));
         }
         let joinable = geometry.flags & FLAG_JOINABLE != 0;
-        Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, geometry, seg })
+        Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, idle: IdleCheck::new(), geometry, seg })
     }
 
     /// The mapped segment (for `crate::fuzzing`).
@@ -204,12 +207,17 @@ impl Queue {
             }
         };
         let deadline = match wait {
-            Wait::Never => return attempt().unwrap_or(Err(SendError::Full)),
+            // Full: before saying so, look for a dead last consumer (see `recover_if_due`).
+            Wait::Never => {
+                return attempt()
+                    .or_else(|| self.recover_if_due().then(attempt).flatten())
+                    .unwrap_or(Err(SendError::Full))
+            }
             Wait::Until(d) => Some(d),
             Wait::Forever => None,
         };
         doorbell::block_on(&ctrl.not_full, deadline, self.spin, attempt, || {
-            self.recover();
+            self.recover_if_due();
         })
         .unwrap_or(Err(SendError::Timeout))
     }
@@ -352,12 +360,17 @@ impl Queue {
             r => Some(r),
         };
         let deadline = match wait {
-            Wait::Never => return attempt().unwrap_or(Err(RecvError::Empty)),
+            // Empty: before saying so, look for a dead last producer (see `recover_if_due`).
+            Wait::Never => {
+                return attempt()
+                    .or_else(|| self.recover_if_due().then(attempt).flatten())
+                    .unwrap_or(Err(RecvError::Empty))
+            }
             Wait::Until(d) => Some(d),
             Wait::Forever => None,
         };
         doorbell::block_on(&ctrl.not_empty, deadline, self.spin, attempt, || {
-            self.recover();
+            self.recover_if_due();
         })
         .unwrap_or(Err(RecvError::Timeout))
     }
@@ -560,7 +573,7 @@ impl Queue {
         let join = &self.seg.header().join;
         let done = || (join.unfinished.load(Ordering::Acquire) == 0).then_some(());
         doorbell::block_on(&join.bell, deadline, self.spin, done, || {
-            self.recover();
+            self.recover_if_due();
         })
         .ok_or(JoinError::Timeout)
     }
@@ -572,8 +585,14 @@ impl Queue {
 
     /// Repairs what dead participants left behind (see `docs/DESIGN.md`): their uncommitted
     /// messages are dropped, the messages they had taken are counted as lost, and their roles are
-    /// uncounted. Blocking calls do this by themselves after waiting 25 ms without progress; call
-    /// it from busy-polling loops. Returns how many dead participants were reaped.
+    /// uncounted. Returns how many dead participants were reaped.
+    ///
+    /// Calls do this by themselves: every call that is about to report nothing to do (`Empty`,
+    /// `Full`, `Timeout`) or to sleep looks if this handle has not looked for 10 ms, and then
+    /// re-checks. So whatever way a program waits, a death is reported within tens of
+    /// milliseconds (end of stream when the last producer died, `Closed` on put when the last
+    /// consumer did), and a dead participant's claims stop blocking the others as soon. Call this
+    /// to repair at once, or to learn how many were reaped.
     pub fn recover(&self) -> usize {
         recover::reap_dead(
             &self.seg,
@@ -581,6 +600,20 @@ impl Queue {
             Some(self.reg.index()),
             &SegmentRings::new(&self.seg, &self.geometry),
         )
+    }
+
+    /// [`Queue::recover`] if this handle last looked [`doorbell::CHECK_INTERVAL_NS`] ago or more;
+    /// says whether it looked (then the caller re-checks its condition once). Runs only where a
+    /// call is about to report nothing to do, or to sleep: a call that succeeds never reads the
+    /// clock.
+    #[cold]
+    #[inline(never)]
+    fn recover_if_due(&self) -> bool {
+        if !self.idle.due() {
+            return false;
+        }
+        self.recover();
+        true
     }
 
     /// What crash recovery has done to this queue so far.

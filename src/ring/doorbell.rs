@@ -13,6 +13,15 @@
 //! Every sleep is a bounded slice ([`SLICE_NS`]) after which the condition is re-checked: a wake
 //! is a hint, and a peer that dies holding the wake-up must not strand us.
 //!
+//! # Noticing a dead peer
+//! A peer that dies rings no bell. Each handle keeps an [`IdleCheck`]: the monotonic time of its
+//! last look for dead peers. Only calls that are about to report "nothing to do" (empty, full,
+//! timed out, a batch of 0) and sleepers before each slice consult it, and when the last look is
+//! [`CHECK_INTERVAL_NS`] old or more they look again (crash recovery) and re-check their
+//! condition once, so that the same call already reports what the death changed. The clock
+//! belongs to the handle, not to one call: a program that polls with non-blocking calls or short
+//! timeouts sees a death as soon as a blocked one does. Calls that succeed never read it.
+//!
 //! # The asymmetric barrier
 //! A full fence on the waker's side would stall every publish until its store reaches the other
 //! core: one cross-core trip added to every message. Where the kernel offers it, shmq moves that
@@ -31,6 +40,35 @@ use crate::sys::{clock, futex, membarrier};
 
 /// Longest single futex sleep before the condition is re-checked regardless.
 pub const SLICE_NS: u64 = 25_000_000;
+
+/// Shortest time between two looks for dead peers by one handle ([`IdleCheck`]).
+pub const CHECK_INTERVAL_NS: u64 = 10_000_000;
+
+/// When a handle last looked for dead peers: the clock behind the detection bound (see the
+/// module docs). Process-local, never in shared memory; `Sync`, so threads that share a queue
+/// handle share its clock, and one of them starts each look.
+pub(crate) struct IdleCheck {
+    /// [`clock::now`] at the start of the last look (0: never looked).
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl IdleCheck {
+    /// A clock that has never looked: the first idle call looks at once.
+    pub fn new() -> IdleCheck {
+        IdleCheck { last: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Whether a look is due (the last one started [`CHECK_INTERVAL_NS`] ago or more). If so,
+    /// records now as the start of the next one: the caller then looks.
+    pub fn due(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = clock::now();
+        let last = self.last.load(Relaxed);
+        // ORDERING: Relaxed: the clock only spaces out the looks; what a look finds is ordered by
+        // the participant table's own atomics. The CAS lets one thread of a shared handle look.
+        now.saturating_sub(last) >= CHECK_INTERVAL_NS && self.last.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    }
+}
 
 /// Tells sleepers on `bell` that the condition they wait for may have changed.
 ///
@@ -68,14 +106,16 @@ fn wake(bell: &DoorbellWords, n: i32) {
 ///
 /// `spin` bounds the busy-polling before the first sleep (0: sleep at once). `attempt` is the whole
 /// operation (it claims the message itself), so a re-check that succeeds is never wasted.
-/// `on_stall` runs after each [`SLICE_NS`] spent waiting without success (crash recovery hooks in
-/// here: a peer that died holding what we wait for is repaired by whoever waits for it).
+/// `on_idle` runs before each sleep and before the last attempt at the deadline, each time
+/// followed by an attempt: crash recovery hooks in here, and decides by the handle's
+/// [`IdleCheck`] whether to look (a peer that died holding what we wait for is repaired by whoever
+/// waits for it, within one slice of its death).
 pub fn block_on<T>(
     bell: &DoorbellWords,
     deadline: Option<u64>,
     spin: u32,
     mut attempt: impl FnMut() -> Option<T>,
-    mut on_stall: impl FnMut(),
+    mut on_idle: impl FnMut(),
 ) -> Option<T> {
     if let Some(v) = attempt() {
         return Some(v);
@@ -83,7 +123,8 @@ pub fn block_on<T>(
     #[cfg(not(loom))]
     for i in 0..spin {
         if i % 64 == 63 && deadline.is_some_and(|d| clock::now() >= d) {
-            return None;
+            on_idle();
+            return attempt();
         }
         std::hint::spin_loop();
         if let Some(v) = attempt() {
@@ -92,8 +133,8 @@ pub fn block_on<T>(
     }
     #[cfg(loom)]
     let _ = spin;
-    let mut stall_check = clock::now();
     loop {
+        on_idle();
         bell.waiters.fetch_add(1, Ordering::SeqCst);
         // ORDERING: a full barrier (and, for light wakers, a barrier on every CPU running one)
         // between the announcement and the re-check; pairs with `ring`. SYNC POINT: doorbell.
@@ -115,11 +156,6 @@ pub fn block_on<T>(
         bell.waiters.fetch_sub(1, Ordering::Relaxed);
         if let Some(v) = attempt() {
             return Some(v);
-        }
-        let now = clock::now();
-        if now.saturating_sub(stall_check) >= SLICE_NS {
-            stall_check = now;
-            on_stall();
         }
     }
 }

@@ -24,4 +24,4 @@ pub(crate) mod recover;
 #[cfg(not(loom))]
 mod mapping;
 #[cfg(not(loom))]
-pub(crate) use mapping::{Segment, READY_TIMEOUT};
+pub(crate) use mapping::Segment;

@@ -13,6 +13,13 @@
 //! A registration remembers the process that made it. A child forked from that process shares
 //! the entry and its lock (the same open file description) but does not own them: in the child,
 //! dropping roles and releasing the entry do nothing to the table.
+//!
+//! Handing an entry to a child (pipes) moves the lock's open file description, not the lock: the
+//! parent marks the entry `HANDOVER` and lets the child inherit the very description that holds
+//! the lock, so the lock is held without a gap while the parent or the child has it open. The
+//! child adopts the entry (`HANDOVER → ACTIVE`) and keeps the description as its own lock; a child
+//! that dies before adopting closes it, and once the parent has closed its copy too the kernel
+//! drops the lock and the entry is dead like any other.
 
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{Header, Participant, MAX_PARTICIPANTS};
@@ -23,6 +30,7 @@ use crate::sys::lock::{byte_is_locked, try_lock_byte};
 use crate::sys::{clock, fork, membarrier};
 use crate::Error;
 use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 
 /// A handle's entry in the participant table.
@@ -99,38 +107,34 @@ impl Registration {
 
     /// Takes over entry `index` that a parent handed to this process (see `pipe::Handover`).
     ///
-    /// The entry must still be in handover with the same generation; its liveness lock passes to
-    /// us as soon as the parent lets it go (waited for a bounded time).
-    pub fn adopt(seg: &Segment, index: usize, generation: u32) -> Result<Registration, Error> {
+    /// `lock` is the inherited open file description through which the parent locked the entry's
+    /// byte; it stays this entry's lock. The entry must still be in handover with the same
+    /// generation, and only one adopter wins it (the same command may have been spawned twice).
+    pub fn adopt(seg: &Segment, lock: File, index: usize, generation: u32) -> Result<Registration, Error> {
         membarrier::register();
         let pid = fork::pid();
-        let gone = || Error::NotInherited("the handed-over end was released or reaped".into());
+        let gone = || Error::NotInherited("the handed-over end was taken, released or reaped".into());
         let p = seg.header().participants.get(index).ok_or_else(gone)?;
-        let lock = seg.reopen()?;
-        let start = std::time::Instant::now();
-        loop {
-            if p.generation.load(Ordering::Relaxed) != generation {
-                return Err(gone());
-            }
-            let state = p.state.load(Ordering::Acquire);
-            if state == PARTICIPANT_HANDOVER && try_lock_byte(&lock, Participant::lock_offset(index))? {
-                if p.state
-                    .compare_exchange(PARTICIPANT_HANDOVER, PARTICIPANT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-                {
-                    return Err(gone());
-                }
-                p.detail.store(pid, Ordering::Relaxed);
-                return Ok(Registration { index, lock: Some(lock), pid });
-            }
-            if state != PARTICIPANT_ACTIVE && state != PARTICIPANT_HANDOVER {
-                return Err(gone());
-            }
-            if start.elapsed() > crate::segment::READY_TIMEOUT {
-                return Err(Error::NotReady);
-            }
-            std::thread::sleep(std::time::Duration::from_micros(200));
+        // The lock is this description's already, and locking again through the same description
+        // changes nothing; a refusal means another description holds it: not the entry we were
+        // handed. From here the lock is ours, so nobody can reap the entry under us.
+        if !try_lock_byte(&lock, Participant::lock_offset(index))? {
+            return Err(gone());
         }
+        if p.generation.load(Ordering::Relaxed) != generation {
+            return Err(gone());
+        }
+        // ORDERING: Acquire pairs with the Release store of HANDOVER in `hand_over` (the child
+        // started after it, which orders it anyway); Release publishes the adoption to readers of
+        // the state.
+        if p.state
+            .compare_exchange(PARTICIPANT_HANDOVER, PARTICIPANT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(gone());
+        }
+        p.detail.store(pid, Ordering::Relaxed);
+        Ok(Registration { index, lock: Some(lock), pid })
     }
 
     /// Table index and generation, for handing the entry to a child.
@@ -144,18 +148,22 @@ impl Registration {
         fork::forked(self.pid)
     }
 
-    /// Leaves the entry attached, in handover, and lets the liveness lock go for a child to take.
-    /// In a forked child, only closes this process's descriptor of the lock.
-    pub fn hand_over(&mut self, header: &Header) {
-        if let Some(lock) = self.lock.take() {
-            if self.forked() {
-                return;
-            }
-            let p = &header.participants[self.index];
-            p.detail.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
-            p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
-            drop(lock);
-        }
+    /// Marks the entry as handed over and returns the descriptor of its lock's open file
+    /// description, for a child to inherit. The entry stays alive while any process holds that
+    /// description: this one until [`Registration::let_go`], the child from its start.
+    pub fn hand_over(&self, header: &Header) -> RawFd {
+        let lock = self.lock.as_ref().expect("an attached entry holds its lock");
+        let p = &header.participants[self.index];
+        p.detail.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire CAS in `adopt`.
+        p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
+        lock.as_raw_fd()
+    }
+
+    /// Closes this process's descriptor of a handed-over entry's lock; the entry is the child's,
+    /// alive for as long as the child (or anyone it passed the description to) holds it.
+    pub fn let_go(&mut self) {
+        drop(self.lock.take());
     }
 
     /// The owner tag this handle puts in the claims it makes (never 0).

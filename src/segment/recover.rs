@@ -20,8 +20,14 @@
 //! stores that stamp (Release) after the slot's length and payload, so a half-written message is
 //! never visible; a dead receiver only stops releasing.
 //!
-//! Survivors run this when a blocking call has waited a whole slice (25 ms) without progress,
-//! when the participant table is full, and on request (`Queue::recover`).
+//! A handed-over entry (`HANDOVER`, a pipe end on its way to a child) is no exception: its lock is
+//! held through the open file description the parent and the child share, so it too is dead
+//! exactly when nobody holds its lock.
+//!
+//! Survivors run this from any call that is about to report nothing to do or to sleep, when the
+//! handle has not looked for `ring::doorbell::CHECK_INTERVAL_NS` (10 ms); when the participant
+//! table is full; and on request (`Queue::recover`, `Connection::recover`, `Sender::recover`,
+//! `Receiver::recover`).
 
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::Participant;
@@ -29,7 +35,6 @@ use crate::segment::layout::{
     MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE, PARTICIPANT_HANDOVER, PARTICIPANT_REAPING,
 };
 use crate::segment::Segment;
-use crate::sys::clock;
 use crate::sys::lock::byte_is_locked;
 use std::sync::atomic::Ordering;
 
@@ -42,9 +47,6 @@ pub(crate) trait RingRepair {
     /// Uncounts one role bit (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`).
     fn uncount(&self, bit: u32);
 }
-
-/// Seconds a handed-over entry may wait for its child before it is treated as abandoned.
-pub const HANDOVER_GRACE_SECS: u32 = 10;
 
 /// Marks `detail` of a `REAPING` entry as holding the reaper's table index (low 16 bits).
 const REAPER_MARK: u32 = 0x8000_0000;
@@ -68,21 +70,19 @@ pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>, rings: &
         let state = p.state.load(Ordering::Acquire);
         let won = match state {
             PARTICIPANT_ACTIVE | PARTICIPANT_HANDOVER => {
-                if state == PARTICIPANT_HANDOVER {
-                    let now = (clock::now() / 1_000_000_000) as u32;
-                    if now.wrapping_sub(p.detail.load(Ordering::Relaxed)) <= HANDOVER_GRACE_SECS {
-                        continue;
-                    }
+                if locked(seg, index)
+                    || p.state
+                        .compare_exchange(state, PARTICIPANT_REAPING, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_err()
+                {
+                    continue; // alive, or another survivor won it
                 }
+                // Between our load of `state` and the CAS, the entry may have been released and
+                // claimed again by a live handle (which takes the lock before it publishes
+                // ACTIVE): give that one back. A dead entry stays unlocked: handles lock only
+                // entries they have claimed, and an adopting child holds its lock already.
                 if locked(seg, index) {
-                    continue;
-                }
-                if p.state.compare_exchange(state, PARTICIPANT_REAPING, Ordering::AcqRel, Ordering::Relaxed).is_err() {
-                    continue; // another survivor is on it, or it changed hands
-                }
-                if state == PARTICIPANT_HANDOVER && locked(seg, index) {
-                    // The child took the lock just before we won the entry: give it back.
-                    p.state.store(state, Ordering::Release);
+                    let _ = p.state.compare_exchange(PARTICIPANT_REAPING, state, Ordering::Release, Ordering::Relaxed);
                     continue;
                 }
                 true
