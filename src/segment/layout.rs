@@ -160,9 +160,10 @@ mod header {
     ///
     /// `state` goes `FREE → CLAIMED → ACTIVE → FREE`, or `ACTIVE → HANDOVER → ACTIVE` when a parent
     /// hands the entry to a child, or `ACTIVE | HANDOVER → REAPING → FREE` when a survivor repairs
-    /// the entry of a dead process. While `ACTIVE`, the handle's process holds an OFD lock on byte
-    /// [`Participant::lock_offset`] of the segment file, which the kernel drops when the process
-    /// dies: that is how death is confirmed without guessing from timeouts or PIDs.
+    /// the entry of a dead process. While `ACTIVE` (and `HANDOVER`: through the open file
+    /// description the parent and the child share), some process holds an OFD write lock on byte
+    /// [`Participant::lock_offset`] of the segment file, which the kernel drops when the last
+    /// holder dies: that is how death is confirmed without guessing from timeouts or PIDs.
     #[repr(C)]
     pub struct Participant {
         /// [`PARTICIPANT_FREE`], [`PARTICIPANT_CLAIMED`], [`PARTICIPANT_ACTIVE`],
@@ -202,7 +203,8 @@ mod header {
     /// Entry in use by a live (or not yet reaped) handle.
     pub const PARTICIPANT_ACTIVE: u32 = 2;
     /// Entry left attached by a parent for a child to adopt; `detail` holds the `CLOCK_MONOTONIC`
-    /// second of the handover (an entry never adopted is reaped after a grace period).
+    /// second of the handover (shown only). Alive exactly while its lock is held, through the
+    /// description the parent and the child share.
     pub const PARTICIPANT_HANDOVER: u32 = 3;
     /// Entry of a dead process being repaired by a survivor.
     pub const PARTICIPANT_REAPING: u32 = 4;
