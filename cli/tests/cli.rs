@@ -313,7 +313,7 @@ fn quick_bench_writes_valid_json() {
         svg.to_str().unwrap(),
     ]);
     assert!(out.contains("atomic-limit"), "{out}");
-    assert!(out.contains("x atomic-limit"), "ratio column: {out}");
+    assert!(out.contains("x atomic-limit ("), "ratio column with the limit's p50: {out}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = v["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
@@ -327,6 +327,10 @@ fn quick_bench_writes_valid_json() {
     for r in &rows[2..4] {
         assert!(r["ratio_to_limit"].as_f64().unwrap() > 0.0);
         assert_eq!(r["limit"], "atomic-limit");
+        // The limit's p50 the ratio was taken from, also in the table beside the ratio.
+        let base = r["limit_p50_ns"].as_u64().unwrap();
+        let ratio = r["p50_ns"].as_u64().unwrap() as f64 / base as f64;
+        assert!((ratio - r["ratio_to_limit"].as_f64().unwrap()).abs() < 0.01, "{r}");
     }
     assert_eq!(rows[4]["kind"], "throughput");
     assert!(rows[4]["msgs_per_sec"].as_f64().unwrap() > 0.0);

@@ -74,8 +74,11 @@ pub struct RowResult {
     pub limit: Option<Limit>,
     pub latency: Option<Latency>,
     pub throughput: Option<Throughput>,
-    /// p50 over the p50 of the limit row of the same kind, measured in this run.
+    /// p50 over `ratio_base`: the p50 of the limit of the same kind, measured in this run.
     pub ratio: Option<f64>,
+    /// The limit's p50 that `ratio` was computed from: the adjacent measurement if there is one,
+    /// else the limit's own row in this run.
+    pub ratio_base: Option<u64>,
     /// p50 of the limit re-measured just before this row (the host may move the cores between
     /// rows, so the adjacent measurement is the fairer baseline).
     pub adjacent_limit: Option<u64>,
@@ -92,6 +95,7 @@ impl RowResult {
             latency: None,
             throughput: None,
             ratio: None,
+            ratio_base: None,
             adjacent_limit: None,
             skipped: None,
             error: None,
@@ -119,7 +123,8 @@ impl RowResult {
     }
 }
 
-/// Fills in each row's ratio to its limit row, where both were measured.
+/// Fills in each row's ratio to its limit, where both were measured: the limit re-measured just
+/// before the row, or failing that the limit's own row.
 pub fn add_ratios(results: &mut [RowResult]) {
     let p50_of = |results: &[RowResult], name: &str| {
         results.iter().find(|r| r.name == name).and_then(|r| r.latency.as_ref()).map(|l| l.p50)
@@ -128,6 +133,7 @@ pub fn add_ratios(results: &mut [RowResult]) {
     for (r, base) in results.iter_mut().zip(limits) {
         if let (Some(l), Some(base)) = (&r.latency, r.adjacent_limit.or(base)) {
             r.ratio = Some(l.p50 as f64 / base.max(1) as f64);
+            r.ratio_base = Some(base);
         }
     }
 }
@@ -173,7 +179,7 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
         );
         let _ = writeln!(
             o,
-            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  vs limit (p50)",
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  p50 vs limit (the limit's p50)",
             "row", "p50", "p90", "p99", "p99.9", "max"
         );
         for r in lat {
@@ -189,8 +195,10 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
                         ns(l.p999),
                         ns(l.max)
                     );
-                    if let (Some(x), Some(limit)) = (r.ratio, r.limit_row()) {
-                        let _ = write!(o, "  {x:.2}x {limit}");
+                    if let (Some(x), Some(base), Some(limit)) = (r.ratio, r.ratio_base, r.limit_row()) {
+                        // The limit's p50 beside the ratio, so the ratio can be checked here.
+                        let from = if r.adjacent_limit.is_some() { "" } else { ", the limit's row" };
+                        let _ = write!(o, "  {x:.2}x {limit} ({}{from})", ns(base));
                     }
                 }
                 (None, Some(s), _) => {
@@ -318,8 +326,9 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
             ("msgs_per_sec", json_f64(t.map(|t| t.msgs_per_sec()))),
             ("bytes_per_sec", json_f64(t.map(|t| t.bytes_per_sec()))),
             ("ratio_to_limit", json_f64(r.ratio)),
-            ("limit_p50_ns", r.adjacent_limit.map_or("null".into(), |v| v.to_string())),
             ("limit", r.limit_row().map_or("null".into(), json_str)),
+            ("limit_p50_ns", json_opt(r.ratio_base)),
+            ("limit_adjacent", json_opt(r.ratio_base.map(|_| r.adjacent_limit.is_some()))),
         ];
         let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}: {v}", json_str(k))).collect();
         let comma = if k + 1 < results.len() { "," } else { "" };
@@ -434,5 +443,29 @@ mod tests {
         assert!((rs[2].ratio.unwrap() - 1.5).abs() < 0.01);
         assert!((rs[3].ratio.unwrap() - 2.0).abs() < 0.01);
         assert!(rs[0].ratio.is_none());
+        assert_eq!(rs[2].ratio_base, Some(100));
+    }
+
+    #[test]
+    fn the_table_and_json_show_the_limit_each_ratio_was_taken_from() {
+        let lat = |v: u64| {
+            let mut h = super::super::harness::new_histogram();
+            h.record(v).unwrap();
+            Ok(Measured::Latency(h))
+        };
+        let mut rs = vec![
+            RowResult::new("atomic-limit", Kind::Latency, None, lat(100)),
+            RowResult::new("adjacent", Kind::Latency, Some(Limit::Spin), lat(300)),
+            RowResult::new("own-row", Kind::Latency, Some(Limit::Spin), lat(150)),
+        ];
+        rs[1].adjacent_limit = Some(200);
+        add_ratios(&mut rs);
+        let meta = Meta { cores: [0, 1], quick: true, rounds: 1, warmup: 0, duration: Duration::ZERO };
+        let t = table(&rs, &meta);
+        assert!(t.contains("1.50x atomic-limit (200 ns)"), "{t}");
+        assert!(t.contains("1.50x atomic-limit (100 ns, the limit's row)"), "{t}");
+        let j = json(&rs, &meta);
+        assert!(j.contains("\"limit_p50_ns\": 200, \"limit_adjacent\": true"), "{j}");
+        assert!(j.contains("\"limit_p50_ns\": 100, \"limit_adjacent\": false"), "{j}");
     }
 }
