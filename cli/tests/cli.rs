@@ -345,6 +345,47 @@ fn quick_bench_writes_valid_json() {
 }
 
 #[test]
+fn bench_refuses_zero_rounds_as_a_usage_error() {
+    let (code, out, err) = fails(&["bench", "--rounds", "0", "--rows", "atomic-limit"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--rounds") && err.contains("at least 1"), "{err}");
+    assert!(out.is_empty(), "nothing ran: {out}");
+}
+
+/// An output path that cannot be written is refused before any row runs (the rows asked for
+/// here would take minutes), and nothing is left behind.
+#[test]
+fn bench_refuses_unwritable_output_paths_before_running() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-unwritable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing_dir = dir.join("no-such-dir").join("out.json");
+    let missing_svg = missing_dir.with_extension("svg");
+    let good_json = dir.join("good.json");
+    let slow = ["bench", "--rows", "latency", "--rounds", "100000000"];
+    let cases: [(&[&str], &str); 3] = [
+        (&["--json", missing_dir.to_str().unwrap()], "--json"),
+        // A directory is no file to write to.
+        (&["--json", dir.to_str().unwrap()], "--json"),
+        (&["--json", good_json.to_str().unwrap(), "--plot", missing_svg.to_str().unwrap()], "--plot"),
+    ];
+    for (extra, flag) in cases {
+        let start = Instant::now();
+        let args: Vec<&str> = slow.iter().chain(extra).copied().collect();
+        let (code, out, err) = fails(&args);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(&format!("cannot write the {flag} file")), "{err}");
+        assert!(out.is_empty(), "nothing ran: {out}");
+        assert!(start.elapsed() < Duration::from_secs(10), "refused only after {:?}", start.elapsed());
+    }
+    // The --json file opened before the --plot path was refused is not left behind.
+    assert!(!good_json.exists());
+    let (code, _, err) = fails(&["bench", "--rows", "throughput", "--plot", dir.join("x.svg").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--plot draws latency rows"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_bench_row_that_overruns_is_killed_and_reported() {
     let start = Instant::now();
     let (code, out, err) =

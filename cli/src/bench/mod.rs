@@ -36,8 +36,9 @@ pub struct BenchArgs {
     /// List the rows and exit.
     #[arg(long)]
     list: bool,
-    /// Round trips measured per latency row (after warm-up). Default: 20000 quick, 200000 full.
-    #[arg(long)]
+    /// Round trips measured per latency row (after warm-up), at least 1. Default: 20000 quick,
+    /// 200000 full.
+    #[arg(long, value_parser = parse_rounds)]
     rounds: Option<u64>,
     /// Producer processes of the N→M throughput row.
     #[arg(long, default_value_t = 2)]
@@ -69,6 +70,14 @@ fn parse_cores(s: &str) -> Result<Cores, String> {
     match v[..] {
         [a, b] => Ok(Cores([a, b])),
         _ => Err(format!("expected two core numbers like 0,1, got {s:?}")),
+    }
+}
+
+fn parse_rounds(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (it is the number of round trips measured per latency row)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number of round trips, got {s:?}")),
     }
 }
 
@@ -242,6 +251,20 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         eprintln!("shmq: warning: both sides share core {}; spinning rows will crawl", cores[0]);
     }
     harness::pin_to(cores[0]).map_err(|e| format!("pinning to core {}: {e}", cores[0]))?;
+    // Refuse unwritable output paths now, not after the rows have run.
+    if args.plot.is_some() && !rows.iter().any(|r| r.kind == Kind::Latency) {
+        return Err("--plot draws latency rows, and none of the selected rows is one".into());
+    }
+    let json_out = args.json.as_deref().map(|p| report::OutFile::open(p, "--json")).transpose()?;
+    let plot_out = match args.plot.as_deref().map(|p| report::OutFile::open(p, "--plot")).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(j) = json_out {
+                j.discard();
+            }
+            return Err(e);
+        }
+    };
 
     let ctx = Ctx {
         cores,
@@ -284,11 +307,17 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let meta =
         report::Meta { cores, quick: args.quick, rounds: ctx.rounds, warmup: ctx.warmup, duration: ctx.duration };
     print!("{}", report::table(&results, &meta));
-    if let Some(path) = &args.json {
-        std::fs::write(path, report::json(&results, &meta)).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    if let Some(out) = json_out {
+        out.write(&report::json(&results, &meta))?;
     }
-    if let Some(path) = &args.plot {
-        report::plot(&results, path).map_err(|e| format!("plotting {}: {e}", path.display()))?;
+    if let Some(out) = plot_out {
+        match report::plot(&results) {
+            Ok(svg) => out.write(&svg)?,
+            Err(e) => {
+                out.discard();
+                return Err(format!("plotting: {e}"));
+            }
+        }
     }
     let failed: Vec<&str> = results.iter().filter(|r| r.failed()).map(|r| r.name.as_str()).collect();
     if failed.is_empty() {

@@ -3,7 +3,9 @@
 use super::{Limit, Measured, RowError};
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -134,6 +136,45 @@ pub fn add_ratios(results: &mut [RowResult]) {
         if let (Some(l), Some(base)) = (&r.latency, r.adjacent_limit.or(base)) {
             r.ratio = Some(l.p50 as f64 / base.max(1) as f64);
             r.ratio_base = Some(base);
+        }
+    }
+}
+
+/// A file for `--json` or `--plot`, opened before any row runs, so that a path that cannot be
+/// written is refused at once instead of after minutes of measuring.
+pub struct OutFile {
+    path: PathBuf,
+    file: File,
+    /// Whether opening created it (it is removed again if nothing is written).
+    created: bool,
+}
+
+impl OutFile {
+    /// Opens (or creates) `path` for writing without truncating it yet; `flag` names the option
+    /// in the error.
+    pub fn open(path: &Path, flag: &str) -> Result<OutFile, String> {
+        let existed = path.symlink_metadata().is_ok();
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| format!("cannot write the {flag} file {}: {e}", path.display()))?;
+        Ok(OutFile { path: path.to_owned(), file, created: !existed })
+    }
+
+    /// Replaces the file's contents with `text`.
+    pub fn write(mut self, text: &str) -> Result<(), String> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(text.as_bytes()))
+            .map_err(|e| format!("writing {}: {e}", self.path.display()))
+    }
+
+    /// Gives up on the file: removes it if opening created it.
+    pub fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -357,8 +398,9 @@ const COLORS: [(u8, u8, u8); 14] = [
 ];
 
 /// Latency by percentile, HdrHistogram style: x is `1 / (1 - quantile)` on a log axis (so 90%,
-/// 99%, 99.9% are evenly spaced), y is the round trip in nanoseconds on a log axis.
-pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
+/// 99%, 99.9% are evenly spaced), y is the round trip on a log axis (ticks in ns, µs or ms).
+/// Returns the SVG document.
+pub fn plot(results: &[RowResult]) -> Result<String, String> {
     use plotters::prelude::*;
     let rows: Vec<(&str, &Latency)> =
         results.iter().filter_map(|r| r.latency.as_ref().map(|l| (r.name.as_str(), l))).collect();
@@ -371,7 +413,8 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
     let y_max = rows.iter().map(|(_, l)| l.max).max().unwrap_or(1);
     let e = |e: &dyn std::fmt::Display| e.to_string();
 
-    let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (1000, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(&root)
         .caption("shmq bench: round-trip latency by percentile", ("sans-serif", 22))
@@ -383,7 +426,8 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("round trip (ns)")
+        // No unit here: each tick carries its own (ns, µs, ms).
+        .y_desc("round trip")
         .x_label_formatter(&|x| {
             let p = 100.0 * (1.0 - 1.0 / x);
             if p < 99.0 {
@@ -414,7 +458,9 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
         .draw()
         .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }
 
 #[cfg(test)]
