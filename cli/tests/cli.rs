@@ -344,6 +344,27 @@ fn quick_bench_writes_valid_json() {
     assert!(err.contains("no bench row"), "{err}");
 }
 
+/// The POSIX message queue row measures real round trips, or is skipped with the reason where
+/// the kernel offers no message queues.
+#[test]
+fn posix_mq_row_measures_round_trips_or_says_why_not() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-mq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = ok(&["bench", "--rounds", "2000", "--rows", "posix-mq", "--json", json.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &v["rows"][0];
+    assert_eq!(r["name"], "posix-mq", "{out}");
+    if r["status"] == "skipped" {
+        assert!(r["note"].as_str().unwrap().contains("not available"), "{out}");
+    } else {
+        assert_eq!(r["status"], "ok", "{out}");
+        assert_eq!(r["samples"], 2000, "{out}");
+        assert!(r["p50_ns"].as_u64().unwrap() > 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bench_refuses_zero_rounds_as_a_usage_error() {
     let (code, out, err) = fails(&["bench", "--rounds", "0", "--rows", "atomic-limit"]);

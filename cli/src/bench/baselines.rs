@@ -1,6 +1,7 @@
 //! The rows shmq is compared with: the hardware and kernel limits (raw atomics, raw futex), the
-//! classic kernel channels (pipe, socketpair, eventfd), Python's multiprocessing, and in-process
-//! SPSC/MPMC rings (crossbeam `ArrayQueue`, `rtrb`) between two threads.
+//! classic kernel channels (pipe, socketpair, eventfd, POSIX message queues), Python's
+//! multiprocessing, and in-process SPSC/MPMC rings (crossbeam `ArrayQueue`, `rtrb`) between
+//! threads.
 //!
 //! Each latency row has a parent side (side A: send, wait for the reply, time it) and a child
 //! side (side B: wait, reply), in the same place so the protocol reads as one.
@@ -334,6 +335,116 @@ pub fn eventfd_row(ctx: &Ctx) -> Result<Measured, RowError> {
             Ok(())
         },
     )
+}
+
+// ----- POSIX message queues (mq_open): the kernel's own bounded message queue -----
+
+/// Creates a POSIX message queue of 8-byte messages, opened for reading and writing, and removes
+/// its name at once: the queue lives as long as a descriptor does, so no name is left behind
+/// however the row ends. On Linux an `mqd_t` is a file descriptor (close-on-exec, which the
+/// harness clears on the child's copies), so it is held as an `OwnedFd`.
+fn mq_create(tag: &str) -> Result<OwnedFd, RowError> {
+    let name = std::ffi::CString::new(format!("/shmq-bench-{}-{tag}", std::process::id()))
+        .expect("no NUL in a formatted name");
+    // SAFETY: mq_attr is plain old data; all-zero is a valid value to fill in.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // At most one message is in flight per direction; 8 stays under the default msg_max (10).
+    attr.mq_maxmsg = 8;
+    attr.mq_msgsize = 8;
+    // SAFETY: `name` is a valid C string; with O_CREAT, mq_open reads a mode (passed as the
+    // promoted unsigned int) and a pointer to an mq_attr that outlives the call.
+    let fd = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600 as libc::c_uint,
+            &mut attr as *mut libc::mq_attr,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::EACCES | libc::EPERM) => {
+                RowError::Skipped(format!("POSIX message queues are not available here (mq_open: {e})"))
+            }
+            _ => RowError::Failed(format!("mq_open: {e}")),
+        });
+    }
+    let fd = owned(fd);
+    // SAFETY: `name` is a valid C string.
+    if unsafe { libc::mq_unlink(name.as_ptr()) } != 0 {
+        return Err(RowError::Failed(os_err("mq_unlink")));
+    }
+    Ok(fd)
+}
+
+fn mq_send8(mq: RawFd, v: u64) -> Result<(), String> {
+    let b = v.to_ne_bytes();
+    loop {
+        // SAFETY: `b` is 8 readable bytes that outlive the call; `mq` is an open queue.
+        if unsafe { libc::mq_send(mq, b.as_ptr().cast(), 8, 0) } == 0 {
+            return Ok(());
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(os_err("mq_send"));
+        }
+    }
+}
+
+/// Blocks until a message arrives; the queue's messages are exactly 8 bytes.
+fn mq_receive8(mq: RawFd) -> Result<u64, String> {
+    let mut b = [0u8; 8];
+    loop {
+        // SAFETY: `b` is 8 writable bytes (the queue's message size) that outlive the call.
+        let n = unsafe { libc::mq_receive(mq, b.as_mut_ptr().cast(), 8, std::ptr::null_mut()) };
+        match n {
+            8 => return Ok(u64::from_ne_bytes(b)),
+            n if n >= 0 => return Err(format!("mq_receive: {n} bytes, expected 8")),
+            _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+            _ => return Err(os_err("mq_receive")),
+        }
+    }
+}
+
+/// Two POSIX message queues, one per direction, both sides blocking in `mq_receive`.
+pub fn posix_mq_row(ctx: &Ctx) -> Result<Measured, RowError> {
+    let ab = mq_create("ab")?;
+    let ba = mq_create("ba")?;
+    let mut spec = ctx.child_spec("posix-mq");
+    spec.fds = vec![ab.as_raw_fd(), ba.as_raw_fd()];
+    let (w, r) = (ab.as_raw_fd(), ba.as_raw_fd());
+    // As with eventfd, both processes hold both queues, so a dead child is no EOF: the watchdog
+    // posts to the queue we read. `ba` outlives the watchdog (disarmed inside run_pingpong).
+    let unblock: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = mq_send8(r, u64::MAX);
+    });
+    run_pingpong(
+        ctx,
+        spec,
+        |_| {},
+        || {},
+        Some(unblock),
+        |abort, i| {
+            mq_send8(w, i)?;
+            let v = mq_receive8(r)?;
+            if abort.load(Ordering::Relaxed) {
+                return Err(harness::ABORTED.into());
+            }
+            if v != i {
+                return Err(format!("round {i}: echo carried {v}"));
+            }
+            Ok(())
+        },
+    )
+}
+
+fn posix_mq_child(a: &ChildArgs) -> Result<(), String> {
+    let (r, w) = (a.fd(0)?, a.fd(1)?);
+    for _ in 0..a.rounds {
+        let v = mq_receive8(r)?;
+        mq_send8(w, v)?;
+    }
+    Ok(())
 }
 
 // ----- python multiprocessing -----
@@ -764,6 +875,7 @@ pub fn child(a: &ChildArgs, dl: Deadline) -> Option<Result<(), String>> {
         "futex-limit" => futex_child(a, dl),
         "pipe(2)" => (|| echo_fds(a.fd(0)?, a.fd(1)?, a.rounds))(),
         "socketpair" => a.fd(0).and_then(|fd| echo_fds(fd, fd, a.rounds)),
+        "posix-mq" => posix_mq_child(a),
         #[cfg(feature = "ipc-channel")]
         "ipc-channel" => ipc_channel_child(a),
         #[cfg(feature = "iceoryx2")]

@@ -2,7 +2,7 @@
 //! all measured in one run on two pinned cores, so that every number has a same-run baseline.
 //!
 //! Latency rows: `atomic-limit` and `futex-limit` (what the hardware and the kernel allow),
-//! `pipe(2)`, `socketpair`, `eventfd`, the shmq rows, and Python's multiprocessing. Each shmq
+//! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows, and Python's multiprocessing. Each shmq
 //! row reports its p50 as a ratio to the limit of its kind (spinning rows to `atomic-limit`,
 //! blocking rows to `futex-limit`). Throughput rows: shmq 1→1 over three message sizes, N→M
 //! processes, and in-process crossbeam/rtrb between two threads.
@@ -178,6 +178,7 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         row("pipe(2)", L, None, Box::new(baselines::pipe2_row)),
         row("socketpair", L, None, Box::new(baselines::socketpair_row)),
         row("eventfd", L, None, Box::new(baselines::eventfd_row)),
+        row("posix-mq", L, None, Box::new(baselines::posix_mq_row)),
         row("shmq-queue-spin", L, Some(Limit::Spin), Box::new(|c| shmq_rows::queue_latency(c, Mode::Spin))),
         row("shmq-queue-block", L, Some(Limit::Block), Box::new(|c| shmq_rows::queue_latency(c, Mode::Block))),
         row("shmq-pipe-spin", L, Some(Limit::Spin), Box::new(|c| shmq_rows::pipe_latency(c, Mode::Spin))),
