@@ -365,6 +365,38 @@ fn posix_mq_row_measures_round_trips_or_says_why_not() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The seed demo (10 + 10 processes, capacity 3) counts every message in shmq and, where python3
+/// is present, in Python's multiprocessing, and reports the ratio and the context switches.
+#[test]
+fn seed_demo_rows_count_every_message_and_compare_with_python() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = ok(&["bench", "--rows", "seed-demo", "--seed-messages", "2003", "--json", json.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["seed_demo_messages"], 2003);
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["seed-demo-shmq", "seed-demo-python"], "{out}");
+    let (shmq, python) = (&rows[0], &rows[1]);
+    assert_eq!(shmq["status"], "ok", "{out}");
+    assert_eq!(shmq["messages"], 2003);
+    assert!(shmq["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(shmq["context_switches_per_msg"].as_f64().is_some(), "{shmq}");
+    assert_eq!(shmq["baseline"], "seed-demo-python");
+    if python["status"] == "ok" {
+        assert_eq!(python["messages"], 2003);
+        let ratio = shmq["msgs_per_sec"].as_f64().unwrap() / python["msgs_per_sec"].as_f64().unwrap();
+        assert!((ratio - shmq["ratio_to_baseline"].as_f64().unwrap()).abs() < 0.01 * ratio, "{shmq}");
+        assert!(out.contains("x seed-demo-python"), "{out}");
+    } else {
+        assert_eq!(python["status"], "skipped", "{out}");
+        assert!(shmq["ratio_to_baseline"].is_null());
+    }
+    assert!(out.contains("ctx switches/msg") && out.contains("2003 messages in all"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bench_refuses_zero_rounds_as_a_usage_error() {
     let (code, out, err) = fails(&["bench", "--rounds", "0", "--rows", "atomic-limit"]);

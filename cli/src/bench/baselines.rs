@@ -502,12 +502,53 @@ if __name__ == "__main__":
 
 /// `mode`: "pipe" (`multiprocessing.Pipe`) or "queue" (two `multiprocessing.Queue`s).
 pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
+    let args = [mode.to_string(), ctx.rounds.to_string(), ctx.warmup.to_string()];
+    let text = run_python(ctx, PYTHON, &args)?;
+    let samples = parse_samples(&text).ok_or_else(|| RowError::Failed("python3 printed no samples".into()))?;
+    let mut h = harness::new_histogram();
+    for s in samples {
+        h.saturating_record(s.max(1));
+    }
+    Ok(Measured::Latency(h))
+}
+
+/// The seed demo in Python (`seed_demo.py`): the work of the `seed-demo-shmq` row, done with
+/// `multiprocessing.Queue(maxsize=3)`. Context switches: python's and its children's (all
+/// waited for by python before it exits, so all in our RUSAGE_CHILDREN once we have waited).
+pub fn python_seed_demo(ctx: &Ctx) -> Result<Measured, RowError> {
+    let total = ctx.seed_messages;
+    let before = harness::context_switches(libc::RUSAGE_CHILDREN);
+    let text = run_python(ctx, include_str!("seed_demo.py"), &[total.to_string()])?;
+    let switches = harness::context_switches(libc::RUSAGE_CHILDREN) - before;
+    let field = |name: &str| {
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == name).and_then(|_| words.next()).and_then(|v| v.parse::<u64>().ok())
+    };
+    let (Some(received), Some(lost), Some(duplicated), Some(elapsed_ns)) =
+        (field("received"), field("lost"), field("duplicated"), field("elapsed_ns"))
+    else {
+        return Err(RowError::Failed(format!("python3 printed {:?}", text.trim())));
+    };
+    if received != total || lost != 0 || duplicated != 0 {
+        return Err(RowError::Failed(format!(
+            "{total} messages: python counted {received}; {lost} lost, {duplicated} duplicated"
+        )));
+    }
+    Ok(Measured::Throughput {
+        size: 8,
+        messages: total,
+        elapsed: Duration::from_nanos(elapsed_ns),
+        context_switches: Some(switches),
+    })
+}
+
+/// Runs `python3 -c script args... core_a core_b` in a process group of its own (which the
+/// watchdog kills whole) and returns what it printed. No python3: the row is skipped.
+fn run_python(ctx: &Ctx, script: &str, args: &[String]) -> Result<String, RowError> {
     let child = Command::new("python3")
         .arg("-c")
-        .arg(PYTHON)
-        .arg(mode)
-        .arg(ctx.rounds.to_string())
-        .arg(ctx.warmup.to_string())
+        .arg(script)
+        .args(args)
         .arg(ctx.cores[0].to_string())
         .arg(ctx.cores[1].to_string())
         .stdin(Stdio::null())
@@ -534,13 +575,7 @@ pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
         let last = err.lines().last().unwrap_or("").to_owned();
         return Err(RowError::Failed(format!("python3 failed: {last}")));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let samples = parse_samples(&text).ok_or_else(|| RowError::Failed("python3 printed no samples".into()))?;
-    let mut h = harness::new_histogram();
-    for s in samples {
-        h.saturating_record(s.max(1));
-    }
-    Ok(Measured::Latency(h))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The numbers of `{"samples": [n, n, ...]}`.
@@ -598,7 +633,7 @@ fn two_threads(
     if sent != received {
         return Err(RowError::Failed(format!("sent {sent} but received {received}")));
     }
-    Ok(Measured::Throughput { size, messages: received, elapsed })
+    Ok(Measured::Throughput { size, messages: received, elapsed, context_switches: None })
 }
 
 /// Calls `step` until `duration` has passed (the clock is read every 256 steps).

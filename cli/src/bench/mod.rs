@@ -5,7 +5,8 @@
 //! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows, and Python's multiprocessing. Each shmq
 //! row reports its p50 as a ratio to the limit of its kind (spinning rows to `atomic-limit`,
 //! blocking rows to `futex-limit`). Throughput rows: shmq 1→1 over three message sizes, N→M
-//! processes, and in-process crossbeam/rtrb between two threads.
+//! processes, and in-process crossbeam/rtrb between two threads; the seed demo (10 producer and
+//! 10 consumer processes on a queue of capacity 3) in shmq and in Python's multiprocessing.
 
 mod baselines;
 mod harness;
@@ -46,6 +47,10 @@ pub struct BenchArgs {
     /// Consumer processes of the N→M throughput row.
     #[arg(long, default_value_t = 2)]
     consumers: usize,
+    /// Messages in all of each seed-demo row (10 producers share them; at most 10^8). Default:
+    /// 20000 quick, 100000 full.
+    #[arg(long, value_name = "N", value_parser = parse_seed_messages)]
+    seed_messages: Option<u64>,
     /// Kill a row's processes and report it failed after this many seconds.
     /// Default: 20 quick, 180 full.
     #[arg(long, value_name = "SECS")]
@@ -81,6 +86,16 @@ fn parse_rounds(s: &str) -> Result<u64, String> {
     }
 }
 
+fn parse_seed_messages(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        // Each row keeps a counter per message (a byte), so a bound keeps that small.
+        Ok(n) if n > 100_000_000 => Err("must be at most 100000000".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number of messages, got {s:?}")),
+    }
+}
+
 /// Arguments of `shmq __bench-child` (side B of one row).
 #[derive(Args, Debug)]
 pub struct ChildArgs {
@@ -106,6 +121,9 @@ pub struct ChildArgs {
     /// Throughput role: producer or consumer.
     #[arg(long)]
     role: Option<String>,
+    /// Which producer this is (seed demo).
+    #[arg(long, default_value_t = 0)]
+    id: u64,
 }
 
 impl ChildArgs {
@@ -123,6 +141,8 @@ pub struct Ctx {
     duration: Duration,
     /// A row that takes longer is killed and reported as failed.
     row_timeout: Duration,
+    /// Messages in all of each seed-demo row.
+    seed_messages: u64,
 }
 
 impl Ctx {
@@ -137,7 +157,13 @@ impl Ctx {
 /// What a row measured.
 pub enum Measured {
     Latency(Histogram<u64>),
-    Throughput { size: usize, messages: u64, elapsed: Duration },
+    Throughput {
+        size: usize,
+        messages: u64,
+        elapsed: Duration,
+        /// Context switches of every process of the row, where the row counts them.
+        context_switches: Option<u64>,
+    },
 }
 
 /// Why a row has no measurement.
@@ -163,11 +189,13 @@ struct Row {
     name: String,
     kind: Kind,
     limit: Option<Limit>,
+    /// A throughput row's baseline: the row (of this run) its rate is divided by.
+    baseline: Option<&'static str>,
     run: RunFn,
 }
 
 fn row(name: &str, kind: Kind, limit: Option<Limit>, run: RunFn) -> Row {
-    Row { name: name.into(), kind, limit, run }
+    Row { name: name.into(), kind, limit, baseline: None, run }
 }
 
 fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
@@ -213,6 +241,11 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
     v.push(row("rtrb-8", T, None, Box::new(baselines::rtrb_row::<8>)));
     v.push(row("rtrb-64", T, None, Box::new(baselines::rtrb_row::<64>)));
     v.push(row("rtrb-1024", T, None, Box::new(baselines::rtrb_row::<1024>)));
+    // The seed demo in shmq, then the same work in Python; `--rows seed-demo` selects both.
+    let mut seed = row("seed-demo-shmq", T, None, Box::new(shmq_rows::seed_demo));
+    seed.baseline = Some("seed-demo-python");
+    v.push(seed);
+    v.push(row("seed-demo-python", T, None, Box::new(baselines::python_seed_demo)));
     v
 }
 
@@ -273,6 +306,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         rounds: args.rounds.unwrap_or(if args.quick { 20_000 } else { 200_000 }),
         duration: Duration::from_millis(if args.quick { 250 } else { 2_000 }),
         row_timeout: Duration::from_secs(args.row_timeout.unwrap_or(if args.quick { 20 } else { 180 }).max(1)),
+        seed_messages: args.seed_messages.unwrap_or(if args.quick { 20_000 } else { 100_000 }),
     };
 
     let pb = if std::io::stderr().is_terminal() {
@@ -299,14 +333,21 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         let outcome = (r.run)(&ctx);
         let mut result = RowResult::new(&r.name, r.kind, r.limit, outcome);
         result.adjacent_limit = adjacent;
+        result.baseline = r.baseline;
         results.push(result);
         pb.inc(1);
     }
     pb.finish_and_clear();
     report::add_ratios(&mut results);
 
-    let meta =
-        report::Meta { cores, quick: args.quick, rounds: ctx.rounds, warmup: ctx.warmup, duration: ctx.duration };
+    let meta = report::Meta {
+        cores,
+        quick: args.quick,
+        rounds: ctx.rounds,
+        warmup: ctx.warmup,
+        duration: ctx.duration,
+        seed_messages: ctx.seed_messages,
+    };
     print!("{}", report::table(&results, &meta));
     if let Some(out) = json_out {
         out.write(&report::json(&results, &meta))?;

@@ -58,6 +58,9 @@ pub struct Throughput {
     pub size: usize,
     pub messages: u64,
     pub elapsed: Duration,
+    /// Context switches (voluntary and involuntary) of every process of the row, start-up
+    /// included, where the row counts them.
+    pub context_switches: Option<u64>,
 }
 
 impl Throughput {
@@ -67,6 +70,10 @@ impl Throughput {
 
     pub fn bytes_per_sec(&self) -> f64 {
         self.msgs_per_sec() * self.size as f64
+    }
+
+    pub fn switches_per_msg(&self) -> Option<f64> {
+        self.context_switches.map(|c| c as f64 / self.messages.max(1) as f64)
     }
 }
 
@@ -84,6 +91,9 @@ pub struct RowResult {
     /// p50 of the limit re-measured just before this row (the host may move the cores between
     /// rows, so the adjacent measurement is the fairer baseline).
     pub adjacent_limit: Option<u64>,
+    /// A throughput row's baseline row, and this row's rate over the baseline's, where both ran.
+    pub baseline: Option<&'static str>,
+    pub baseline_ratio: Option<f64>,
     pub skipped: Option<String>,
     pub error: Option<String>,
 }
@@ -99,13 +109,15 @@ impl RowResult {
             ratio: None,
             ratio_base: None,
             adjacent_limit: None,
+            baseline: None,
+            baseline_ratio: None,
             skipped: None,
             error: None,
         };
         match outcome {
             Ok(Measured::Latency(h)) => r.latency = Some(Latency::of(&h)),
-            Ok(Measured::Throughput { size, messages, elapsed }) => {
-                r.throughput = Some(Throughput { size, messages, elapsed })
+            Ok(Measured::Throughput { size, messages, elapsed, context_switches }) => {
+                r.throughput = Some(Throughput { size, messages, elapsed, context_switches })
             }
             Err(RowError::Skipped(s)) => r.skipped = Some(s),
             Err(RowError::Failed(s)) => r.error = Some(s),
@@ -126,8 +138,18 @@ impl RowResult {
 }
 
 /// Fills in each row's ratio to its limit, where both were measured: the limit re-measured just
-/// before the row, or failing that the limit's own row.
+/// before the row, or failing that the limit's own row; and each throughput row's ratio to its
+/// baseline row.
 pub fn add_ratios(results: &mut [RowResult]) {
+    let rate_of = |name: &str| {
+        results.iter().find(|r| r.name == name).and_then(|r| r.throughput.as_ref()).map(Throughput::msgs_per_sec)
+    };
+    let rates: Vec<Option<f64>> = results.iter().map(|r| r.baseline.and_then(rate_of)).collect();
+    for (r, base) in results.iter_mut().zip(rates) {
+        if let (Some(t), Some(base)) = (&r.throughput, base) {
+            r.baseline_ratio = Some(t.msgs_per_sec() / base.max(1e-9));
+        }
+    }
     let p50_of = |results: &[RowResult], name: &str| {
         results.iter().find(|r| r.name == name).and_then(|r| r.latency.as_ref()).map(|l| l.p50)
     };
@@ -186,6 +208,8 @@ pub struct Meta {
     pub rounds: u64,
     pub warmup: u64,
     pub duration: Duration,
+    /// Messages in all of each seed-demo row.
+    pub seed_messages: u64,
 }
 
 fn ns(v: u64) -> String {
@@ -262,9 +286,12 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
             "throughput: {:?} per row; processes (shmq) or threads (crossbeam, rtrb) pinned to cores {},{}",
             meta.duration, meta.cores[0], meta.cores[1]
         );
-        let _ =
-            writeln!(o, "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}", "row", "size", "msgs/s", "bytes/s", "messages");
-        for r in tput {
+        let _ = writeln!(
+            o,
+            "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}  notes",
+            "row", "size", "msgs/s", "bytes/s", "messages"
+        );
+        for r in &tput {
             let _ = write!(o, "{:<width$}  ", r.name);
             match (&r.throughput, &r.skipped, &r.error) {
                 (Some(t), _, _) => {
@@ -276,6 +303,16 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
                         si(t.bytes_per_sec(), "B/s"),
                         t.messages
                     );
+                    let mut notes = Vec::new();
+                    if let (Some(x), Some(base)) = (r.baseline_ratio, r.baseline) {
+                        notes.push(format!("{x:.2}x {base}"));
+                    }
+                    if let Some(c) = t.switches_per_msg() {
+                        notes.push(format!("{c:.2} ctx switches/msg"));
+                    }
+                    if !notes.is_empty() {
+                        let _ = write!(o, "  {}", notes.join(", "));
+                    }
                 }
                 (None, Some(s), _) => {
                     let _ = write!(o, "skipped: {s}");
@@ -286,6 +323,15 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
                 (None, None, None) => {}
             }
             let _ = writeln!(o);
+        }
+        if tput.iter().any(|r| r.name.starts_with("seed-demo-")) {
+            let _ = writeln!(
+                o,
+                "seed-demo rows: 10 producer and 10 consumer processes (producers and the parent on core {}, \
+                 consumers on core {}), a queue of capacity 3, {} messages in all, each counted exactly once; \
+                 ctx switches: every process of the row, start-up included",
+                meta.cores[0], meta.cores[1], meta.seed_messages
+            );
         }
     }
     o
@@ -329,13 +375,14 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
     let _ = writeln!(o, "{{");
     let _ = writeln!(
         o,
-        "  \"cores\": [{}, {}],\n  \"quick\": {},\n  \"rounds\": {},\n  \"warmup\": {},\n  \"throughput_duration_ms\": {},",
+        "  \"cores\": [{}, {}],\n  \"quick\": {},\n  \"rounds\": {},\n  \"warmup\": {},\n  \"throughput_duration_ms\": {},\n  \"seed_demo_messages\": {},",
         meta.cores[0],
         meta.cores[1],
         meta.quick,
         meta.rounds,
         meta.warmup,
-        meta.duration.as_millis()
+        meta.duration.as_millis(),
+        meta.seed_messages
     );
     let _ = writeln!(o, "  \"rows\": [");
     for (k, r) in results.iter().enumerate() {
@@ -366,6 +413,10 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
             ("messages", json_opt(t.map(|t| t.messages))),
             ("msgs_per_sec", json_f64(t.map(|t| t.msgs_per_sec()))),
             ("bytes_per_sec", json_f64(t.map(|t| t.bytes_per_sec()))),
+            ("context_switches", json_opt(t.and_then(|t| t.context_switches))),
+            ("context_switches_per_msg", json_f64(t.and_then(Throughput::switches_per_msg))),
+            ("baseline", r.baseline.map_or("null".into(), json_str)),
+            ("ratio_to_baseline", json_f64(r.baseline_ratio)),
             ("ratio_to_limit", json_f64(r.ratio)),
             ("limit", r.limit_row().map_or("null".into(), json_str)),
             ("limit_p50_ns", json_opt(r.ratio_base)),
@@ -506,7 +557,8 @@ mod tests {
         ];
         rs[1].adjacent_limit = Some(200);
         add_ratios(&mut rs);
-        let meta = Meta { cores: [0, 1], quick: true, rounds: 1, warmup: 0, duration: Duration::ZERO };
+        let meta =
+            Meta { cores: [0, 1], quick: true, rounds: 1, warmup: 0, duration: Duration::ZERO, seed_messages: 0 };
         let t = table(&rs, &meta);
         assert!(t.contains("1.50x atomic-limit (200 ns)"), "{t}");
         assert!(t.contains("1.50x atomic-limit (100 ns, the limit's row)"), "{t}");
