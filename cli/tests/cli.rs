@@ -397,6 +397,37 @@ fn seed_demo_rows_count_every_message_and_compare_with_python() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The producers × consumers sweep on a tiny matrix with short cells: every cell measured in
+/// shmq and crossbeam, every message counted, the matrices printed and the JSON complete.
+#[test]
+fn sweep_measures_every_cell_of_the_matrix() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("sweep.json");
+    let out = ok(&["bench", "--sweep", "--max", "2", "--cell-ms", "30", "--json", json.to_str().unwrap()]);
+    for title in ["shmq queue, P producer and C consumer processes", "crossbeam ArrayQueue", "shmq / crossbeam"] {
+        assert!(out.contains(title), "{out}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["max"], 2);
+    let cells = v["cells"].as_array().unwrap();
+    let shape: Vec<(u64, u64)> =
+        cells.iter().map(|c| (c["producers"].as_u64().unwrap(), c["consumers"].as_u64().unwrap())).collect();
+    assert_eq!(shape, [(1, 1), (1, 2), (2, 1), (2, 2)]);
+    for c in cells {
+        assert!(c["shmq_error"].is_null() && c["crossbeam_error"].is_null(), "{c}");
+        assert!(c["shmq_messages"].as_u64().unwrap() > 0, "{c}");
+        let ratio = c["shmq_msgs_per_sec"].as_f64().unwrap() / c["crossbeam_msgs_per_sec"].as_f64().unwrap();
+        assert!((ratio - c["ratio"].as_f64().unwrap()).abs() < 0.01 * ratio + 1e-4, "{c}");
+    }
+    // The sweep is its own mode: the rows' options do not mix with it.
+    let (code, _, err) = fails(&["bench", "--sweep", "--quick"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = fails(&["bench", "--max", "2"]);
+    assert_eq!(code, 2, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bench_refuses_zero_rounds_as_a_usage_error() {
     let (code, out, err) = fails(&["bench", "--rounds", "0", "--rows", "atomic-limit"]);

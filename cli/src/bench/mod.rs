@@ -12,6 +12,7 @@ mod baselines;
 mod harness;
 mod report;
 mod shmq_rows;
+mod sweep;
 
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -61,6 +62,19 @@ pub struct BenchArgs {
     /// Draw the latency distributions as an SVG to this file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Instead of the rows: MPMC throughput of the shmq queue with P producer × C consumer
+    /// processes, beside crossbeam's ArrayQueue with as many threads, for P and C from 1 to
+    /// --max (one core each where there are enough). Not part of --quick.
+    #[arg(long, conflicts_with_all = ["rows", "list", "plot", "quick", "cores"])]
+    sweep: bool,
+    /// With --sweep: the largest number of producers and of consumers.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "sweep",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    max: u16,
+    /// With --sweep: how long each shmq and each crossbeam run of a cell lasts, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200, requires = "sweep",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    cell_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -262,6 +276,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.producers == 0 || args.consumers == 0 {
         return Err("--producers and --consumers must be at least 1".into());
     }
+    if args.sweep {
+        return run_sweep(&args);
+    }
     let mut rows = all_rows(args.producers, args.consumers);
     if args.list {
         for r in &rows {
@@ -367,6 +384,21 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     } else {
         Err(format!("bench rows failed: {}", failed.join(", ")))
     }
+}
+
+/// `shmq bench --sweep`.
+fn run_sweep(args: &BenchArgs) -> Result<(), String> {
+    let ctx = Ctx {
+        // Each child's core is set per cell; these are unused.
+        cores: args.cores.0,
+        warmup: 0,
+        rounds: 0,
+        duration: Duration::from_millis(args.cell_ms),
+        row_timeout: Duration::from_secs(args.row_timeout.unwrap_or(20).max(1)),
+        seed_messages: 0,
+    };
+    let json_out = args.json.as_deref().map(|p| report::OutFile::open(p, "--json")).transpose()?;
+    sweep::run(&ctx, usize::from(args.max), json_out)
 }
 
 /// `shmq __bench-child`: side B of one row.

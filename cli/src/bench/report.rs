@@ -220,7 +220,7 @@ fn ns(v: u64) -> String {
     }
 }
 
-fn si(v: f64, unit: &str) -> String {
+pub(super) fn si(v: f64, unit: &str) -> String {
     let (d, p) = match v {
         v if v >= 1e9 => (1e9, "G"),
         v if v >= 1e6 => (1e6, "M"),
@@ -337,7 +337,7 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
     o
 }
 
-fn json_str(s: &str) -> String {
+pub(super) fn json_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {
@@ -362,7 +362,7 @@ fn json_opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 /// A finite JSON number (or null).
-fn json_f64(v: Option<f64>) -> String {
+pub(super) fn json_f64(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.4}"),
         _ => "null".into(),

@@ -166,11 +166,12 @@ fn queue_latency_child(a: &ChildArgs, dl: Deadline) -> Result<(), String> {
 
 // ----- throughput, N producer processes to M consumer processes -----
 
-/// Producers (pinned to core A) send `size`-byte messages for `ctx.duration`; consumers (core B)
-/// receive and copy out every message until end of stream. Counts must match exactly.
+/// Producers send `size`-byte messages for `ctx.duration`; consumers receive and copy out every
+/// message until end of stream. Counts must match exactly. Child `k` (producers first) runs on
+/// core `core_of(k)`.
 ///
-/// `share(cmd, k)` hands the segment to child `k` (producers first) and may return a guard to
-/// drop once that child is spawned; `after_go` runs once every child has been told to start.
+/// `share(cmd, k)` hands the segment to child `k` and may return a guard to drop once that child
+/// is spawned; `after_go` runs once every child has been told to start.
 #[allow(clippy::too_many_arguments)]
 fn run_throughput(
     ctx: &Ctx,
@@ -178,6 +179,7 @@ fn run_throughput(
     size: usize,
     producers: usize,
     consumers: usize,
+    core_of: &dyn Fn(usize) -> usize,
     mut share: impl FnMut(&mut Command, usize) -> Option<Handover>,
     after_go: impl FnOnce(),
 ) -> Result<Measured, RowError> {
@@ -185,7 +187,7 @@ fn run_throughput(
     for k in 0..producers + consumers {
         let producer = k < producers;
         let mut spec: ChildSpec = ctx.child_spec(row);
-        spec.core = ctx.cores[usize::from(!producer)];
+        spec.core = core_of(k);
         spec.size = size;
         spec.duration = ctx.duration;
         spec.role = Some(if producer { "producer" } else { "consumer" }.into());
@@ -238,8 +240,20 @@ fn run_throughput(
     }
 }
 
-/// One anonymous queue; N producer and M consumer processes.
+/// One anonymous queue; N producer processes on core A and M consumer processes on core B.
 pub fn queue_throughput(ctx: &Ctx, size: usize, producers: usize, consumers: usize) -> Result<Measured, RowError> {
+    queue_throughput_on(ctx, size, producers, consumers, &|k| ctx.cores[usize::from(k >= producers)])
+}
+
+/// One anonymous queue; N producer and M consumer processes, child `k` (producers first) on core
+/// `core_of(k)`.
+pub fn queue_throughput_on(
+    ctx: &Ctx,
+    size: usize,
+    producers: usize,
+    consumers: usize,
+    core_of: &dyn Fn(usize) -> usize,
+) -> Result<Measured, RowError> {
     // The bench holds a producer role until every child is running, so that no consumer can
     // see end of stream before the last producer has even attached.
     let q = Queue::builder()
@@ -254,6 +268,7 @@ pub fn queue_throughput(ctx: &Ctx, size: usize, producers: usize, consumers: usi
         size,
         producers,
         consumers,
+        core_of,
         |cmd, _| {
             q.share_with(cmd, "Q");
             None
@@ -277,6 +292,7 @@ pub fn pipe_throughput(ctx: &Ctx, size: usize) -> Result<Measured, RowError> {
         size,
         1,
         1,
+        &|k| ctx.cores[k],
         |cmd, k| ends[k].take().map(|end| end.share_with(cmd, "P")),
         || {},
     )
