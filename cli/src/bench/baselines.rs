@@ -519,7 +519,7 @@ pub fn python_seed_demo(ctx: &Ctx) -> Result<Measured, RowError> {
     let total = ctx.seed_messages;
     let before = harness::context_switches(libc::RUSAGE_CHILDREN);
     let text = run_python(ctx, include_str!("seed_demo.py"), &[total.to_string()])?;
-    let switches = harness::context_switches(libc::RUSAGE_CHILDREN) - before;
+    let switches = harness::context_switches(libc::RUSAGE_CHILDREN).saturating_sub(before);
     let field = |name: &str| {
         let mut words = text.split_whitespace();
         words.find(|w| *w == name).and_then(|_| words.next()).and_then(|v| v.parse::<u64>().ok())

@@ -512,8 +512,8 @@ pub fn seed_demo(ctx: &Ctx) -> Result<Measured, RowError> {
         }
     }
     // Every child has been waited for: its context switches are in RUSAGE_CHILDREN now.
-    let switches = harness::context_switches(libc::RUSAGE_CHILDREN) + harness::context_switches(libc::RUSAGE_SELF)
-        - switches_before;
+    let switches = (harness::context_switches(libc::RUSAGE_CHILDREN) + harness::context_switches(libc::RUSAGE_SELF))
+        .saturating_sub(switches_before);
     let (sent, received, elapsed) = match run {
         Err(_) if fired => return Err(RowError::Failed(format!("timed out after {:?}", ctx.row_timeout))),
         Err(e) => return Err(RowError::Failed(format!("{e} {}", child_errors.join("; ")))),
