@@ -2,11 +2,15 @@
 //! all measured in one run on two pinned cores, so that every number has a same-run baseline.
 //!
 //! Latency rows: `atomic-limit` and `futex-limit` (what the hardware and the kernel allow),
-//! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows, and Python's multiprocessing. Each shmq
-//! row reports its p50 as a ratio to the limit of its kind (spinning rows to `atomic-limit`,
-//! blocking rows to `futex-limit`). Throughput rows: shmq 1→1 over three message sizes, N→M
-//! processes, and in-process crossbeam/rtrb between two threads; the seed demo (10 producer and
-//! 10 consumer processes on a queue of capacity 3) in shmq and in Python's multiprocessing.
+//! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows, and Python's multiprocessing.
+//! Each shmq row reports its p50 as a ratio to the limit of its kind (spinning rows to
+//! `atomic-limit`, blocking rows to `futex-limit`), and the limit's p50 beside it. Throughput
+//! rows: shmq 1→1 over three message sizes, N→M processes, and in-process crossbeam/rtrb between
+//! two threads; the seed demo (10 producer and 10 consumer processes on a queue of capacity 3) in
+//! shmq and in Python's multiprocessing, with their ratio.
+//!
+//! `--sweep` (module `sweep`) replaces the rows with a producers × consumers matrix of MPMC
+//! throughput, shmq processes beside crossbeam threads.
 
 mod baselines;
 mod harness;
@@ -65,7 +69,9 @@ pub struct BenchArgs {
     /// Instead of the rows: MPMC throughput of the shmq queue with P producer × C consumer
     /// processes, beside crossbeam's ArrayQueue with as many threads, for P and C from 1 to
     /// --max (one core each where there are enough). Not part of --quick.
-    #[arg(long, conflicts_with_all = ["rows", "list", "plot", "quick", "cores"])]
+    #[arg(long, conflicts_with_all = [
+        "rows", "list", "plot", "quick", "cores", "rounds", "producers", "consumers", "seed_messages",
+    ])]
     sweep: bool,
     /// With --sweep: the largest number of producers and of consumers.
     #[arg(long, value_name = "N", default_value_t = 8, requires = "sweep",
