@@ -313,7 +313,7 @@ fn quick_bench_writes_valid_json() {
         svg.to_str().unwrap(),
     ]);
     assert!(out.contains("atomic-limit"), "{out}");
-    assert!(out.contains("x atomic-limit"), "ratio column: {out}");
+    assert!(out.contains("x atomic-limit ("), "ratio column with the limit's p50: {out}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = v["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
@@ -327,6 +327,10 @@ fn quick_bench_writes_valid_json() {
     for r in &rows[2..4] {
         assert!(r["ratio_to_limit"].as_f64().unwrap() > 0.0);
         assert_eq!(r["limit"], "atomic-limit");
+        // The limit's p50 the ratio was taken from, also in the table beside the ratio.
+        let base = r["limit_p50_ns"].as_u64().unwrap();
+        let ratio = r["p50_ns"].as_u64().unwrap() as f64 / base as f64;
+        assert!((ratio - r["ratio_to_limit"].as_f64().unwrap()).abs() < 0.01, "{r}");
     }
     assert_eq!(rows[4]["kind"], "throughput");
     assert!(rows[4]["msgs_per_sec"].as_f64().unwrap() > 0.0);
@@ -338,6 +342,131 @@ fn quick_bench_writes_valid_json() {
     let (code, _, err) = fails(&["bench", "--rows", "no-such-row"]);
     assert_eq!(code, 1);
     assert!(err.contains("no bench row"), "{err}");
+}
+
+/// The POSIX message queue row measures real round trips, or is skipped with the reason where
+/// the kernel offers no message queues.
+#[test]
+fn posix_mq_row_measures_round_trips_or_says_why_not() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-mq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = ok(&["bench", "--rounds", "2000", "--rows", "posix-mq", "--json", json.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &v["rows"][0];
+    assert_eq!(r["name"], "posix-mq", "{out}");
+    if r["status"] == "skipped" {
+        assert!(r["note"].as_str().unwrap().contains("not available"), "{out}");
+    } else {
+        assert_eq!(r["status"], "ok", "{out}");
+        assert_eq!(r["samples"], 2000, "{out}");
+        assert!(r["p50_ns"].as_u64().unwrap() > 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The seed demo (10 + 10 processes, capacity 3) counts every message in shmq and, where python3
+/// is present, in Python's multiprocessing, and reports the ratio and the context switches.
+#[test]
+fn seed_demo_rows_count_every_message_and_compare_with_python() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = ok(&["bench", "--rows", "seed-demo", "--seed-messages", "2003", "--json", json.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["seed_demo_messages"], 2003);
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["seed-demo-shmq", "seed-demo-python"], "{out}");
+    let (shmq, python) = (&rows[0], &rows[1]);
+    assert_eq!(shmq["status"], "ok", "{out}");
+    assert_eq!(shmq["messages"], 2003);
+    assert!(shmq["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(shmq["context_switches_per_msg"].as_f64().is_some(), "{shmq}");
+    assert_eq!(shmq["baseline"], "seed-demo-python");
+    if python["status"] == "ok" {
+        assert_eq!(python["messages"], 2003);
+        let ratio = shmq["msgs_per_sec"].as_f64().unwrap() / python["msgs_per_sec"].as_f64().unwrap();
+        assert!((ratio - shmq["ratio_to_baseline"].as_f64().unwrap()).abs() < 0.01 * ratio, "{shmq}");
+        assert!(out.contains("x seed-demo-python"), "{out}");
+    } else {
+        assert_eq!(python["status"], "skipped", "{out}");
+        assert!(shmq["ratio_to_baseline"].is_null());
+    }
+    assert!(out.contains("ctx switches/msg") && out.contains("2003 messages in all"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The producers × consumers sweep on a tiny matrix with short cells: every cell measured in
+/// shmq and crossbeam, every message counted, the matrices printed and the JSON complete.
+#[test]
+fn sweep_measures_every_cell_of_the_matrix() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("sweep.json");
+    let out = ok(&["bench", "--sweep", "--max", "2", "--cell-ms", "30", "--json", json.to_str().unwrap()]);
+    for title in ["shmq queue, P producer and C consumer processes", "crossbeam ArrayQueue", "shmq / crossbeam"] {
+        assert!(out.contains(title), "{out}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["max"], 2);
+    let cells = v["cells"].as_array().unwrap();
+    let shape: Vec<(u64, u64)> =
+        cells.iter().map(|c| (c["producers"].as_u64().unwrap(), c["consumers"].as_u64().unwrap())).collect();
+    assert_eq!(shape, [(1, 1), (1, 2), (2, 1), (2, 2)]);
+    for c in cells {
+        assert!(c["shmq_error"].is_null() && c["crossbeam_error"].is_null(), "{c}");
+        assert!(c["shmq_messages"].as_u64().unwrap() > 0, "{c}");
+        let ratio = c["shmq_msgs_per_sec"].as_f64().unwrap() / c["crossbeam_msgs_per_sec"].as_f64().unwrap();
+        assert!((ratio - c["ratio"].as_f64().unwrap()).abs() < 0.01 * ratio + 1e-4, "{c}");
+    }
+    // The sweep is its own mode: the rows' options do not mix with it.
+    let (code, _, err) = fails(&["bench", "--sweep", "--quick"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = fails(&["bench", "--max", "2"]);
+    assert_eq!(code, 2, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_refuses_zero_rounds_as_a_usage_error() {
+    let (code, out, err) = fails(&["bench", "--rounds", "0", "--rows", "atomic-limit"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--rounds") && err.contains("at least 1"), "{err}");
+    assert!(out.is_empty(), "nothing ran: {out}");
+}
+
+/// An output path that cannot be written is refused before any row runs (the rows asked for
+/// here would take minutes), and nothing is left behind.
+#[test]
+fn bench_refuses_unwritable_output_paths_before_running() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-unwritable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing_dir = dir.join("no-such-dir").join("out.json");
+    let missing_svg = missing_dir.with_extension("svg");
+    let good_json = dir.join("good.json");
+    let slow = ["bench", "--rows", "latency", "--rounds", "100000000"];
+    let cases: [(&[&str], &str); 3] = [
+        (&["--json", missing_dir.to_str().unwrap()], "--json"),
+        // A directory is no file to write to.
+        (&["--json", dir.to_str().unwrap()], "--json"),
+        (&["--json", good_json.to_str().unwrap(), "--plot", missing_svg.to_str().unwrap()], "--plot"),
+    ];
+    for (extra, flag) in cases {
+        let start = Instant::now();
+        let args: Vec<&str> = slow.iter().chain(extra).copied().collect();
+        let (code, out, err) = fails(&args);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(&format!("cannot write the {flag} file")), "{err}");
+        assert!(out.is_empty(), "nothing ran: {out}");
+        assert!(start.elapsed() < Duration::from_secs(10), "refused only after {:?}", start.elapsed());
+    }
+    // The --json file opened before the --plot path was refused is not left behind.
+    assert!(!good_json.exists());
+    let (code, _, err) = fails(&["bench", "--rows", "throughput", "--plot", dir.join("x.svg").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--plot draws latency rows"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The rows shmq is compared with: the hardware and kernel limits (raw atomics, raw futex), the
-//! classic kernel channels (pipe, socketpair, eventfd), Python's multiprocessing, and in-process
-//! SPSC/MPMC rings (crossbeam `ArrayQueue`, `rtrb`) between two threads.
+//! classic kernel channels (pipe, socketpair, eventfd, POSIX message queues), Python's
+//! multiprocessing, and in-process SPSC/MPMC rings (crossbeam `ArrayQueue`, `rtrb`) between
+//! threads.
 //!
 //! Each latency row has a parent side (side A: send, wait for the reply, time it) and a child
 //! side (side B: wait, reply), in the same place so the protocol reads as one.
@@ -336,6 +337,116 @@ pub fn eventfd_row(ctx: &Ctx) -> Result<Measured, RowError> {
     )
 }
 
+// ----- POSIX message queues (mq_open): the kernel's own bounded message queue -----
+
+/// Creates a POSIX message queue of 8-byte messages, opened for reading and writing, and removes
+/// its name at once: the queue lives as long as a descriptor does, so no name is left behind
+/// however the row ends. On Linux an `mqd_t` is a file descriptor (close-on-exec, which the
+/// harness clears on the child's copies), so it is held as an `OwnedFd`.
+fn mq_create(tag: &str) -> Result<OwnedFd, RowError> {
+    let name = std::ffi::CString::new(format!("/shmq-bench-{}-{tag}", std::process::id()))
+        .expect("no NUL in a formatted name");
+    // SAFETY: mq_attr is plain old data; all-zero is a valid value to fill in.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // At most one message is in flight per direction; 8 stays under the default msg_max (10).
+    attr.mq_maxmsg = 8;
+    attr.mq_msgsize = 8;
+    // SAFETY: `name` is a valid C string; with O_CREAT, mq_open reads a mode (passed as the
+    // promoted unsigned int) and a pointer to an mq_attr that outlives the call.
+    let fd = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600 as libc::c_uint,
+            &mut attr as *mut libc::mq_attr,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::EACCES | libc::EPERM) => {
+                RowError::Skipped(format!("POSIX message queues are not available here (mq_open: {e})"))
+            }
+            _ => RowError::Failed(format!("mq_open: {e}")),
+        });
+    }
+    let fd = owned(fd);
+    // SAFETY: `name` is a valid C string.
+    if unsafe { libc::mq_unlink(name.as_ptr()) } != 0 {
+        return Err(RowError::Failed(os_err("mq_unlink")));
+    }
+    Ok(fd)
+}
+
+fn mq_send8(mq: RawFd, v: u64) -> Result<(), String> {
+    let b = v.to_ne_bytes();
+    loop {
+        // SAFETY: `b` is 8 readable bytes that outlive the call; `mq` is an open queue.
+        if unsafe { libc::mq_send(mq, b.as_ptr().cast(), 8, 0) } == 0 {
+            return Ok(());
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(os_err("mq_send"));
+        }
+    }
+}
+
+/// Blocks until a message arrives; the queue's messages are exactly 8 bytes.
+fn mq_receive8(mq: RawFd) -> Result<u64, String> {
+    let mut b = [0u8; 8];
+    loop {
+        // SAFETY: `b` is 8 writable bytes (the queue's message size) that outlive the call.
+        let n = unsafe { libc::mq_receive(mq, b.as_mut_ptr().cast(), 8, std::ptr::null_mut()) };
+        match n {
+            8 => return Ok(u64::from_ne_bytes(b)),
+            n if n >= 0 => return Err(format!("mq_receive: {n} bytes, expected 8")),
+            _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+            _ => return Err(os_err("mq_receive")),
+        }
+    }
+}
+
+/// Two POSIX message queues, one per direction, both sides blocking in `mq_receive`.
+pub fn posix_mq_row(ctx: &Ctx) -> Result<Measured, RowError> {
+    let ab = mq_create("ab")?;
+    let ba = mq_create("ba")?;
+    let mut spec = ctx.child_spec("posix-mq");
+    spec.fds = vec![ab.as_raw_fd(), ba.as_raw_fd()];
+    let (w, r) = (ab.as_raw_fd(), ba.as_raw_fd());
+    // As with eventfd, both processes hold both queues, so a dead child is no EOF: the watchdog
+    // posts to the queue we read. `ba` outlives the watchdog (disarmed inside run_pingpong).
+    let unblock: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = mq_send8(r, u64::MAX);
+    });
+    run_pingpong(
+        ctx,
+        spec,
+        |_| {},
+        || {},
+        Some(unblock),
+        |abort, i| {
+            mq_send8(w, i)?;
+            let v = mq_receive8(r)?;
+            if abort.load(Ordering::Relaxed) {
+                return Err(harness::ABORTED.into());
+            }
+            if v != i {
+                return Err(format!("round {i}: echo carried {v}"));
+            }
+            Ok(())
+        },
+    )
+}
+
+fn posix_mq_child(a: &ChildArgs) -> Result<(), String> {
+    let (r, w) = (a.fd(0)?, a.fd(1)?);
+    for _ in 0..a.rounds {
+        let v = mq_receive8(r)?;
+        mq_send8(w, v)?;
+    }
+    Ok(())
+}
+
 // ----- python multiprocessing -----
 
 const PYTHON: &str = r#"
@@ -391,12 +502,53 @@ if __name__ == "__main__":
 
 /// `mode`: "pipe" (`multiprocessing.Pipe`) or "queue" (two `multiprocessing.Queue`s).
 pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
+    let args = [mode.to_string(), ctx.rounds.to_string(), ctx.warmup.to_string()];
+    let text = run_python(ctx, PYTHON, &args)?;
+    let samples = parse_samples(&text).ok_or_else(|| RowError::Failed("python3 printed no samples".into()))?;
+    let mut h = harness::new_histogram();
+    for s in samples {
+        h.saturating_record(s.max(1));
+    }
+    Ok(Measured::Latency(h))
+}
+
+/// The seed demo in Python (`seed_demo.py`): the work of the `seed-demo-shmq` row, done with
+/// `multiprocessing.Queue(maxsize=3)`. Context switches: python's and its children's (all
+/// waited for by python before it exits, so all in our RUSAGE_CHILDREN once we have waited).
+pub fn python_seed_demo(ctx: &Ctx) -> Result<Measured, RowError> {
+    let total = ctx.seed_messages;
+    let before = harness::context_switches(libc::RUSAGE_CHILDREN);
+    let text = run_python(ctx, include_str!("seed_demo.py"), &[total.to_string()])?;
+    let switches = harness::context_switches(libc::RUSAGE_CHILDREN).saturating_sub(before);
+    let field = |name: &str| {
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == name).and_then(|_| words.next()).and_then(|v| v.parse::<u64>().ok())
+    };
+    let (Some(received), Some(lost), Some(duplicated), Some(elapsed_ns)) =
+        (field("received"), field("lost"), field("duplicated"), field("elapsed_ns"))
+    else {
+        return Err(RowError::Failed(format!("python3 printed {:?}", text.trim())));
+    };
+    if received != total || lost != 0 || duplicated != 0 {
+        return Err(RowError::Failed(format!(
+            "{total} messages: python counted {received}; {lost} lost, {duplicated} duplicated"
+        )));
+    }
+    Ok(Measured::Throughput {
+        size: 8,
+        messages: total,
+        elapsed: Duration::from_nanos(elapsed_ns),
+        context_switches: Some(switches),
+    })
+}
+
+/// Runs `python3 -c script args... core_a core_b` in a process group of its own (which the
+/// watchdog kills whole) and returns what it printed. No python3: the row is skipped.
+fn run_python(ctx: &Ctx, script: &str, args: &[String]) -> Result<String, RowError> {
     let child = Command::new("python3")
         .arg("-c")
-        .arg(PYTHON)
-        .arg(mode)
-        .arg(ctx.rounds.to_string())
-        .arg(ctx.warmup.to_string())
+        .arg(script)
+        .args(args)
         .arg(ctx.cores[0].to_string())
         .arg(ctx.cores[1].to_string())
         .stdin(Stdio::null())
@@ -423,13 +575,7 @@ pub fn python_row(ctx: &Ctx, mode: &str) -> Result<Measured, RowError> {
         let last = err.lines().last().unwrap_or("").to_owned();
         return Err(RowError::Failed(format!("python3 failed: {last}")));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let samples = parse_samples(&text).ok_or_else(|| RowError::Failed("python3 printed no samples".into()))?;
-    let mut h = harness::new_histogram();
-    for s in samples {
-        h.saturating_record(s.max(1));
-    }
-    Ok(Measured::Latency(h))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The numbers of `{"samples": [n, n, ...]}`.
@@ -487,7 +633,7 @@ fn two_threads(
     if sent != received {
         return Err(RowError::Failed(format!("sent {sent} but received {received}")));
     }
-    Ok(Measured::Throughput { size, messages: received, elapsed })
+    Ok(Measured::Throughput { size, messages: received, elapsed, context_switches: None })
 }
 
 /// Calls `step` until `duration` has passed (the clock is read every 256 steps).
@@ -533,6 +679,96 @@ pub fn crossbeam_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
             }
         },
     )
+}
+
+/// crossbeam's `ArrayQueue` (capacity 1024) of 8-byte messages between `producers` producer
+/// threads and `consumers` consumer threads, thread `k` (producers first) pinned to `core_of(k)`;
+/// producers push for `ctx.duration`, consumers pop until the producers are done and the queue
+/// is empty, and the counts must match. A thread that finds the queue full or empty spins a
+/// little and then yields (as crossbeam's `Backoff::snooze` does), so that more threads than
+/// cores still make progress, as the shmq processes do by sleeping.
+pub fn crossbeam_mpmc(
+    ctx: &Ctx,
+    producers: usize,
+    consumers: usize,
+    core_of: &dyn Fn(usize) -> usize,
+) -> Result<Measured, RowError> {
+    let q = crossbeam_queue::ArrayQueue::<[u8; 8]>::new(1024);
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let barrier = Barrier::new(producers + consumers + 1);
+    let (sent, received, elapsed) = std::thread::scope(|s| {
+        let (q, finished, barrier) = (&q, &finished, &barrier);
+        let ps: Vec<_> = (0..producers)
+            .map(|k| {
+                let core = core_of(k);
+                s.spawn(move || {
+                    let _ = harness::pin_to(core);
+                    barrier.wait();
+                    let n = for_duration(ctx.duration, |i| {
+                        let mut m = message::<8>(i);
+                        let mut step = 0;
+                        while let Err(back) = q.push(m) {
+                            m = back;
+                            snooze(&mut step);
+                        }
+                    });
+                    finished.fetch_add(1, Ordering::Release);
+                    n
+                })
+            })
+            .collect();
+        let cs: Vec<_> = (0..consumers)
+            .map(|k| {
+                let core = core_of(producers + k);
+                s.spawn(move || {
+                    let _ = harness::pin_to(core);
+                    barrier.wait();
+                    let mut n = 0u64;
+                    let mut step = 0;
+                    loop {
+                        match q.pop() {
+                            Some(m) => {
+                                std::hint::black_box(&m);
+                                n += 1;
+                                step = 0;
+                            }
+                            // A producer's last push comes before its Release increment.
+                            None if finished.load(Ordering::Acquire) == producers && q.is_empty() => {
+                                return (n, Instant::now())
+                            }
+                            None => snooze(&mut step),
+                        }
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let sent: u64 = ps.into_iter().map(|t| t.join().expect("producer thread")).sum();
+        let (mut received, mut end) = (0, start);
+        for t in cs {
+            let (n, at) = t.join().expect("consumer thread");
+            received += n;
+            end = end.max(at);
+        }
+        (sent, received, end.saturating_duration_since(start))
+    });
+    if sent != received {
+        return Err(RowError::Failed(format!("sent {sent} but received {received}")));
+    }
+    Ok(Measured::Throughput { size: 8, messages: received, elapsed, context_switches: None })
+}
+
+/// Waits a little longer each time: spins 1, 2, 4, ... 32 times, then yields the core.
+fn snooze(step: &mut u32) {
+    if *step <= 5 {
+        for _ in 0..1u32 << *step {
+            std::hint::spin_loop();
+        }
+        *step += 1;
+    } else {
+        std::thread::yield_now();
+    }
 }
 
 pub fn rtrb_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
@@ -764,6 +1000,7 @@ pub fn child(a: &ChildArgs, dl: Deadline) -> Option<Result<(), String>> {
         "futex-limit" => futex_child(a, dl),
         "pipe(2)" => (|| echo_fds(a.fd(0)?, a.fd(1)?, a.rounds))(),
         "socketpair" => a.fd(0).and_then(|fd| echo_fds(fd, fd, a.rounds)),
+        "posix-mq" => posix_mq_child(a),
         #[cfg(feature = "ipc-channel")]
         "ipc-channel" => ipc_channel_child(a),
         #[cfg(feature = "iceoryx2")]

@@ -40,6 +40,8 @@ pub struct ChildSpec {
     pub fds: Vec<RawFd>,
     /// Extra role argument (throughput rows: `producer` / `consumer`).
     pub role: Option<String>,
+    /// Which producer this is (seed demo).
+    pub id: u64,
 }
 
 impl ChildSpec {
@@ -53,6 +55,7 @@ impl ChildSpec {
             timeout,
             fds: Vec::new(),
             role: None,
+            id: 0,
         }
     }
 
@@ -65,6 +68,7 @@ impl ChildSpec {
             format!("--size={}", self.size),
             format!("--duration-ms={}", self.duration.as_millis()),
             format!("--timeout-ms={}", self.timeout.as_millis()),
+            format!("--id={}", self.id),
         ];
         if !self.fds.is_empty() {
             let fds: Vec<String> = self.fds.iter().map(|f| f.to_string()).collect();
@@ -107,10 +111,24 @@ impl Peer {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn()?;
+        Ok(Peer::of(cmd.spawn()?))
+    }
+
+    /// As [`Peer::spawn`], started as a [`shmq::Worker`] (which ties its life to this thread's
+    /// with `PR_SET_PDEATHSIG`, as `spawn` does): `hand` gives it its queues with `queue_as`, and
+    /// the child opens them with `Queue::from_env`. `spec.fds` must be empty.
+    pub fn spawn_worker(spec: &ChildSpec, hand: impl FnOnce(shmq::Worker) -> shmq::Worker) -> io::Result<Peer> {
+        assert!(spec.fds.is_empty(), "a worker inherits queues, not descriptors");
+        let mut w = shmq::Worker::this_program()?.args(spec.args());
+        w.command().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // The Peer kills and reaps it if dropped while it runs, as the WorkerProcess would have.
+        Ok(Peer::of(hand(w).spawn()?.into_child()))
+    }
+
+    fn of(mut child: Child) -> Peer {
         let stdin = child.stdin.take();
         let out = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        Ok(Peer { child, stdin, out })
+        Peer { child, stdin, out }
     }
 
     pub fn pid(&self) -> i32 {
@@ -249,6 +267,19 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Context switches, voluntary and involuntary, of this process (`libc::RUSAGE_SELF`: every
+/// thread, live or exited) or of its children that have been waited for (`RUSAGE_CHILDREN`:
+/// with their own waited-for descendants) so far.
+pub fn context_switches(who: libc::c_int) -> u64 {
+    // SAFETY: rusage is plain old data; all-zero is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; `who` is RUSAGE_SELF or RUSAGE_CHILDREN.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0;
+    }
+    (ru.ru_nvcsw + ru.ru_nivcsw) as u64
 }
 
 /// A latency histogram in nanoseconds, 1 ns to 60 s, three significant digits.

@@ -2,15 +2,21 @@
 //! all measured in one run on two pinned cores, so that every number has a same-run baseline.
 //!
 //! Latency rows: `atomic-limit` and `futex-limit` (what the hardware and the kernel allow),
-//! `pipe(2)`, `socketpair`, `eventfd`, the shmq rows, and Python's multiprocessing. Each shmq
-//! row reports its p50 as a ratio to the limit of its kind (spinning rows to `atomic-limit`,
-//! blocking rows to `futex-limit`). Throughput rows: shmq 1→1 over three message sizes, N→M
-//! processes, and in-process crossbeam/rtrb between two threads.
+//! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows, and Python's multiprocessing.
+//! Each shmq row reports its p50 as a ratio to the limit of its kind (spinning rows to
+//! `atomic-limit`, blocking rows to `futex-limit`), and the limit's p50 beside it. Throughput
+//! rows: shmq 1→1 over three message sizes, N→M processes, and in-process crossbeam/rtrb between
+//! two threads; the seed demo (10 producer and 10 consumer processes on a queue of capacity 3) in
+//! shmq and in Python's multiprocessing, with their ratio.
+//!
+//! `--sweep` (module `sweep`) replaces the rows with a producers × consumers matrix of MPMC
+//! throughput, shmq processes beside crossbeam threads.
 
 mod baselines;
 mod harness;
 mod report;
 mod shmq_rows;
+mod sweep;
 
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -36,8 +42,9 @@ pub struct BenchArgs {
     /// List the rows and exit.
     #[arg(long)]
     list: bool,
-    /// Round trips measured per latency row (after warm-up). Default: 20000 quick, 200000 full.
-    #[arg(long)]
+    /// Round trips measured per latency row (after warm-up), at least 1. Default: 20000 quick,
+    /// 200000 full.
+    #[arg(long, value_parser = parse_rounds)]
     rounds: Option<u64>,
     /// Producer processes of the N→M throughput row.
     #[arg(long, default_value_t = 2)]
@@ -45,6 +52,10 @@ pub struct BenchArgs {
     /// Consumer processes of the N→M throughput row.
     #[arg(long, default_value_t = 2)]
     consumers: usize,
+    /// Messages in all of each seed-demo row (10 producers share them; at most 10^8). Default:
+    /// 20000 quick, 100000 full.
+    #[arg(long, value_name = "N", value_parser = parse_seed_messages)]
+    seed_messages: Option<u64>,
     /// Kill a row's processes and report it failed after this many seconds.
     /// Default: 20 quick, 180 full.
     #[arg(long, value_name = "SECS")]
@@ -55,6 +66,21 @@ pub struct BenchArgs {
     /// Draw the latency distributions as an SVG to this file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Instead of the rows: MPMC throughput of the shmq queue with P producer × C consumer
+    /// processes, beside crossbeam's ArrayQueue with as many threads, for P and C from 1 to
+    /// --max (one core each where there are enough). Not part of --quick.
+    #[arg(long, conflicts_with_all = [
+        "rows", "list", "plot", "quick", "cores", "rounds", "producers", "consumers", "seed_messages",
+    ])]
+    sweep: bool,
+    /// With --sweep: the largest number of producers and of consumers.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "sweep",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    max: u16,
+    /// With --sweep: how long each shmq and each crossbeam run of a cell lasts, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200, requires = "sweep",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    cell_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +95,24 @@ fn parse_cores(s: &str) -> Result<Cores, String> {
     match v[..] {
         [a, b] => Ok(Cores([a, b])),
         _ => Err(format!("expected two core numbers like 0,1, got {s:?}")),
+    }
+}
+
+fn parse_rounds(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (it is the number of round trips measured per latency row)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number of round trips, got {s:?}")),
+    }
+}
+
+fn parse_seed_messages(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        // Each row keeps a counter per message (a byte), so a bound keeps that small.
+        Ok(n) if n > 100_000_000 => Err("must be at most 100000000".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number of messages, got {s:?}")),
     }
 }
 
@@ -97,6 +141,9 @@ pub struct ChildArgs {
     /// Throughput role: producer or consumer.
     #[arg(long)]
     role: Option<String>,
+    /// Which producer this is (seed demo).
+    #[arg(long, default_value_t = 0)]
+    id: u64,
 }
 
 impl ChildArgs {
@@ -114,6 +161,8 @@ pub struct Ctx {
     duration: Duration,
     /// A row that takes longer is killed and reported as failed.
     row_timeout: Duration,
+    /// Messages in all of each seed-demo row.
+    seed_messages: u64,
 }
 
 impl Ctx {
@@ -128,7 +177,13 @@ impl Ctx {
 /// What a row measured.
 pub enum Measured {
     Latency(Histogram<u64>),
-    Throughput { size: usize, messages: u64, elapsed: Duration },
+    Throughput {
+        size: usize,
+        messages: u64,
+        elapsed: Duration,
+        /// Context switches of every process of the row, where the row counts them.
+        context_switches: Option<u64>,
+    },
 }
 
 /// Why a row has no measurement.
@@ -154,11 +209,13 @@ struct Row {
     name: String,
     kind: Kind,
     limit: Option<Limit>,
+    /// A throughput row's baseline: the row (of this run) its rate is divided by.
+    baseline: Option<&'static str>,
     run: RunFn,
 }
 
 fn row(name: &str, kind: Kind, limit: Option<Limit>, run: RunFn) -> Row {
-    Row { name: name.into(), kind, limit, run }
+    Row { name: name.into(), kind, limit, baseline: None, run }
 }
 
 fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
@@ -169,6 +226,7 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         row("pipe(2)", L, None, Box::new(baselines::pipe2_row)),
         row("socketpair", L, None, Box::new(baselines::socketpair_row)),
         row("eventfd", L, None, Box::new(baselines::eventfd_row)),
+        row("posix-mq", L, None, Box::new(baselines::posix_mq_row)),
         row("shmq-queue-spin", L, Some(Limit::Spin), Box::new(|c| shmq_rows::queue_latency(c, Mode::Spin))),
         row("shmq-queue-block", L, Some(Limit::Block), Box::new(|c| shmq_rows::queue_latency(c, Mode::Block))),
         row("shmq-pipe-spin", L, Some(Limit::Spin), Box::new(|c| shmq_rows::pipe_latency(c, Mode::Spin))),
@@ -203,6 +261,11 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
     v.push(row("rtrb-8", T, None, Box::new(baselines::rtrb_row::<8>)));
     v.push(row("rtrb-64", T, None, Box::new(baselines::rtrb_row::<64>)));
     v.push(row("rtrb-1024", T, None, Box::new(baselines::rtrb_row::<1024>)));
+    // The seed demo in shmq, then the same work in Python; `--rows seed-demo` selects both.
+    let mut seed = row("seed-demo-shmq", T, None, Box::new(shmq_rows::seed_demo));
+    seed.baseline = Some("seed-demo-python");
+    v.push(seed);
+    v.push(row("seed-demo-python", T, None, Box::new(baselines::python_seed_demo)));
     v
 }
 
@@ -218,6 +281,9 @@ fn selects(sel: &str, r: &Row) -> bool {
 pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.producers == 0 || args.consumers == 0 {
         return Err("--producers and --consumers must be at least 1".into());
+    }
+    if args.sweep {
+        return run_sweep(&args);
     }
     let mut rows = all_rows(args.producers, args.consumers);
     if args.list {
@@ -242,6 +308,20 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         eprintln!("shmq: warning: both sides share core {}; spinning rows will crawl", cores[0]);
     }
     harness::pin_to(cores[0]).map_err(|e| format!("pinning to core {}: {e}", cores[0]))?;
+    // Refuse unwritable output paths now, not after the rows have run.
+    if args.plot.is_some() && !rows.iter().any(|r| r.kind == Kind::Latency) {
+        return Err("--plot draws latency rows, and none of the selected rows is one".into());
+    }
+    let json_out = args.json.as_deref().map(|p| report::OutFile::open(p, "--json")).transpose()?;
+    let plot_out = match args.plot.as_deref().map(|p| report::OutFile::open(p, "--plot")).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(j) = json_out {
+                j.discard();
+            }
+            return Err(e);
+        }
+    };
 
     let ctx = Ctx {
         cores,
@@ -249,6 +329,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         rounds: args.rounds.unwrap_or(if args.quick { 20_000 } else { 200_000 }),
         duration: Duration::from_millis(if args.quick { 250 } else { 2_000 }),
         row_timeout: Duration::from_secs(args.row_timeout.unwrap_or(if args.quick { 20 } else { 180 }).max(1)),
+        seed_messages: args.seed_messages.unwrap_or(if args.quick { 20_000 } else { 100_000 }),
     };
 
     let pb = if std::io::stderr().is_terminal() {
@@ -275,20 +356,33 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         let outcome = (r.run)(&ctx);
         let mut result = RowResult::new(&r.name, r.kind, r.limit, outcome);
         result.adjacent_limit = adjacent;
+        result.baseline = r.baseline;
         results.push(result);
         pb.inc(1);
     }
     pb.finish_and_clear();
     report::add_ratios(&mut results);
 
-    let meta =
-        report::Meta { cores, quick: args.quick, rounds: ctx.rounds, warmup: ctx.warmup, duration: ctx.duration };
+    let meta = report::Meta {
+        cores,
+        quick: args.quick,
+        rounds: ctx.rounds,
+        warmup: ctx.warmup,
+        duration: ctx.duration,
+        seed_messages: ctx.seed_messages,
+    };
     print!("{}", report::table(&results, &meta));
-    if let Some(path) = &args.json {
-        std::fs::write(path, report::json(&results, &meta)).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    if let Some(out) = json_out {
+        out.write(&report::json(&results, &meta))?;
     }
-    if let Some(path) = &args.plot {
-        report::plot(&results, path).map_err(|e| format!("plotting {}: {e}", path.display()))?;
+    if let Some(out) = plot_out {
+        match report::plot(&results) {
+            Ok(svg) => out.write(&svg)?,
+            Err(e) => {
+                out.discard();
+                return Err(format!("plotting: {e}"));
+            }
+        }
     }
     let failed: Vec<&str> = results.iter().filter(|r| r.failed()).map(|r| r.name.as_str()).collect();
     if failed.is_empty() {
@@ -296,6 +390,21 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     } else {
         Err(format!("bench rows failed: {}", failed.join(", ")))
     }
+}
+
+/// `shmq bench --sweep`.
+fn run_sweep(args: &BenchArgs) -> Result<(), String> {
+    let ctx = Ctx {
+        // Each child's core is set per cell; these are unused.
+        cores: args.cores.0,
+        warmup: 0,
+        rounds: 0,
+        duration: Duration::from_millis(args.cell_ms),
+        row_timeout: Duration::from_secs(args.row_timeout.unwrap_or(20).max(1)),
+        seed_messages: 0,
+    };
+    let json_out = args.json.as_deref().map(|p| report::OutFile::open(p, "--json")).transpose()?;
+    sweep::run(&ctx, usize::from(args.max), json_out)
 }
 
 /// `shmq __bench-child`: side B of one row.

@@ -3,7 +3,9 @@
 use super::{Limit, Measured, RowError};
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -56,6 +58,9 @@ pub struct Throughput {
     pub size: usize,
     pub messages: u64,
     pub elapsed: Duration,
+    /// Context switches (voluntary and involuntary) of every process of the row, start-up
+    /// included, where the row counts them.
+    pub context_switches: Option<u64>,
 }
 
 impl Throughput {
@@ -66,6 +71,10 @@ impl Throughput {
     pub fn bytes_per_sec(&self) -> f64 {
         self.msgs_per_sec() * self.size as f64
     }
+
+    pub fn switches_per_msg(&self) -> Option<f64> {
+        self.context_switches.map(|c| c as f64 / self.messages.max(1) as f64)
+    }
 }
 
 pub struct RowResult {
@@ -74,11 +83,17 @@ pub struct RowResult {
     pub limit: Option<Limit>,
     pub latency: Option<Latency>,
     pub throughput: Option<Throughput>,
-    /// p50 over the p50 of the limit row of the same kind, measured in this run.
+    /// p50 over `ratio_base`: the p50 of the limit of the same kind, measured in this run.
     pub ratio: Option<f64>,
+    /// The limit's p50 that `ratio` was computed from: the adjacent measurement if there is one,
+    /// else the limit's own row in this run.
+    pub ratio_base: Option<u64>,
     /// p50 of the limit re-measured just before this row (the host may move the cores between
     /// rows, so the adjacent measurement is the fairer baseline).
     pub adjacent_limit: Option<u64>,
+    /// A throughput row's baseline row, and this row's rate over the baseline's, where both ran.
+    pub baseline: Option<&'static str>,
+    pub baseline_ratio: Option<f64>,
     pub skipped: Option<String>,
     pub error: Option<String>,
 }
@@ -92,14 +107,17 @@ impl RowResult {
             latency: None,
             throughput: None,
             ratio: None,
+            ratio_base: None,
             adjacent_limit: None,
+            baseline: None,
+            baseline_ratio: None,
             skipped: None,
             error: None,
         };
         match outcome {
             Ok(Measured::Latency(h)) => r.latency = Some(Latency::of(&h)),
-            Ok(Measured::Throughput { size, messages, elapsed }) => {
-                r.throughput = Some(Throughput { size, messages, elapsed })
+            Ok(Measured::Throughput { size, messages, elapsed, context_switches }) => {
+                r.throughput = Some(Throughput { size, messages, elapsed, context_switches })
             }
             Err(RowError::Skipped(s)) => r.skipped = Some(s),
             Err(RowError::Failed(s)) => r.error = Some(s),
@@ -119,8 +137,19 @@ impl RowResult {
     }
 }
 
-/// Fills in each row's ratio to its limit row, where both were measured.
+/// Fills in each row's ratio to its limit, where both were measured: the limit re-measured just
+/// before the row, or failing that the limit's own row; and each throughput row's ratio to its
+/// baseline row.
 pub fn add_ratios(results: &mut [RowResult]) {
+    let rate_of = |name: &str| {
+        results.iter().find(|r| r.name == name).and_then(|r| r.throughput.as_ref()).map(Throughput::msgs_per_sec)
+    };
+    let rates: Vec<Option<f64>> = results.iter().map(|r| r.baseline.and_then(rate_of)).collect();
+    for (r, base) in results.iter_mut().zip(rates) {
+        if let (Some(t), Some(base)) = (&r.throughput, base) {
+            r.baseline_ratio = Some(t.msgs_per_sec() / base.max(1e-9));
+        }
+    }
     let p50_of = |results: &[RowResult], name: &str| {
         results.iter().find(|r| r.name == name).and_then(|r| r.latency.as_ref()).map(|l| l.p50)
     };
@@ -128,6 +157,46 @@ pub fn add_ratios(results: &mut [RowResult]) {
     for (r, base) in results.iter_mut().zip(limits) {
         if let (Some(l), Some(base)) = (&r.latency, r.adjacent_limit.or(base)) {
             r.ratio = Some(l.p50 as f64 / base.max(1) as f64);
+            r.ratio_base = Some(base);
+        }
+    }
+}
+
+/// A file for `--json` or `--plot`, opened before any row runs, so that a path that cannot be
+/// written is refused at once instead of after minutes of measuring.
+pub struct OutFile {
+    path: PathBuf,
+    file: File,
+    /// Whether opening created it (it is removed again if nothing is written).
+    created: bool,
+}
+
+impl OutFile {
+    /// Opens (or creates) `path` for writing without truncating it yet; `flag` names the option
+    /// in the error.
+    pub fn open(path: &Path, flag: &str) -> Result<OutFile, String> {
+        let existed = path.symlink_metadata().is_ok();
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| format!("cannot write the {flag} file {}: {e}", path.display()))?;
+        Ok(OutFile { path: path.to_owned(), file, created: !existed })
+    }
+
+    /// Replaces the file's contents with `text`.
+    pub fn write(mut self, text: &str) -> Result<(), String> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(text.as_bytes()))
+            .map_err(|e| format!("writing {}: {e}", self.path.display()))
+    }
+
+    /// Gives up on the file: removes it if opening created it.
+    pub fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -139,6 +208,8 @@ pub struct Meta {
     pub rounds: u64,
     pub warmup: u64,
     pub duration: Duration,
+    /// Messages in all of each seed-demo row.
+    pub seed_messages: u64,
 }
 
 fn ns(v: u64) -> String {
@@ -149,7 +220,7 @@ fn ns(v: u64) -> String {
     }
 }
 
-fn si(v: f64, unit: &str) -> String {
+pub(super) fn si(v: f64, unit: &str) -> String {
     let (d, p) = match v {
         v if v >= 1e9 => (1e9, "G"),
         v if v >= 1e6 => (1e6, "M"),
@@ -173,7 +244,7 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
         );
         let _ = writeln!(
             o,
-            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  vs limit (p50)",
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  p50 vs limit (the limit's p50)",
             "row", "p50", "p90", "p99", "p99.9", "max"
         );
         for r in lat {
@@ -189,8 +260,10 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
                         ns(l.p999),
                         ns(l.max)
                     );
-                    if let (Some(x), Some(limit)) = (r.ratio, r.limit_row()) {
-                        let _ = write!(o, "  {x:.2}x {limit}");
+                    if let (Some(x), Some(base), Some(limit)) = (r.ratio, r.ratio_base, r.limit_row()) {
+                        // The limit's p50 beside the ratio, so the ratio can be checked here.
+                        let from = if r.adjacent_limit.is_some() { "" } else { ", the limit's row" };
+                        let _ = write!(o, "  {x:.2}x {limit} ({}{from})", ns(base));
                     }
                 }
                 (None, Some(s), _) => {
@@ -213,9 +286,12 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
             "throughput: {:?} per row; processes (shmq) or threads (crossbeam, rtrb) pinned to cores {},{}",
             meta.duration, meta.cores[0], meta.cores[1]
         );
-        let _ =
-            writeln!(o, "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}", "row", "size", "msgs/s", "bytes/s", "messages");
-        for r in tput {
+        let _ = writeln!(
+            o,
+            "{:<width$}  {:>6}  {:>12}  {:>12}  {:>12}  notes",
+            "row", "size", "msgs/s", "bytes/s", "messages"
+        );
+        for r in &tput {
             let _ = write!(o, "{:<width$}  ", r.name);
             match (&r.throughput, &r.skipped, &r.error) {
                 (Some(t), _, _) => {
@@ -227,6 +303,16 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
                         si(t.bytes_per_sec(), "B/s"),
                         t.messages
                     );
+                    let mut notes = Vec::new();
+                    if let (Some(x), Some(base)) = (r.baseline_ratio, r.baseline) {
+                        notes.push(format!("{x:.2}x {base}"));
+                    }
+                    if let Some(c) = t.switches_per_msg() {
+                        notes.push(format!("{c:.2} ctx switches/msg"));
+                    }
+                    if !notes.is_empty() {
+                        let _ = write!(o, "  {}", notes.join(", "));
+                    }
                 }
                 (None, Some(s), _) => {
                     let _ = write!(o, "skipped: {s}");
@@ -238,11 +324,20 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
             }
             let _ = writeln!(o);
         }
+        if tput.iter().any(|r| r.name.starts_with("seed-demo-")) {
+            let _ = writeln!(
+                o,
+                "seed-demo rows: 10 producer and 10 consumer processes (producers and the parent on core {}, \
+                 consumers on core {}), a queue of capacity 3, {} messages in all, each counted exactly once; \
+                 ctx switches: every process of the row, start-up included",
+                meta.cores[0], meta.cores[1], meta.seed_messages
+            );
+        }
     }
     o
 }
 
-fn json_str(s: &str) -> String {
+pub(super) fn json_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {
@@ -267,7 +362,7 @@ fn json_opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 /// A finite JSON number (or null).
-fn json_f64(v: Option<f64>) -> String {
+pub(super) fn json_f64(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.4}"),
         _ => "null".into(),
@@ -280,13 +375,14 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
     let _ = writeln!(o, "{{");
     let _ = writeln!(
         o,
-        "  \"cores\": [{}, {}],\n  \"quick\": {},\n  \"rounds\": {},\n  \"warmup\": {},\n  \"throughput_duration_ms\": {},",
+        "  \"cores\": [{}, {}],\n  \"quick\": {},\n  \"rounds\": {},\n  \"warmup\": {},\n  \"throughput_duration_ms\": {},\n  \"seed_demo_messages\": {},",
         meta.cores[0],
         meta.cores[1],
         meta.quick,
         meta.rounds,
         meta.warmup,
-        meta.duration.as_millis()
+        meta.duration.as_millis(),
+        meta.seed_messages
     );
     let _ = writeln!(o, "  \"rows\": [");
     for (k, r) in results.iter().enumerate() {
@@ -317,9 +413,14 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
             ("messages", json_opt(t.map(|t| t.messages))),
             ("msgs_per_sec", json_f64(t.map(|t| t.msgs_per_sec()))),
             ("bytes_per_sec", json_f64(t.map(|t| t.bytes_per_sec()))),
+            ("context_switches", json_opt(t.and_then(|t| t.context_switches))),
+            ("context_switches_per_msg", json_f64(t.and_then(Throughput::switches_per_msg))),
+            ("baseline", r.baseline.map_or("null".into(), json_str)),
+            ("ratio_to_baseline", json_f64(r.baseline_ratio)),
             ("ratio_to_limit", json_f64(r.ratio)),
-            ("limit_p50_ns", r.adjacent_limit.map_or("null".into(), |v| v.to_string())),
             ("limit", r.limit_row().map_or("null".into(), json_str)),
+            ("limit_p50_ns", json_opt(r.ratio_base)),
+            ("limit_adjacent", json_opt(r.ratio_base.map(|_| r.adjacent_limit.is_some()))),
         ];
         let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}: {v}", json_str(k))).collect();
         let comma = if k + 1 < results.len() { "," } else { "" };
@@ -348,8 +449,9 @@ const COLORS: [(u8, u8, u8); 14] = [
 ];
 
 /// Latency by percentile, HdrHistogram style: x is `1 / (1 - quantile)` on a log axis (so 90%,
-/// 99%, 99.9% are evenly spaced), y is the round trip in nanoseconds on a log axis.
-pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
+/// 99%, 99.9% are evenly spaced), y is the round trip on a log axis (ticks in ns, µs or ms).
+/// Returns the SVG document.
+pub fn plot(results: &[RowResult]) -> Result<String, String> {
     use plotters::prelude::*;
     let rows: Vec<(&str, &Latency)> =
         results.iter().filter_map(|r| r.latency.as_ref().map(|l| (r.name.as_str(), l))).collect();
@@ -362,7 +464,8 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
     let y_max = rows.iter().map(|(_, l)| l.max).max().unwrap_or(1);
     let e = |e: &dyn std::fmt::Display| e.to_string();
 
-    let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (1000, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(&root)
         .caption("shmq bench: round-trip latency by percentile", ("sans-serif", 22))
@@ -374,7 +477,8 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("round trip (ns)")
+        // No unit here: each tick carries its own (ns, µs, ms).
+        .y_desc("round trip")
         .x_label_formatter(&|x| {
             let p = 100.0 * (1.0 - 1.0 / x);
             if p < 99.0 {
@@ -405,7 +509,9 @@ pub fn plot(results: &[RowResult], path: &Path) -> Result<(), String> {
         .draw()
         .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))?;
-    Ok(())
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }
 
 #[cfg(test)]
@@ -434,5 +540,30 @@ mod tests {
         assert!((rs[2].ratio.unwrap() - 1.5).abs() < 0.01);
         assert!((rs[3].ratio.unwrap() - 2.0).abs() < 0.01);
         assert!(rs[0].ratio.is_none());
+        assert_eq!(rs[2].ratio_base, Some(100));
+    }
+
+    #[test]
+    fn the_table_and_json_show_the_limit_each_ratio_was_taken_from() {
+        let lat = |v: u64| {
+            let mut h = super::super::harness::new_histogram();
+            h.record(v).unwrap();
+            Ok(Measured::Latency(h))
+        };
+        let mut rs = vec![
+            RowResult::new("atomic-limit", Kind::Latency, None, lat(100)),
+            RowResult::new("adjacent", Kind::Latency, Some(Limit::Spin), lat(300)),
+            RowResult::new("own-row", Kind::Latency, Some(Limit::Spin), lat(150)),
+        ];
+        rs[1].adjacent_limit = Some(200);
+        add_ratios(&mut rs);
+        let meta =
+            Meta { cores: [0, 1], quick: true, rounds: 1, warmup: 0, duration: Duration::ZERO, seed_messages: 0 };
+        let t = table(&rs, &meta);
+        assert!(t.contains("1.50x atomic-limit (200 ns)"), "{t}");
+        assert!(t.contains("1.50x atomic-limit (100 ns, the limit's row)"), "{t}");
+        let j = json(&rs, &meta);
+        assert!(j.contains("\"limit_p50_ns\": 200, \"limit_adjacent\": true"), "{j}");
+        assert!(j.contains("\"limit_p50_ns\": 100, \"limit_adjacent\": false"), "{j}");
     }
 }
