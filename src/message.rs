@@ -4,7 +4,7 @@ use bytemuck::Pod;
 use std::fmt;
 
 /// Messages up to this many bytes are held inline, without a heap allocation.
-pub const INLINE_BYTES: usize = 62;
+pub const INLINE_BYTES: usize = 126;
 
 /// A received message, owned: its slot went back to the senders before the call that returned
 /// it did, so holding a `Message` never takes room from the queue or pipe.
@@ -130,6 +130,6 @@ mod tests {
         }
         assert_eq!(Message::with_len(8, |b| b.copy_from_slice(&7u64.to_ne_bytes())).to_value::<u64>(), Some(7));
         assert_eq!(Message::with_len(4, |b| b.fill(0)).to_value::<u64>(), None);
-        assert!(std::mem::size_of::<Message>() <= 64);
+        assert!(std::mem::size_of::<Message>() <= 128);
     }
 }
