@@ -37,24 +37,10 @@ enum Command {
     Rm(commands::rm::RmArgs),
     /// Create a named queue that outlives this command.
     Create(commands::create::CreateArgs),
-    /// Put one message into a queue.
-    Put {
-        /// Segment name.
-        name: String,
-        /// The message (its UTF-8 bytes).
-        msg: String,
-        /// Give up after this many seconds if the queue stays full (0: do not wait).
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
-    },
-    /// Take one message from a queue and print it (lossy UTF-8).
-    Get {
-        /// Segment name.
-        name: String,
-        /// Give up after this many seconds if the queue stays empty (0: do not wait).
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
-    },
+    /// Put one message into a queue: text, a file's bytes, or hex.
+    Put(commands::put::PutArgs),
+    /// Take one message from a queue and print it: as text, raw bytes, or hex.
+    Get(commands::get::GetArgs),
     /// The peer side of one benchmark row (run by `shmq bench`).
     #[command(name = "__bench-child", hide = true)]
     BenchChild(bench::ChildArgs),
@@ -69,8 +55,8 @@ fn main() -> ExitCode {
         Command::Stat { name, slots, max_slots } => commands::stat::stat(&name, slots.then_some(max_slots)),
         Command::Rm(args) => commands::rm::rm(args),
         Command::Create(args) => commands::create::create(args),
-        Command::Put { name, msg, timeout } => commands::put::put(&name, &msg, timeout),
-        Command::Get { name, timeout } => commands::get::get(&name, timeout),
+        Command::Put(args) => commands::put::put(args),
+        Command::Get(args) => commands::get::get(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -479,3 +479,68 @@ fn a_bench_row_that_overruns_is_killed_and_reported() {
     assert!(err.contains("futex-limit, shmq-queue-spin"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(20));
 }
+
+#[test]
+fn binary_messages_travel_whole_by_file_hex_and_raw() {
+    let n = Name::new("binary");
+    let name = n.0.as_str();
+    ok(&["create", name, "--capacity", "4", "--slot-size", "16"]);
+    // Hex in, hex out: bytes no text encoding survives, and a message larger than a slot.
+    let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    ok(&["put", name, "--hex", &hex, "--timeout", "5"]);
+    assert_eq!(ok(&["get", name, "--hex", "--timeout", "5"]), format!("{hex}\n"));
+    // A file in, raw bytes out.
+    let file = std::env::temp_dir().join(format!("shmq-cli-{}-binary", std::process::id()));
+    std::fs::write(&file, &bytes).unwrap();
+    ok(&["put", name, "--file", file.to_str().unwrap(), "--timeout", "5"]);
+    let o = shmq(&["get", name, "--raw", "--timeout", "5"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, bytes, "--raw writes the bytes unchanged");
+    // Plain `get` of a binary message refuses to print it as text, and keeps it (hex on stderr).
+    ok(&["put", name, "--hex", "1b5b324a00ff", "--timeout", "5"]);
+    let (_, out, err) = fails(&["get", name, "--timeout", "5"]);
+    assert!(out.is_empty() && err.contains("1b5b324a00ff") && err.contains("--raw"), "{err}");
+    std::fs::remove_file(file).unwrap();
+    ok(&["rm", name, "--force"]);
+}
+
+#[test]
+fn hostile_file_names_are_printed_escaped() {
+    let n = Name(format!("/shmq-cli-{}-evil\u{1b}[2J\nremoved everything", std::process::id()));
+    std::fs::write(n.path(), b"SHMQSEG\0and then nothing valid").unwrap();
+    let listing = ok(&["ls"]);
+    assert!(!listing.contains('\u{1b}'), "ls printed an escape code");
+    assert!(!listing.contains("\nremoved everything"), "ls printed a forged line");
+    assert!(listing.contains("\\u{1b}[2J\\nremoved everything"), "{listing}");
+    let (_, _, err) = fails(&["stat", &n.0]);
+    assert!(!err.contains('\u{1b}') && !err.contains("\nremoved"), "{err}");
+    let out = ok(&["rm", &n.0, "--force"]);
+    assert_eq!(out.lines().count(), 1, "one line per removed name: {out:?}");
+}
+
+#[test]
+fn rm_force_removes_a_symlink_a_fifo_and_an_empty_directory() {
+    let pid = std::process::id();
+    let target = Name::new("link-target");
+    std::fs::write(target.path(), b"keep me").unwrap();
+    let link = Name::new("symlink");
+    std::os::unix::fs::symlink(target.path(), link.path()).unwrap();
+    let (_, _, err) = fails(&["rm", &link.0]);
+    assert!(err.contains("symbolic link"), "a symlink is named for what it is: {err}");
+    ok(&["rm", &link.0, "--force"]);
+    assert!(std::fs::symlink_metadata(link.path()).is_err(), "the link is gone");
+    assert_eq!(std::fs::read(target.path()).unwrap(), b"keep me", "its target is not touched");
+
+    let fifo = Name::new("fifo");
+    let c = std::ffi::CString::new(fifo.path()).unwrap();
+    // SAFETY: a valid C string; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    ok(&["rm", &fifo.0, "--force"]);
+    assert!(std::fs::symlink_metadata(fifo.path()).is_err());
+
+    let dir = format!("/dev/shm/shmq-cli-{pid}-dir");
+    std::fs::create_dir(&dir).unwrap();
+    ok(&["rm", &format!("/shmq-cli-{pid}-dir"), "--force"]);
+    assert!(std::fs::symlink_metadata(&dir).is_err());
+}

@@ -56,7 +56,11 @@ pub fn rm(args: RmArgs) -> Result<(), String> {
 }
 
 fn rm_one(name: &str, force: bool) -> Result<(), String> {
-    let p = inspect::probe(name).map_err(|e| format!("{}: {e}", shown(name)))?;
+    let p = match inspect::probe(name) {
+        Ok(p) => p,
+        // Not a regular file we could open (a symbolic link, a FIFO, a directory, ...).
+        Err(e) => return rm_other(name, force, &e.to_string()),
+    };
     if !force {
         if p.kind == FileKind::Foreign {
             return Err(format!("{}: not a shmq segment (bad magic number); refusing without --force", shown(name)));
@@ -70,4 +74,27 @@ fn rm_one(name: &str, force: bool) -> Result<(), String> {
     Ok(())
 }
 
-// ----- create, put, get -----
+/// A name in /dev/shm that is not a regular file: says what it is, and with `--force` removes it
+/// (a symbolic link itself, never its target; a directory only if empty).
+fn rm_other(name: &str, force: bool, probe_error: &str) -> Result<(), String> {
+    let rest = name.strip_prefix('/').unwrap_or(name);
+    if rest.is_empty() || rest.contains('/') || rest == "." || rest == ".." {
+        return Err(format!("{}: {probe_error}", shown(name)));
+    }
+    let path = std::path::Path::new("/dev/shm").join(rest);
+    let md = std::fs::symlink_metadata(&path).map_err(|_| format!("{}: {probe_error}", shown(name)))?;
+    let ft = md.file_type();
+    let what = match () {
+        _ if ft.is_symlink() => "a symbolic link",
+        _ if ft.is_dir() => "a directory",
+        _ if ft.is_file() => "a regular file",
+        _ => "a special file (FIFO, socket or device)",
+    };
+    if !force {
+        return Err(format!("{}: {what}, not a shmq segment; refusing without --force", shown(name)));
+    }
+    let removed = if ft.is_dir() { std::fs::remove_dir(&path) } else { std::fs::remove_file(&path) };
+    removed.map_err(|e| format!("{}: {what}: {e}", shown(name)))?;
+    println!("removed {}", shown(name));
+    Ok(())
+}
