@@ -95,7 +95,9 @@ fn kill_the_sender(rng: &mut Rng, counts: &mut Counts) {
         assert!(m == message(id), "message {id} arrived torn");
         next += 1;
     };
-    let until = Instant::now() + Duration::from_micros(500 + rng.next(5_000));
+    // Kill it while it streams: after its first message, at a random moment.
+    check(&rx.recv_timeout(Duration::from_secs(20)).expect("the sender's first message"));
+    let until = Instant::now() + Duration::from_micros(rng.next(3_000));
     while Instant::now() < until {
         match rx.recv_timeout(Duration::from_millis(5)) {
             Ok(m) => check(&m),
@@ -125,8 +127,14 @@ fn kill_the_receiver(rng: &mut Rng, counts: &mut Counts) {
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(8).slot_size(16).create_anonymous().unwrap();
     let mut tx = tx.into_sender().unwrap();
     let c = spawn("receiver", rx);
-    let until = Instant::now() + Duration::from_micros(500 + rng.next(5_000));
+    // Kill it while it streams: once it has taken a message (a ring of 8 took a 9th), at a random
+    // moment.
     let mut id = 0;
+    while id < 9 {
+        tx.send_timeout(&message(id), Duration::from_secs(20)).expect("the receiver takes messages");
+        id += 1;
+    }
+    let until = Instant::now() + Duration::from_micros(rng.next(3_000));
     while Instant::now() < until {
         match tx.send_timeout(&message(id), Duration::from_millis(5)) {
             Ok(()) => id += 1,
