@@ -73,8 +73,22 @@ pub const DEFAULT_SPIN: u32 = 4096;
 
 /// A bounded multi-producer multi-consumer queue in shared memory.
 ///
-/// `Send + Sync`: threads of one process can share a handle by reference or in an `Arc`. Each
-/// process opens its own handle. See the crate docs for an example.
+/// `Send + Sync`: threads of one process share a handle by reference or in an `Arc`
+/// (`Arc<Queue>` is the `Clone` of a queue: every clone is the same handle, with one participant
+/// entry and one set of roles, as a crossbeam channel's clones are one channel). A handle is not
+/// `Clone` itself because a second handle is a second participant: its own roles, counted in end
+/// of stream, and its own liveness; open one with [`Queue::open`] or hand the queue to a child with
+/// [`Queue::share_with`]. Each process opens its own handle.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// let q = Arc::new(shmq::Queue::anonymous(8, 64)?);
+/// let producer = { let q = Arc::clone(&q); std::thread::spawn(move || q.put(b"from a thread")) };
+/// producer.join().unwrap()?;
+/// assert_eq!(&*q.get()?, b"from a thread");
+/// # Ok(()) }
+/// ```
 pub struct Queue {
     ring: Mpmc,
     reg: Registration,
