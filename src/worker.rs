@@ -96,6 +96,23 @@ impl Worker {
         self
     }
 
+    /// Hands the worker the sending half of a pipe under `key` (it takes it with
+    /// [`Sender::from_env`](crate::Sender::from_env)). `InvalidArgument` while the other half of a
+    /// split duplex end is still in use.
+    pub fn sender(mut self, key: &str, tx: crate::Sender) -> Result<Worker, crate::Error> {
+        let h = tx.share_with(&mut self.cmd, key)?;
+        self.handovers.push(h);
+        Ok(self)
+    }
+
+    /// Hands the worker the receiving half of a pipe under `key` (it takes it with
+    /// [`Receiver::from_env`](crate::Receiver::from_env)).
+    pub fn receiver(mut self, key: &str, rx: crate::Receiver) -> Result<Worker, crate::Error> {
+        let h = rx.share_with(&mut self.cmd, key)?;
+        self.handovers.push(h);
+        Ok(self)
+    }
+
     /// Whether the worker keeps running when its parent exits or drops its [`WorkerProcess`].
     /// Default `false`: the worker gets SIGKILL when the thread that spawned it exits, and is
     /// killed when its `WorkerProcess` is dropped while it runs.

@@ -14,6 +14,14 @@ fn child_entry() {
     let Some(job) = job() else { return };
     let mut words = job.split(':');
     match words.next().unwrap() {
+        // A channel's halves, handed over one by one: take the receiver, echo into the sender.
+        "halves" => {
+            let mut rx = shmq::Receiver::from_env("RX").unwrap();
+            let mut tx = shmq::Sender::from_env("TX").unwrap();
+            for m in &mut rx {
+                tx.send(&m).unwrap();
+            }
+        }
         "echo" => {
             // Replies to every message with the same bytes reversed, until end of file.
             let mut c = Connection::from_env("P").unwrap();
@@ -294,4 +302,38 @@ fn for_msg_in_the_receiver_runs_until_end_of_file() {
     }
     t.join().unwrap();
     assert_eq!(got, (0..10).collect::<Vec<u8>>());
+}
+
+#[test]
+fn channel_halves_are_handed_to_a_worker() {
+    let (to_child, from_parent) = channel(4, 16).unwrap();
+    let (to_parent, mut from_child) = channel(4, 16).unwrap();
+    let mut w = shmq::Worker::this_program().unwrap().args([
+        "child_entry",
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ]);
+    w.command().env(common::JOB, "halves").stdout(std::process::Stdio::null());
+    let w = w.receiver("RX", from_parent).unwrap().sender("TX", to_parent).unwrap().spawn().unwrap();
+    let mut to_child = to_child;
+    for i in 0..20u8 {
+        to_child.send(&[i; 5]).unwrap();
+        assert_eq!(&*from_child.recv_timeout(Duration::from_secs(20)).unwrap(), &[i; 5]);
+    }
+    drop(to_child); // end of file for the worker, which then closes its sender
+    assert_eq!(from_child.recv_timeout(Duration::from_secs(20)).unwrap_err(), RecvError::Closed);
+    assert!(w.join().unwrap().success());
+}
+
+#[test]
+fn half_of_a_split_duplex_end_is_not_handed_over_alone() {
+    let (a, _b) = pipe().unwrap();
+    let (tx, rx) = a.split();
+    let mut cmd = std::process::Command::new("true");
+    let r = tx.unwrap().share_with(&mut cmd, "P");
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{:?}", r.err());
+    drop(rx);
 }

@@ -376,3 +376,51 @@ impl fmt::Debug for Connection {
             .finish()
     }
 }
+
+impl Connection {
+    /// The end of a lone half, to hand it over as a whole end. Refused while the end's other half
+    /// (of a duplex end that was split) is still in use, since an end changes hands whole.
+    fn of_half(tx: Option<Sender>, rx: Option<Receiver>) -> Result<Connection, Error> {
+        let end = match (&tx, &rx) {
+            (Some(t), _) => t.end.clone(),
+            (_, Some(r)) => r.end.clone(),
+            _ => unreachable!("one half is given"),
+        };
+        // This clone and the half's own reference; any other is the other half (or a `Handover`).
+        if Arc::strong_count(&end) > 2 {
+            return Err(Error::InvalidArgument("the other half of this duplex pipe end is still in use"));
+        }
+        Ok(Connection { tx, rx, end })
+    }
+}
+
+impl Sender {
+    /// Gives this sending half to a child spawned from `cmd`, which takes it with
+    /// [`Sender::from_env`]`(key)`; drop the returned [`Handover`] once `cmd` has been spawned (see
+    /// [`Connection::share_with`]). `InvalidArgument` while the receiving half of the same duplex
+    /// end is still in use: an end changes hands whole.
+    pub fn share_with(self, cmd: &mut Command, key: &str) -> Result<Handover, Error> {
+        Ok(Connection::of_half(Some(self), None)?.share_with(cmd, key))
+    }
+
+    /// Takes the sending half a parent handed over under `key` ([`Sender::share_with`], or a
+    /// send-only end's [`Connection::share_with`]).
+    pub fn from_env(key: &str) -> Result<Sender, Error> {
+        Connection::from_env(key)?.into_sender().ok_or_else(|| Error::NotInherited(format!("{key}: not a sending end")))
+    }
+}
+
+impl Receiver {
+    /// Gives this receiving half to a child spawned from `cmd`, which takes it with
+    /// [`Receiver::from_env`]`(key)` (see [`Sender::share_with`]).
+    pub fn share_with(self, cmd: &mut Command, key: &str) -> Result<Handover, Error> {
+        Ok(Connection::of_half(None, Some(self))?.share_with(cmd, key))
+    }
+
+    /// Takes the receiving half a parent handed over under `key`.
+    pub fn from_env(key: &str) -> Result<Receiver, Error> {
+        Connection::from_env(key)?
+            .into_receiver()
+            .ok_or_else(|| Error::NotInherited(format!("{key}: not a receiving end")))
+    }
+}

@@ -38,8 +38,8 @@ pub fn pipe() -> Result<(Connection, Connection), Error> {
 }
 
 /// A one-way anonymous pipe of `capacity` messages of up to `slot_size` bytes, as its two halves
-/// `(Sender, Receiver)`. To hand an end to a child, create the pipe with
-/// [`PipeBuilder::duplex`]`(false)` and share the [`Connection`].
+/// `(Sender, Receiver)`. Either half can be handed to a child ([`Sender::share_with`],
+/// [`Receiver::share_with`], [`Worker::sender`](crate::Worker::sender)).
 pub fn channel(capacity: usize, slot_size: usize) -> Result<(Sender, Receiver), Error> {
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(capacity).slot_size(slot_size).create_anonymous()?;
     Ok((tx.into_sender().expect("end 1 sends"), rx.into_receiver().expect("end 0 receives")))
