@@ -48,7 +48,9 @@ pub const CHECK_INTERVAL_NS: u64 = 10_000_000;
 /// module docs). Process-local, never in shared memory; `Sync`, so threads that share a queue
 /// handle share its clock, and one of them starts each look.
 pub(crate) struct IdleCheck {
-    /// [`clock::now`] at the start of the last look (0: never looked).
+    /// [`clock::coarse_now`] at the start of the last look (0: never looked). The coarse clock
+    /// (a few milliseconds of resolution, a few nanoseconds to read) is enough to space looks
+    /// [`CHECK_INTERVAL_NS`] apart, and keeps the idle polls of a busy loop cheap.
     last: std::sync::atomic::AtomicU64,
 }
 
@@ -62,7 +64,7 @@ impl IdleCheck {
     /// records now as the start of the next one: the caller then looks.
     pub fn due(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = clock::now();
+        let now = clock::coarse_now();
         let last = self.last.load(Relaxed);
         // ORDERING: Relaxed: the clock only spaces out the looks; what a look finds is ordered by
         // the participant table's own atomics. The CAS lets one thread of a shared handle look.
