@@ -196,20 +196,30 @@ impl Queue {
         if len > self.geometry.slot_size as usize {
             return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
         }
-        self.claim_with(wait, |owner, first| self.ring.claim_write(owner, first))
+        // The common case, inlined: the consumers are there and the slot at the tail is free.
+        if !ends::consumers_gone(self.ring.mem.ctrl()) {
+            if let Ok(c) = self.ring.claim_write(self.reg.owner(), true) {
+                return Ok(c);
+            }
+        }
+        // Everything else (full, a stale hint, a broken pipe, waiting), out of line; the eager
+        // try was made.
+        self.claim_with(wait, false, |owner, first| self.ring.claim_write(owner, first))
     }
 
     /// Runs a claim (`claim(owner, first_try)`) until it gets room, the consumers are gone, or
-    /// `wait` ends: the blocking shared by single-slot and group puts.
-    #[inline]
+    /// `wait` ends: the blocking shared by single-slot and group puts. `eager`: whether the first
+    /// try may claim eagerly (see `Mpmc::try_claim_write`).
+    #[inline(never)]
     fn claim_with<'q>(
         &'q self,
         wait: Wait,
+        eager: bool,
         claim: impl Fn(u16, bool) -> Result<WriteClaim<'q>, SendError>,
     ) -> Result<WriteClaim<'q>, SendError> {
         let ctrl = self.ring.mem.ctrl();
         let owner = self.reg.owner();
-        let first = std::cell::Cell::new(true);
+        let first = std::cell::Cell::new(eager);
         let attempt = || {
             if ends::consumers_gone(ctrl) {
                 return Some(Err(SendError::Closed));
@@ -287,7 +297,7 @@ impl Queue {
         }
         self.may_put()?;
         let count = msg.len().div_ceil(slot) as u32;
-        let mut claim = self.claim_with(wait, |owner, _| self.ring.claim_group(owner, count))?;
+        let mut claim = self.claim_with(wait, true, |owner, _| self.ring.claim_group(owner, count))?;
         claim.write_fragments(msg);
         if self.joinable {
             self.seg.header().join.unfinished.fetch_add(1, Ordering::AcqRel);
@@ -358,6 +368,16 @@ impl Queue {
         if self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0 {
             return Err(RecvError::WrongRole);
         }
+        // The common case, inlined: a message at the head.
+        if let Ok(c) = self.ring.claim_read(self.reg.owner()) {
+            return Ok(c);
+        }
+        self.claim_get_slow(wait)
+    }
+
+    /// Everything `claim_get` does not do inline: empty, end of stream, waiting, errors.
+    #[inline(never)]
+    fn claim_get_slow(&self, wait: Wait) -> Result<ReadClaim<'_>, RecvError> {
         let ctrl = self.ring.mem.ctrl();
         let owner = self.reg.owner();
         let attempt = || match self.ring.claim_read(owner) {
