@@ -11,19 +11,20 @@
 //! place from registration to drop, so one barrier covers every later re-check (a waker whose
 //! publish the re-check misses sees the announcement, which is still there).
 //!
-//! The thread sleeps in one `futex_waitv` on the bells of the table's entries, each at the value
-//! it read under the table's lock, and on a control word of its own, `ctl`. It wakes the `Waker`
-//! of every parked entry whose bell's `seq` differs from the one the future read, and of every
-//! entry parked for a slice ([`SLICE_NS`]): a woken future re-polls, and its non-blocking call
-//! looks for dead peers when due (the handle's `IdleCheck`), so a death reaches an awaiting task
-//! within the bound of a blocking call. An entry's bell stays in the sleep set while the entry
-//! exists, woken or not.
+//! The thread sleeps in one `futex_waitv` on a control word of its own, `ctl`, and on the bells of
+//! the parked entries, each at the value it read under the table's lock. It wakes the `Waker` of
+//! every parked entry whose bell's `seq` differs from the one the future read, and of every entry
+//! parked for a slice ([`SLICE_NS`]): a woken future re-polls, and its non-blocking call looks
+//! for dead peers when due (the handle's `IdleCheck`), so a death reaches an awaiting task within
+//! the bound of a blocking call. Like a blocking sleeper, the thread sleeps on a bell only for a
+//! parked future, which re-checks when woken; and it sleeps at most until the earliest slice end
+//! of the parked entries.
 //!
 //! The table changes under its lock. A change the sleeping thread must see (a future parked on
-//! a bell, or a value, that the thread does not sleep on) bumps `ctl` under the lock and wakes
-//! it: either the thread has not reached the kernel yet and the compare on `ctl` fails, or it is
-//! woken. A future that parks on the bell and value the thread already sleeps on costs no system
-//! call: the steady state of a task that awaits one queue or pipe again and again.
+//! a bell, or a value, that the thread does not sleep on; a parked future gone) bumps `ctl` under
+//! the lock and wakes it: either the thread has not reached the kernel yet and the compare on
+//! `ctl` fails, or it is woken. A future that parks on a bell and value the thread already sleeps
+//! on (another task of the process waits there) costs no system call.
 //!
 //! # Memory
 //! An entry's bell lies in a mapped segment that the registering future's handle keeps mapped
@@ -37,9 +38,14 @@
 //! # Waking
 //! A bell rung with `ring` wakes one sleeper, which may be this thread, standing for every task
 //! of this process on that bell: the thread wakes all of them, and one takes the message. A
-//! registration dropped after its task was woken and before the task polled again (a cancelled
-//! future) passes the wake-up on with one more `ring`, so a wake-up meant for one sleeper is
-//! never swallowed (NOTES: "re-wake on abandonment").
+//! wake-up meant for one sleeper is never swallowed (NOTES: "re-wake on abandonment"):
+//! - a registration dropped after its task was woken and before the task polled again (a
+//!   cancelled future) passes the wake-up on with one more `ring`;
+//! - a wake the thread takes on a bell where it wakes no task (the parked future was dropped
+//!   meanwhile, or its re-check already came after the change) is passed on with one
+//!   `FUTEX_WAKE` to the bell's next sleeper, unless the bell's word has not changed since the
+//!   thread slept on it (a wake passed on by another process's waiter: handing it back could
+//!   circle for ever).
 
 use crate::ring::doorbell::{self, SLICE_NS};
 use crate::segment::layout::DoorbellWords;
@@ -157,12 +163,15 @@ impl Waiter {
     }
 
     /// The thread: look at the table, wake the tasks whose bell rang or whose slice is up, and
-    /// sleep on every bell and `ctl` until one changes or the next slice ends.
+    /// sleep on `ctl` and the bells of the parked futures until one changes or the next slice
+    /// ends.
     fn run(&self) {
         let mut words: Vec<(usize, u32)> = Vec::new();
         let mut wake: Vec<Waker> = Vec::new();
+        // The bell word whose wake ended the last sleep, and the value slept on.
+        let mut woken_by: Option<(usize, u32)> = None;
         loop {
-            let deadline = {
+            let (deadline, pass_on) = {
                 let mut t = self.lock();
                 let t = &mut *t;
                 let now = clock::now();
@@ -170,23 +179,32 @@ impl Waiter {
                 // ORDERING: Relaxed: `ctl` changes only under the lock we hold.
                 t.sleeping_on.push((self.ctl.as_ptr() as usize, self.ctl.load(Ordering::Relaxed)));
                 let mut next: Option<u64> = None;
-                let mut overflow = false;
+                let (mut overflow, mut used, mut rang) = (false, false, None);
                 for e in t.entries.iter_mut().flatten() {
+                    let by_this = woken_by.filter(|&(a, _)| a == e.seq);
+                    if e.waker.is_none() && by_this.is_none() {
+                        continue;
+                    }
                     // SAFETY: the entry is in the table, so its registration lives and its
                     // handle keeps the bell mapped (module docs, "Memory"); we hold the lock.
                     let seq = unsafe { &*(e.seq as *const AtomicU32) };
                     // ORDERING: Acquire, pairs with the Release bump in `doorbell::wake`. SYNC
                     // POINT: doorbell: a task woken for this change sees what was published first.
                     let cur = seq.load(Ordering::Acquire);
-                    if e.waker.is_some() {
-                        let slice_end = e.since.saturating_add(SLICE_NS);
-                        if cur != e.seen || now >= slice_end {
-                            wake.extend(e.waker.take());
-                            e.woken = true;
-                        } else {
-                            next = Some(next.map_or(slice_end, |n| n.min(slice_end)));
-                        }
+                    if let Some((_, slept)) = by_this {
+                        rang = Some(cur != slept);
                     }
+                    if e.waker.is_none() {
+                        continue;
+                    }
+                    let slice_end = e.since.saturating_add(SLICE_NS);
+                    if cur != e.seen || now >= slice_end {
+                        wake.extend(e.waker.take());
+                        e.woken = true;
+                        used |= by_this.is_some() && cur != e.seen;
+                        continue;
+                    }
+                    next = Some(next.map_or(slice_end, |n| n.min(slice_end)));
                     if !t.sleeping_on.iter().any(|&(a, _)| a == e.seq) {
                         if t.sleeping_on.len() < futex::WAITV_MAX {
                             t.sleeping_on.push((e.seq, cur));
@@ -195,27 +213,28 @@ impl Waiter {
                         }
                     }
                 }
-                // With any entry, sleep at most a slice: a future that parks later on a bell
-                // and value already slept on does not wake the thread (see `park`), and its own
-                // slice ends after this one.
-                let cap = match () {
-                    _ if overflow => Some(now.saturating_add(OVERFLOW_POLL_NS)),
-                    _ if t.sleeping_on.len() > 1 => Some(now.saturating_add(SLICE_NS)),
-                    _ => None,
-                };
-                if let Some(cap) = cap {
-                    next = Some(next.map_or(cap, |n| n.min(cap)));
+                if overflow {
+                    let poll = now.saturating_add(OVERFLOW_POLL_NS);
+                    next = Some(next.map_or(poll, |n| n.min(poll)));
                 }
                 t.parked = true;
                 words.clone_from(&t.sleeping_on);
-                next
+                // A bell's wake wakes one sleeper, and this thread took it. If it woke no task
+                // here (the one it slept for was dropped, or had seen the change already), it
+                // was another sleeper's: pass it on. Not when the word is unchanged: that was
+                // itself a passed-on wake, and passing it back could go round for ever.
+                let pass_on = woken_by.filter(|_| !used && rang != Some(false)).map(|(a, _)| a);
+                (next, pass_on)
             };
             // Outside the lock: a waker may run code of the executor's. One that panics must not
             // stop the thread that every awaiting task of the process depends on.
             for w in wake.drain(..) {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
             }
-            futex::wait_any_addrs(&words, deadline);
+            if let Some(addr) = pass_on {
+                futex::wake_addr(addr, 1);
+            }
+            woken_by = futex::wait_any_addrs(&words, deadline).filter(|&i| i > 0).map(|i| words[i]);
             self.lock().parked = false;
         }
     }
@@ -296,8 +315,8 @@ impl Registration {
         e.since = clock::now();
         e.woken = false;
         let seq = e.seq;
-        // The thread sleeps on this bell at this value already, and wakes within a slice of its
-        // last look, so before this entry's slice ends: nothing to tell it.
+        // The thread sleeps on this bell at this value already (for another parked entry), and
+        // wakes by that entry's slice end, before this one's: nothing to tell it.
         let kick = t.parked && !t.sleeping_on.contains(&(seq, seen));
         if kick {
             t.parked = false;
@@ -323,13 +342,25 @@ impl Drop for Registration {
             // A copy made by fork(): the announcement and the entry are the parent's.
             return;
         }
-        let woken = {
+        let (woken, kick) = {
             let mut t = self.waiter.lock();
-            let woken = t.entry(self.index).woken;
+            let e = t.entry(self.index);
+            let (woken, waiting, seq) = (e.woken, e.waker.is_some(), e.seq);
             t.entries[self.index] = None;
             t.free.push(self.index);
-            woken
+            // The thread may sleep on this bell for this entry alone: have it look again, so
+            // that it does not take a wake-up meant for another sleeper with nobody to give it to.
+            let kick = waiting && t.parked && t.sleeping_on.iter().any(|&(a, _)| a == seq);
+            if kick {
+                t.parked = false;
+                // ORDERING: Relaxed, as in `park`.
+                self.waiter.ctl.fetch_add(1, Ordering::Relaxed);
+            }
+            (woken, kick)
         };
+        if kick {
+            futex::wake(&self.waiter.ctl, 1);
+        }
         let bell = self.bell();
         // ORDERING: Relaxed, as in `block_on`: a waker that still sees us makes one needless wake.
         bell.waiters.fetch_sub(1, Ordering::Relaxed);

@@ -62,7 +62,7 @@ pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<u64>) -> bool {
     let words = &words[..words.len().min(WAITV_MAX)];
     let addrs: Vec<(usize, u32)> = words.iter().map(|(w, v)| (w.as_ptr() as usize, *v)).collect();
     match waitv(&addrs, deadline) {
-        Waitv::Returned => true,
+        Waitv::Woken(_) | Waitv::Returned => true,
         Waitv::TimedOut => false,
         Waitv::Unsupported => {
             let until = deadline.map_or(u64::MAX, |d| d);
@@ -83,24 +83,41 @@ pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<u64>) -> bool {
 /// reports an unmapped one as a fault, returned here as a wake-up; a word whose address was
 /// mapped again at worst keeps this sleep until the deadline or another word's wake. Where the
 /// kernel lacks `futex_waitv`, sleeps 1 ms (or until the deadline) instead.
+///
+/// Returns the index of the word whose wake ended the sleep, when the kernel says so (`None`:
+/// timed out, a value differed, a signal, a fault).
 #[cfg(all(feature = "async", not(loom)))]
-pub fn wait_any_addrs(words: &[(usize, u32)], deadline: Option<u64>) -> bool {
+pub fn wait_any_addrs(words: &[(usize, u32)], deadline: Option<u64>) -> Option<usize> {
     match waitv(&words[..words.len().min(WAITV_MAX)], deadline) {
-        Waitv::Returned => true,
-        Waitv::TimedOut => false,
+        Waitv::Woken(i) => Some(i),
+        Waitv::Returned | Waitv::TimedOut => None,
         Waitv::Unsupported => {
             let now = crate::sys::clock::now();
             let step = deadline.map_or(1_000_000, |d| d.saturating_sub(now).min(1_000_000));
             std::thread::sleep(std::time::Duration::from_nanos(step));
-            deadline.is_none_or(|d| crate::sys::clock::now() < d)
+            None
         }
+    }
+}
+
+/// As [`wake`], by address: wakes up to `n` sleepers on the futex word at `addr`, which this
+/// process need not have mapped any more (the kernel then reports a fault, ignored here; an
+/// address mapped again to another shared word wakes its sleepers, a hint they re-check).
+#[cfg(all(feature = "async", not(loom)))]
+pub fn wake_addr(addr: usize, n: i32) {
+    // SAFETY: FUTEX_WAKE does not access the memory: the kernel only turns the address into the
+    // key of a wait queue, and reports an unmapped address as EFAULT.
+    unsafe {
+        libc::syscall(libc::SYS_futex, addr as *const u32, libc::FUTEX_WAKE, n);
     }
 }
 
 /// How a `futex_waitv` call ended.
 #[cfg(not(loom))]
 enum Waitv {
-    /// Woken, a value differed, a signal, a fault: the caller re-checks.
+    /// Woken by a wake on the word of this index (read by `wait_any_addrs` only).
+    Woken(#[cfg_attr(not(feature = "async"), allow(dead_code))] usize),
+    /// A value differed, a signal, a fault: the caller re-checks.
     Returned,
     TimedOut,
     /// The kernel has no `futex_waitv` (before 5.16).
@@ -149,7 +166,7 @@ fn waitv(words: &[(usize, u32)], deadline: Option<u64>) -> Waitv {
         )
     };
     if r >= 0 {
-        return Waitv::Returned;
+        return Waitv::Woken(r as usize);
     }
     match std::io::Error::last_os_error().raw_os_error() {
         Some(libc::ETIMEDOUT) => Waitv::TimedOut,
