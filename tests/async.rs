@@ -23,6 +23,9 @@ use common::{child, finish, finish_killed, job, unique};
 const LIMIT: Duration = Duration::from_secs(60);
 /// How soon after a kill an awaiting task must see it (generous: the design bound is ~35 ms).
 const REPORTED_WITHIN: Duration = Duration::from_secs(1);
+/// How long a survivor awaits before its peer is killed (not a multiple of the 25 ms slice, so
+/// that a kill does not fall just before a slice ends by construction).
+const KILL_AFTER: Duration = Duration::from_millis(113);
 /// How long a child waits to be killed before it exits by itself (so no child outlives a failure).
 const CHILD_LIFETIME: Duration = Duration::from_secs(30);
 
@@ -213,6 +216,74 @@ fn many_tasks_awaiting_one_queue_each_message_reaches_exactly_one_task() {
     assert_eq!(waiters(&name), (0, 0));
 }
 
+/// Awaiting tasks, whose futures `select!` keeps cancelling, share a queue with blocking
+/// consumer threads (all on the same doorbell): every message is delivered exactly once, and a
+/// blocking consumer still gets messages (a wake-up the waiter thread takes without a task to
+/// give it to is passed on).
+#[test]
+fn awaiting_tasks_and_blocking_consumers_share_a_queue() {
+    const N: u64 = 2000;
+    let name = unique("async-mixed");
+    let q = Arc::new(Queue::builder().capacity(2).slot_size(8).unlink_on_drop(true).create(&name).unwrap());
+    let blocking: Vec<_> = (0..2)
+        .map(|_| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match q.get_value_timeout::<u64>(LIMIT) {
+                        Ok(v) => got.push(v),
+                        Err(RecvError::Closed) => return got,
+                        Err(e) => panic!("get: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let awaited = run(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    loop {
+                        tokio::select! {
+                            r = q.get_value_async::<u64>() => match r {
+                                Ok(v) => got.push(v),
+                                Err(RecvError::Closed) => return got,
+                                Err(e) => panic!("get_async: {e}"),
+                            },
+                            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 0..N {
+            if i % 16 == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            q.put_value_async(&i).await.unwrap();
+        }
+        q.close();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.extend(t.await.unwrap());
+        }
+        got
+    });
+    let blocked: Vec<Vec<u64>> = blocking.into_iter().map(|t| t.join().unwrap()).collect();
+    eprintln!(
+        "awaiting tasks got {}, blocking threads {:?}",
+        awaited.len(),
+        blocked.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let mut all: Vec<u64> = awaited.into_iter().chain(blocked.into_iter().flatten()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..N).collect::<Vec<_>>(), "every message exactly once");
+    assert_eq!(waiters(&name), (0, 0));
+}
+
 // ----- cancellation -----
 
 #[test]
@@ -380,7 +451,7 @@ fn a_killed_sender_wakes_an_awaiting_recv_with_end_of_file() {
     let mut rx = rx.into_receiver().unwrap();
     run(async {
         assert_eq!(&*rx.recv_async().await.unwrap(), b"last");
-        let killer = peer.kill_after(Duration::from_millis(100));
+        let killer = peer.kill_after(KILL_AFTER);
         let r = rx.recv_async().await;
         let seen = Instant::now();
         assert_eq!(r.unwrap_err(), RecvError::Closed);
@@ -395,7 +466,7 @@ fn a_killed_receiver_wakes_an_awaiting_send_with_a_broken_pipe() {
     let mut tx = tx.into_sender().unwrap();
     run(async {
         while tx.try_send(b"fill").is_ok() {}
-        let killer = peer.kill_after(Duration::from_millis(100));
+        let killer = peer.kill_after(KILL_AFTER);
         let r = tx.send_async(b"more").await;
         let seen = Instant::now();
         assert_eq!(r.unwrap_err(), SendError::Closed);
@@ -412,7 +483,7 @@ fn a_killed_producer_wakes_an_awaiting_get_with_end_of_stream() {
     });
     run(async {
         assert_eq!(&*q.get_async().await.unwrap(), b"last");
-        let killer = peer.kill_after(Duration::from_millis(100));
+        let killer = peer.kill_after(KILL_AFTER);
         let r = q.get_async().await;
         let seen = Instant::now();
         assert_eq!(r.unwrap_err(), RecvError::Closed);
