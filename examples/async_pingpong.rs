@@ -13,7 +13,9 @@
 //!   runtime awaiting `recv_value_async`/`get_value_async` (the waiter thread wakes the task).
 //!
 //! The two sides are pinned to cores 0 and 1 (modulo the online CPUs); a process's waiter
-//! thread runs on its side's core. Compare rows of one run only: hosts and runs differ.
+//! thread runs on its side's core. Each row also shows the CPU time both sides used per round
+//! trip (warm-up included), which tells sleeping from spinning. Compare rows of one run only:
+//! hosts and runs differ.
 
 use hdrhistogram::Histogram;
 use shmq::{Connection, PipeBuilder, Queue, RecvError, Role};
@@ -60,14 +62,33 @@ impl Recorder {
     }
 }
 
-fn row(name: &str, h: &Hist) {
+/// CPU time (user + system) used so far by this process (`RUSAGE_SELF`) or by its waited-for
+/// children (`RUSAGE_CHILDREN`), in nanoseconds.
+fn cpu_ns(who: libc::c_int) -> u64 {
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; `who` is RUSAGE_SELF or RUSAGE_CHILDREN.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Both sides' CPU time so far: this process and its finished children.
+fn cpu_both() -> u64 {
+    cpu_ns(libc::RUSAGE_SELF) + cpu_ns(libc::RUSAGE_CHILDREN)
+}
+
+/// Prints a row: the percentiles, and the CPU time both sides used per round trip (a side that
+/// spun instead of sleeping would show it here).
+fn row(name: &str, h: &Hist, cpu: u64) {
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{name:<58} p50 {:>8.1} µs   p99 {:>8.1} µs   p99.9 {:>8.1} µs   max {:>9.1} µs",
+        "{name:<58} p50 {:>7.1} µs  p99 {:>7.1} µs  p99.9 {:>7.1} µs  max {:>8.1} µs  cpu {:>5.1} µs/trip",
         us(0.5),
         us(0.99),
         us(0.999),
-        h.max() as f64 / 1000.0
+        h.max() as f64 / 1000.0,
+        cpu as f64 / 1000.0 / (h.len().max(1) as f64 * 1.1),
     );
 }
 
@@ -232,15 +253,21 @@ fn main() -> Res<()> {
     let rounds: u64 = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(20_000);
     pin(0);
     println!("round trips of 8-byte messages, {rounds} rounds each, {} online CPUs", pin::online_cpus());
-    row("tokio mpsc, two current-thread runtimes (in-process)", &tokio_mpsc(rounds)?);
-    let pipe_block = shmq_pipe(rounds, false)?;
-    row("shmq pipe, blocking (two processes)", &pipe_block);
-    let pipe_async = shmq_pipe(rounds, true)?;
-    row("shmq pipe, awaited (two processes, tokio current-thread)", &pipe_async);
-    let queue_block = shmq_queue(rounds, false)?;
-    row("shmq queue, blocking (two processes)", &queue_block);
-    let queue_async = shmq_queue(rounds, true)?;
-    row("shmq queue, awaited (two processes, tokio current-thread)", &queue_async);
+    let timed = |f: &dyn Fn() -> Res<Hist>| -> Res<(Hist, u64)> {
+        let before = cpu_both();
+        let h = f()?;
+        Ok((h, cpu_both() - before))
+    };
+    let (mpsc, cpu) = timed(&|| tokio_mpsc(rounds))?;
+    row("tokio mpsc, two current-thread runtimes (in-process)", &mpsc, cpu);
+    let (pipe_block, cpu) = timed(&|| shmq_pipe(rounds, false))?;
+    row("shmq pipe, blocking (two processes)", &pipe_block, cpu);
+    let (pipe_async, cpu) = timed(&|| shmq_pipe(rounds, true))?;
+    row("shmq pipe, awaited (two processes, tokio current-thread)", &pipe_async, cpu);
+    let (queue_block, cpu) = timed(&|| shmq_queue(rounds, false))?;
+    row("shmq queue, blocking (two processes)", &queue_block, cpu);
+    let (queue_async, cpu) = timed(&|| shmq_queue(rounds, true))?;
+    row("shmq queue, awaited (two processes, tokio current-thread)", &queue_async, cpu);
     let ratio = |a: &Hist, b: &Hist| a.value_at_quantile(0.5) as f64 / b.value_at_quantile(0.5).max(1) as f64;
     println!(
         "awaited / blocking, p50: pipe {:.2}x, queue {:.2}x",
