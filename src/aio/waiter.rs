@@ -94,7 +94,7 @@ struct Entry {
     seen: u32,
     /// [`clock::now`] when the future parked: it is woken a slice later whatever happens.
     since: u64,
-    /// The thread woke the task, and the future has not parked since.
+    /// The thread woke the task because the bell rang, and the future has not parked since.
     woken: bool,
 }
 
@@ -200,8 +200,10 @@ impl Waiter {
                     let slice_end = e.since.saturating_add(SLICE_NS);
                     if cur != e.seen || now >= slice_end {
                         wake.extend(e.waker.take());
-                        e.woken = true;
-                        used |= by_this.is_some() && cur != e.seen;
+                        // Only a rung bell is a wake-up to pass on if the future is dropped
+                        // unpolled; the end of a slice is this process's own business.
+                        e.woken = cur != e.seen;
+                        used |= by_this.is_some() && e.woken;
                         continue;
                     }
                     next = Some(next.map_or(slice_end, |n| n.min(slice_end)));
@@ -234,7 +236,7 @@ impl Waiter {
             if let Some(addr) = pass_on {
                 futex::wake_addr(addr, 1);
             }
-            woken_by = futex::wait_any_addrs(&words, deadline).filter(|&i| i > 0).map(|i| words[i]);
+            woken_by = futex::wait_any_addrs(&words, deadline).filter(|&i| i > 0).and_then(|i| words.get(i).copied());
             self.lock().parked = false;
         }
     }
