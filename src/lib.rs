@@ -59,6 +59,9 @@
 //   segment  a mapped, validated segment: layout, geometry, header format, participants, recovery
 //   ring     the ring algorithms (SPSC, MPMC) over memory they are handed, and their doorbells
 //   queue, pipe, message, worker   the public handles
+//   aio      awaiting the handles (feature `async`): the waiter thread and the futures
+#[cfg(all(feature = "async", not(loom)))]
+pub mod aio;
 mod error;
 #[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]
@@ -81,6 +84,8 @@ mod wait;
 #[cfg(not(loom))]
 mod worker;
 
+#[cfg(all(feature = "async", not(loom)))]
+pub use aio::{PipeSink, PipeStream, QueueSink, QueueStream};
 /// `Pod` values travel as their bytes (`put_value`, `get_value`, ...); derive `Pod` and `Zeroable`
 /// with this crate's re-export, so that the versions match.
 pub use bytemuck;

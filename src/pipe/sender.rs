@@ -219,6 +219,12 @@ impl Sender {
         self.end.geometry.slot_size as usize
     }
 
+    /// The doorbell this sender sleeps on (awaited sends, `crate::aio`).
+    #[cfg(feature = "async")]
+    pub(crate) fn not_full_bell(&self) -> &crate::segment::layout::DoorbellWords {
+        &self.ring.mem.ctrl().not_full
+    }
+
     /// Reaps dead participants now: if the receiver died, sends fail with `Closed` (broken pipe)
     /// from then on. Returns how many were reaped.
     ///

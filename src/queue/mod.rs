@@ -553,6 +553,31 @@ impl Queue {
         &self.ring.mem.ctrl().not_empty
     }
 
+    /// The doorbell producers sleep on (awaited puts, `crate::aio`).
+    #[cfg(feature = "async")]
+    pub(crate) fn not_full_bell(&self) -> &crate::segment::layout::DoorbellWords {
+        &self.ring.mem.ctrl().not_full
+    }
+
+    /// The doorbell `join` sleeps on (awaited joins, `crate::aio`).
+    #[cfg(feature = "async")]
+    pub(crate) fn join_bell(&self) -> &crate::segment::layout::DoorbellWords {
+        &self.seg.header().join.bell
+    }
+
+    /// [`Queue::join`]'s condition without waiting (awaited joins, `crate::aio`): `None` while
+    /// items are unfinished, after looking for dead participants when due, as `join` does
+    /// before each sleep.
+    #[cfg(feature = "async")]
+    pub(crate) fn try_join(&self) -> Option<Result<(), JoinError>> {
+        if !self.joinable {
+            return Some(Err(JoinError::NotJoinable));
+        }
+        let join = &self.seg.header().join;
+        let done = || (join.unfinished.load(Ordering::Acquire) == 0).then_some(Ok(()));
+        done().or_else(|| self.recover_if_due().then(done).flatten())
+    }
+
     // ----- state -----
 
     /// Stops this handle from putting (Python's `close`). When every producer has closed or gone,

@@ -59,6 +59,74 @@ pub const WAITV_MAX: usize = 128;
 /// re-checks its conditions either way.
 #[cfg(not(loom))]
 pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<u64>) -> bool {
+    let words = &words[..words.len().min(WAITV_MAX)];
+    let addrs: Vec<(usize, u32)> = words.iter().map(|(w, v)| (w.as_ptr() as usize, *v)).collect();
+    match waitv(&addrs, deadline) {
+        Waitv::Woken(_) | Waitv::Returned => true,
+        Waitv::TimedOut => false,
+        Waitv::Unsupported => {
+            let until = deadline.map_or(u64::MAX, |d| d);
+            while words.iter().all(|(w, v)| w.load(std::sync::atomic::Ordering::Acquire) == *v) {
+                if crate::sys::clock::now() >= until {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            true
+        }
+    }
+}
+
+/// As [`wait_any`], over the addresses of 32-bit futex words that may be unmapped by the time
+/// the kernel looks at them (the async waiter thread's bells: it reads them only under its lock,
+/// and a segment can be unmapped after it lets go). Only the kernel reads these words, and it
+/// reports an unmapped one as a fault, returned here as a wake-up; a word whose address was
+/// mapped again at worst keeps this sleep until the deadline or another word's wake. Where the
+/// kernel lacks `futex_waitv`, sleeps 1 ms (or until the deadline) instead.
+///
+/// Returns the index of the word whose wake ended the sleep, when the kernel says so (`None`:
+/// timed out, a value differed, a signal, a fault).
+#[cfg(all(feature = "async", not(loom)))]
+pub fn wait_any_addrs(words: &[(usize, u32)], deadline: Option<u64>) -> Option<usize> {
+    match waitv(&words[..words.len().min(WAITV_MAX)], deadline) {
+        Waitv::Woken(i) => Some(i),
+        Waitv::Returned | Waitv::TimedOut => None,
+        Waitv::Unsupported => {
+            let now = crate::sys::clock::now();
+            let step = deadline.map_or(1_000_000, |d| d.saturating_sub(now).min(1_000_000));
+            std::thread::sleep(std::time::Duration::from_nanos(step));
+            None
+        }
+    }
+}
+
+/// As [`wake`], by address: wakes up to `n` sleepers on the futex word at `addr`, which this
+/// process need not have mapped any more (the kernel then reports a fault, ignored here; an
+/// address mapped again to another shared word wakes its sleepers, a hint they re-check).
+#[cfg(all(feature = "async", not(loom)))]
+pub fn wake_addr(addr: usize, n: i32) {
+    // SAFETY: FUTEX_WAKE does not access the memory: the kernel only turns the address into the
+    // key of a wait queue, and reports an unmapped address as EFAULT.
+    unsafe {
+        libc::syscall(libc::SYS_futex, addr as *const u32, libc::FUTEX_WAKE, n);
+    }
+}
+
+/// How a `futex_waitv` call ended.
+#[cfg(not(loom))]
+enum Waitv {
+    /// Woken by a wake on the word of this index (read by `wait_any_addrs` only).
+    Woken(#[cfg_attr(not(feature = "async"), allow(dead_code))] usize),
+    /// A value differed, a signal, a fault: the caller re-checks.
+    Returned,
+    TimedOut,
+    /// The kernel has no `futex_waitv` (before 5.16).
+    Unsupported,
+}
+
+/// One `futex_waitv` call over `(address, expected)` pairs (at most [`WAITV_MAX`]).
+#[cfg(not(loom))]
+fn waitv(words: &[(usize, u32)], deadline: Option<u64>) -> Waitv {
     #[repr(C)]
     struct FutexWaitv {
         val: u64,
@@ -67,10 +135,9 @@ pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<u64>) -> bool {
         reserved: u32,
     }
     const FUTEX2_SIZE_U32: u32 = 0x02;
-    let words = &words[..words.len().min(WAITV_MAX)];
     let waiters: Vec<FutexWaitv> = words
         .iter()
-        .map(|(w, v)| FutexWaitv { val: *v as u64, uaddr: w.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 })
+        .map(|&(addr, v)| FutexWaitv { val: v as u64, uaddr: addr as u64, flags: FUTEX2_SIZE_U32, reserved: 0 })
         .collect();
     let ts;
     let ts_ptr = match deadline {
@@ -83,10 +150,11 @@ pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<u64>) -> bool {
         }
         None => std::ptr::null(),
     };
-    // SAFETY: `waiters` holds `words.len()` (<= 128) entries, each naming a live, 4-byte aligned
-    // AtomicU32 that outlives the call; the kernel only reads them. `ts_ptr` is null or points at
-    // `ts`, alive until the call returns. Shared (not FUTEX2_PRIVATE) futexes, an absolute
-    // CLOCK_MONOTONIC timeout.
+    // SAFETY: `waiters` holds `words.len()` (<= 128, the callers' bound) entries, alive until the
+    // call returns; the kernel reads the words they name itself (copy_from_user: an unmapped
+    // address is EFAULT, never a fault in this process) and writes nothing. `ts_ptr` is null or
+    // points at `ts`, alive until the call returns. Shared (not FUTEX2_PRIVATE) futexes, an
+    // absolute CLOCK_MONOTONIC timeout.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex_waitv,
@@ -98,21 +166,12 @@ pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<u64>) -> bool {
         )
     };
     if r >= 0 {
-        return true;
+        return Waitv::Woken(r as usize);
     }
     match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::ETIMEDOUT) => false,
-        Some(libc::ENOSYS) => {
-            let until = deadline.map_or(u64::MAX, |d| d);
-            while words.iter().all(|(w, v)| w.load(std::sync::atomic::Ordering::Acquire) == *v) {
-                if crate::sys::clock::now() >= until {
-                    return false;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            true
-        }
-        _ => true,
+        Some(libc::ETIMEDOUT) => Waitv::TimedOut,
+        Some(libc::ENOSYS) => Waitv::Unsupported,
+        _ => Waitv::Returned,
     }
 }
 
