@@ -6,18 +6,23 @@
 //! (kept open across `exec`) and pinning it to the other core. A [`Watchdog`] kills the child and
 //! unblocks side A if a row overruns; children also die with their parent (`PR_SET_PDEATHSIG`)
 //! and give up on their own after `--timeout-ms`.
+//!
+//! Awaited rows run their rounds in one future on a tokio current-thread [`runtime`], raced
+//! against the watchdog by [`abortable`], which the watchdog wakes through a [`TaskWaker`].
 
 use hdrhistogram::Histogram;
 // Core pinning, shared with the library's examples.
 #[path = "../../../examples/common/pin.rs"]
 mod pin;
 pub use pin::{allowed_cores, pin_to};
+use std::future::{poll_fn, Future};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -307,6 +312,77 @@ pub fn time_rounds(
         prev = now;
     }
     Ok(h)
+}
+
+/// As [`time_rounds`], for rounds that are awaited (on the caller's runtime).
+pub async fn time_rounds_async(
+    warmup: u64,
+    rounds: u64,
+    mut round: impl AsyncFnMut(u64) -> Result<(), String>,
+) -> Result<Histogram<u64>, String> {
+    let mut h = new_histogram();
+    let mut prev = Instant::now();
+    for i in 0..warmup + rounds {
+        round(i).await?;
+        let now = Instant::now();
+        if i >= warmup {
+            h.saturating_record(now.duration_since(prev).as_nanos() as u64);
+        }
+        prev = now;
+    }
+    Ok(h)
+}
+
+/// The runtime of an awaited row's side: tokio's current-thread scheduler with the IO and time
+/// drivers on, as in a server (and in `examples/async_pingpong.rs`), so that a wake-up from
+/// another thread reaches the sleeping runtime through the driver.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("tokio runtime: {e}"))
+}
+
+/// The waker of the task that awaits a row's rounds, for the watchdog to wake it (see
+/// [`abortable`]).
+#[derive(Clone, Default)]
+pub struct TaskWaker(Arc<Mutex<Option<Waker>>>);
+
+impl TaskWaker {
+    /// The watchdog's `unblock` action: wakes the task, which then sees the abort flag.
+    pub fn unblock(&self) -> Box<dyn FnOnce() + Send> {
+        let slot = self.0.clone();
+        Box::new(move || {
+            if let Some(w) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                w.wake();
+            }
+        })
+    }
+}
+
+/// Awaits `fut`, or fails with [`ABORTED`] once `abort` is set (the watchdog sets it, then wakes
+/// `task`). Costs a load of the flag per wake-up of the task, and a lock only when the task's
+/// waker changes (once, under `block_on`).
+pub async fn abortable<T>(
+    abort: &AtomicBool,
+    task: &TaskWaker,
+    fut: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let mut fut = std::pin::pin!(fut);
+    let mut known: Option<Waker> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        if known.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+            known = Some(cx.waker().clone());
+            *task.0.lock().unwrap_or_else(PoisonError::into_inner) = known.clone();
+        }
+        // After the waker is left: a watchdog that took none had set the flag before.
+        if abort.load(Ordering::SeqCst) {
+            Poll::Ready(Err(ABORTED.into()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 pub const ABORTED: &str = "aborted: the row ran past its timeout";

@@ -2,12 +2,13 @@
 //! all measured in one run on two pinned cores, so that every number has a same-run baseline.
 //!
 //! Latency rows: `atomic-limit` and `futex-limit` (what the hardware and the kernel allow),
-//! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows, and Python's multiprocessing.
-//! Each shmq row reports its p50 as a ratio to the limit of its kind (spinning rows to
-//! `atomic-limit`, blocking rows to `futex-limit`), and the limit's p50 beside it. Throughput
-//! rows: shmq 1→1 over three message sizes, N→M processes, and in-process crossbeam/rtrb between
-//! two threads; the seed demo (10 producer and 10 consumer processes on a queue of capacity 3) in
-//! shmq and in Python's multiprocessing, with their ratio.
+//! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows (spinning, blocking, and awaited
+//! on tokio current-thread runtimes), and Python's multiprocessing. Each shmq row reports its p50
+//! as a ratio to the limit of its kind (spinning rows to `atomic-limit`, blocking and awaited rows
+//! to `futex-limit`), and the limit's p50 beside it. Throughput rows: shmq 1→1 over three message
+//! sizes, N→M processes, and in-process crossbeam/rtrb between two threads; the seed demo (10
+//! producer and 10 consumer processes on a queue of capacity 3) in shmq and in Python's
+//! multiprocessing, with their ratio.
 //!
 //! `--sweep` (module `sweep`) replaces the rows with a producers × consumers matrix of MPMC
 //! throughput, shmq processes beside crossbeam threads.
@@ -231,6 +232,8 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         row("shmq-queue-block", L, Some(Limit::Block), Box::new(|c| shmq_rows::queue_latency(c, Mode::Block))),
         row("shmq-pipe-spin", L, Some(Limit::Spin), Box::new(|c| shmq_rows::pipe_latency(c, Mode::Spin))),
         row("shmq-pipe-block", L, Some(Limit::Block), Box::new(|c| shmq_rows::pipe_latency(c, Mode::Block))),
+        row("shmq-queue-async", L, Some(Limit::Block), Box::new(shmq_rows::queue_latency_async)),
+        row("shmq-pipe-async", L, Some(Limit::Block), Box::new(shmq_rows::pipe_latency_async)),
         row("python-mp-pipe", L, None, Box::new(|c| baselines::python_row(c, "pipe"))),
         row("python-mp-queue", L, None, Box::new(|c| baselines::python_row(c, "queue"))),
     ];

@@ -1,5 +1,6 @@
-//! The rows that measure shmq itself: queue and pipe round trips (spinning and blocking), queue
-//! throughput from N producer processes to M consumer processes, and the seed demo.
+//! The rows that measure shmq itself: queue and pipe round trips (spinning, blocking and
+//! awaited), queue throughput from N producer processes to M consumer processes, and the seed
+//! demo.
 
 #[allow(unused_imports)]
 use super::harness::{self, spin_until, time_rounds, ChildSpec, Deadline, Peer, Victim, Watchdog};
@@ -55,10 +56,12 @@ fn err(what: &str) -> impl Fn(shmq::Error) -> RowError + '_ {
     move |e| RowError::Failed(format!("{what}: {e}"))
 }
 
+mod awaited;
 mod latency;
 mod seed_demo;
 mod throughput;
 
+pub use awaited::*;
 pub use latency::*;
 pub use seed_demo::*;
 pub use throughput::*;
@@ -69,6 +72,8 @@ pub fn child(a: &ChildArgs, dl: Deadline) -> Option<Result<(), String>> {
         "shmq-queue-spin" | "shmq-queue-block" => queue_latency_child(a, dl),
         "shmq-queue-tput" | "shmq-pipe-tput" => throughput_child(a),
         "shmq-pipe-spin" | "shmq-pipe-block" => pipe_latency_child(a, dl),
+        "shmq-queue-async" => queue_latency_async_child(a, dl),
+        "shmq-pipe-async" => pipe_latency_async_child(a, dl),
         "seed-demo-shmq" => seed_demo_child(a),
         _ => return None,
     })
