@@ -3,12 +3,12 @@
 //!
 //! Latency rows: `atomic-limit` and `futex-limit` (what the hardware and the kernel allow),
 //! `pipe(2)`, `socketpair`, `eventfd`, `posix-mq`, the shmq rows (spinning, blocking, and awaited
-//! on tokio current-thread runtimes), and Python's multiprocessing. Each shmq row reports its p50
-//! as a ratio to the limit of its kind (spinning rows to `atomic-limit`, blocking and awaited rows
-//! to `futex-limit`), and the limit's p50 beside it. Throughput rows: shmq 1→1 over three message
-//! sizes, N→M processes, and in-process crossbeam/rtrb between two threads; the seed demo (10
-//! producer and 10 consumer processes on a queue of capacity 3) in shmq and in Python's
-//! multiprocessing, with their ratio.
+//! on tokio current-thread runtimes), tokio's in-process `mpsc` channel, and Python's
+//! multiprocessing. Each shmq row reports its p50 as a ratio to the limit of its kind (spinning
+//! rows to `atomic-limit`, blocking and awaited rows to `futex-limit`), and the limit's p50 beside
+//! it. Throughput rows: shmq 1→1 over three message sizes, N→M processes, and in-process
+//! crossbeam/rtrb between two threads; the seed demo (10 producer and 10 consumer processes on a
+//! queue of capacity 3) in shmq and in Python's multiprocessing, with their ratio.
 //!
 //! `--sweep` (module `sweep`) replaces the rows with a producers × consumers matrix of MPMC
 //! throughput, shmq processes beside crossbeam threads.
@@ -234,6 +234,7 @@ fn all_rows(producers: usize, consumers: usize) -> Vec<Row> {
         row("shmq-pipe-block", L, Some(Limit::Block), Box::new(|c| shmq_rows::pipe_latency(c, Mode::Block))),
         row("shmq-queue-async", L, Some(Limit::Block), Box::new(shmq_rows::queue_latency_async)),
         row("shmq-pipe-async", L, Some(Limit::Block), Box::new(shmq_rows::pipe_latency_async)),
+        row("tokio-mpsc", L, None, Box::new(baselines::tokio_mpsc_row)),
         row("python-mp-pipe", L, None, Box::new(|c| baselines::python_row(c, "pipe"))),
         row("python-mp-queue", L, None, Box::new(|c| baselines::python_row(c, "queue"))),
     ];

@@ -1,7 +1,7 @@
 //! The rows shmq is compared with: the hardware and kernel limits (raw atomics, raw futex), the
 //! classic kernel channels (pipe, socketpair, eventfd, POSIX message queues), Python's
-//! multiprocessing, and in-process SPSC/MPMC rings (crossbeam `ArrayQueue`, `rtrb`) between
-//! threads.
+//! multiprocessing, in-process SPSC/MPMC rings (crossbeam `ArrayQueue`, `rtrb`) between
+//! threads, and tokio's `mpsc` channel between two current-thread runtimes.
 //!
 //! Each latency row has a parent side (side A: send, wait for the reply, time it) and a child
 //! side (side B: wait, reply), in the same place so the protocol reads as one.
@@ -194,6 +194,7 @@ mod kernel;
 mod limits;
 mod peers;
 mod python;
+mod tokio_mpsc;
 
 pub use inproc::*;
 pub use kernel::*;
@@ -201,6 +202,7 @@ pub use limits::*;
 #[allow(unused_imports)]
 pub use peers::*;
 pub use python::*;
+pub use tokio_mpsc::*;
 
 // ----- child dispatch for the rows in these files -----
 
