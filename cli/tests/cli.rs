@@ -344,6 +344,47 @@ fn quick_bench_writes_valid_json() {
     assert!(err.contains("no bench row"), "{err}");
 }
 
+/// The awaited rows (shmq's feature `async` on tokio current-thread runtimes) measure real round
+/// trips, the shmq ones compared with the futex limit as the blocking rows are, and tokio's
+/// in-process mpsc channel beside them with no limit.
+#[test]
+fn async_rows_measure_round_trips() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-async-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = ok(&[
+        "bench",
+        "--quick",
+        "--rows",
+        "shmq-pipe-async,shmq-queue-async,tokio-mpsc",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    // In the order of `shmq bench --list`.
+    assert_eq!(names, ["shmq-queue-async", "shmq-pipe-async", "tokio-mpsc"], "{out}");
+    for r in rows {
+        assert_eq!(r["status"], "ok", "{out}");
+        assert_eq!(r["kind"], "latency");
+        assert_eq!(r["samples"], v["rounds"], "{r}");
+        let p = |k: &str| r[k].as_u64().unwrap();
+        assert!(p("p50_ns") > 0 && p("p50_ns") <= p("p99_ns") && p("p99_ns") <= p("max_ns"), "{r}");
+        // A round trip of 8 bytes: microseconds, tens of milliseconds on a very loaded host.
+        assert!(p("p50_ns") < 100_000_000, "{r}");
+    }
+    for r in &rows[..2] {
+        assert_eq!(r["limit"], "futex-limit", "{r}");
+        assert_eq!(r["limit_adjacent"], true, "{r}");
+        let ratio = r["p50_ns"].as_u64().unwrap() as f64 / r["limit_p50_ns"].as_u64().unwrap() as f64;
+        assert!((ratio - r["ratio_to_limit"].as_f64().unwrap()).abs() < 0.01, "{r}");
+    }
+    assert!(rows[2]["limit"].is_null() && rows[2]["ratio_to_limit"].is_null(), "{}", rows[2]);
+    assert_eq!(out.matches("x futex-limit (").count(), 2, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The POSIX message queue row measures real round trips, or is skipped with the reason where
 /// the kernel offers no message queues.
 #[test]
