@@ -102,8 +102,6 @@ class Queue(_shmq.QueueBase):
     ``ValueError`` after ``close()``.
     """
 
-    __slots__ = ()
-
     def __reduce__(self):
         state = self._reduce_state()
         if state[0] == "name":
@@ -119,8 +117,6 @@ class JoinableQueue(Queue):
     Every ``put`` adds a task, ``task_done()`` marks one done (``ValueError`` if called more
     times than items were put), and ``join()`` blocks until every task is done.
     """
-
-    __slots__ = ()
 
     def __new__(cls, maxsize=0, *, slot_size=None, name=None, ctx=None):
         return super().__new__(cls, maxsize, slot_size=slot_size, name=name, _joinable=True)
@@ -141,8 +137,6 @@ class SimpleQueue(Queue):
     is full, as multiprocessing's blocks while its pipe is full).
     """
 
-    __slots__ = ()
-
     def __new__(cls, *, slot_size=None, name=None, ctx=None):
         return super().__new__(cls, 0, slot_size=slot_size, name=name)
 
@@ -161,8 +155,6 @@ class Connection(_shmq.ConnectionBase):
     and everything sent has been received; ``send`` raises ``BrokenPipeError`` once the other end
     has gone; calls on a closed end raise ``OSError("handle is closed")``.
     """
-
-    __slots__ = ()
 
     def recv_bytes_into(self, buf, offset=0):
         """Receives a message's bytes into the writable buffer ``buf`` at byte ``offset``;

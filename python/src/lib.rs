@@ -780,6 +780,25 @@ struct TxHalf {
     s: Sender,
     /// A send was interrupted between the parts of a long message: the stream is unusable.
     broken: bool,
+    /// When this half last looked for a dead receiver (see [`TxHalf::look_for_dead_receiver`]).
+    looked: Option<Instant>,
+}
+
+/// How often a sender that keeps finding room looks for a dead receiver.
+const LOOK_INTERVAL: Duration = Duration::from_millis(10);
+
+impl TxHalf {
+    /// The library notices a dead receiver when a send finds the ring full; multiprocessing's
+    /// pipes raise `BrokenPipeError` on the next send. Looking every [`LOOK_INTERVAL`] (a few
+    /// `fcntl` calls) reports a receiver that died, or an end closed before anybody took it,
+    /// within that long, however much room the ring has.
+    fn look_for_dead_receiver(&mut self) {
+        let now = Instant::now();
+        if self.looked.is_none_or(|t| now.duration_since(t) >= LOOK_INTERVAL) {
+            self.looked = Some(now);
+            self.s.recover();
+        }
+    }
 }
 
 struct RxHalf {
@@ -862,7 +881,7 @@ impl EndCore {
         };
         let (tx, rx) = conn.split();
         let h = Arc::new(Halves {
-            tx: tx.map(|s| Mutex::new(TxHalf { s, broken: false })),
+            tx: tx.map(|s| Mutex::new(TxHalf { s, broken: false, looked: None })),
             rx: rx.map(|r| Mutex::new(RxHalf { r, partial: Vec::new() })),
         });
         // Drops the hold on the descriptor we were given (the adopted end has its own copy).
@@ -1094,6 +1113,7 @@ impl PyConnection {
         if tx.broken {
             return Err(os_error("a send on this connection was interrupted in the middle of a message"));
         }
+        tx.look_for_dead_receiver();
         let chunk = self.core.chunk;
         if size < chunk {
             return self.send_part(py, tx, data, offset..offset + size);
