@@ -37,9 +37,12 @@ Blocking calls release the GIL and check for signals every 50 ms, so Ctrl-C inte
 A process that dies (even by SIGKILL) does not wedge the others: shmq reaps it.
 """
 
+import collections as _collections
+import copyreg as _copyreg
 import io
 import multiprocessing.reduction as _reduction
 import os as _os
+import pickle as _pickle
 import queue as _queue
 from multiprocessing import BufferTooShort
 
@@ -72,6 +75,20 @@ __all__ = [
     "PIPE_CAPACITY",
     "PIPE_SLOT",
 ]
+
+# Objects are pickled as multiprocessing's ForkingPickler pickles them (the default protocol, and
+# the reducers registered with ForkingPickler.register), through a live view of its dispatch
+# table rather than the copy ForkingPickler makes for every object.
+_dispatch_table = _collections.ChainMap(_reduction.ForkingPickler._extra_reducers, _copyreg.dispatch_table)
+
+
+def _dumps(obj, _BytesIO=io.BytesIO, _Pickler=_pickle.Pickler):
+    buf = _BytesIO()
+    p = _Pickler(buf)
+    p.dispatch_table = _dispatch_table
+    p.dump(obj)
+    return buf.getbuffer()
+
 
 # Handles copied into a child by fork() belong to the parent: drop them there (see _shmq).
 _os.register_at_fork(after_in_child=_shmq._after_fork_child)

@@ -26,7 +26,7 @@ use shmq::{Connection, JoinError, PipeBuilder, Queue, Receiver, RecvError, SendE
 use std::borrow::Cow;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,20 @@ const MIN_SLOT: usize = 256;
 const PIPE_CAPACITY: usize = 1024;
 /// Default slot size of a `Pipe()`.
 const PIPE_SLOT: usize = 1024;
+
+/// Busy-poll iterations of a blocking call before it sleeps (see [`_set_spin`]).
+static SPIN: AtomicU32 = AtomicU32::new(DEFAULT_SPIN);
+const DEFAULT_SPIN: u32 = 128;
+
+fn spin() -> u32 {
+    SPIN.load(Ordering::Relaxed)
+}
+
+/// Sets the busy-poll iterations of blocking calls on handles opened from now on (tuning).
+#[pyfunction]
+fn _set_spin(n: u32) {
+    SPIN.store(n, Ordering::Relaxed);
+}
 
 /// The key under which handles travel through the environment (see [`Inherit`]).
 const KEY: &str = "PYSHMQ";
@@ -235,12 +249,10 @@ fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// Pickles `obj` as multiprocessing does (`ForkingPickler.dumps`: the default protocol, and the
-/// reducers multiprocessing registers).
+/// Pickles `obj` as multiprocessing does (`shmq._dumps`: `ForkingPickler.dumps`' output, the
+/// default protocol and the reducers multiprocessing registers).
 fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Payload<'py>> {
-    let f = DUMPS.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py.import("multiprocessing.reduction")?.getattr("ForkingPickler")?.getattr("dumps")?.unbind())
-    })?;
+    let f = DUMPS.get_or_try_init(py, || -> PyResult<_> { Ok(py.import("shmq")?.getattr("_dumps")?.unbind()) })?;
     Payload::new(&f.bind(py).call1((obj,))?, true)
 }
 
@@ -412,7 +424,8 @@ impl QueueCore {
             Some(a) if !self.closed.load(Ordering::Relaxed) => a.as_raw_fd(),
             _ => return Err(closed_queue()),
         };
-        let q = Arc::new(self.inherit.with_env(fd, |key| Queue::builder().from_env(key)).map_err(open_error)?);
+        let q =
+            Arc::new(self.inherit.with_env(fd, |key| Queue::builder().spin(spin()).from_env(key)).map_err(open_error)?);
         m.queue = Some(q.clone());
         Ok(q)
     }
@@ -488,7 +501,7 @@ impl PyQueue {
             return Self::inherit(&t);
         }
         let (capacity, slot) = queue_geometry(maxsize, slot_size)?;
-        let b = Queue::builder().capacity(capacity).slot_size(slot).joinable(_joinable).persistent(true);
+        let b = Queue::builder().spin(spin()).capacity(capacity).slot_size(slot).joinable(_joinable).persistent(true);
         let q = match &name {
             Some(n) => b.open_or_create(n),
             None => b.create_anonymous(),
@@ -674,14 +687,16 @@ impl PyQueue {
         let kind: String = t.get_item(0)?.extract()?;
         if kind == "name" {
             let (_, name, joinable): (String, String, bool) = t.extract()?;
-            let q = Queue::builder().open(&name).map_err(open_error)?;
+            let q = Queue::builder().spin(spin()).open(&name).map_err(open_error)?;
             return Ok(PyQueue { core: QueueCore::new(q, joinable, None)? });
         }
         let (_, fd, inherit, _capacity, _slot, joinable): (String, RawFd, Bound<'_, PyAny>, usize, usize, bool) =
             t.extract()?;
         let inherit = Inherit::from_py(&inherit)?;
         let anchor = take_fd(fd)?;
-        let q = inherit.with_env(anchor.as_raw_fd(), |key| Queue::builder().from_env(key)).map_err(open_error)?;
+        let q = inherit
+            .with_env(anchor.as_raw_fd(), |key| Queue::builder().spin(spin()).from_env(key))
+            .map_err(open_error)?;
         Ok(PyQueue { core: QueueCore::new(q, joinable, Some(anchor))? })
     }
 
@@ -868,7 +883,7 @@ impl EndCore {
         };
         let conn = fresh_fd(fd)
             .map_err(shmq::Error::from)
-            .and_then(|fd| self.inherit.with_env(fd, |key| PipeBuilder::new().from_env(key)));
+            .and_then(|fd| self.inherit.with_env(fd, |key| PipeBuilder::new().spin(spin()).from_env(key)));
         let conn = match conn {
             Ok(c) => c,
             Err(shmq::Error::NotInherited(_)) => {
@@ -1214,6 +1229,7 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_end_from_fd, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_spin, m)?)?;
     m.add("DEFAULT_MAXSIZE", DEFAULT_MAXSIZE)?;
     m.add("QUEUE_BYTES", QUEUE_BYTES)?;
     m.add("MIN_SLOT", MIN_SLOT)?;
