@@ -19,6 +19,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "maturin>=1.5,<2" pytest
 
+# The extension is a workspace member outside default-members (the root's `cargo clippy` and
+# `.ci/loom` do not build it), so it is linted here.
+if cargo clippy --version >/dev/null 2>&1; then
+  echo "== python: cargo clippy -p shmq-python"
+  cargo clippy -p shmq-python --all-targets --all-features --quiet -- -D warnings
+fi
+
 echo "== python: maturin develop --release"
 # maturin develop installs into the active virtual environment.
 VIRTUAL_ENV="$(cd "$VENV" && pwd)" PATH="$(cd "$VENV" && pwd)/bin:$PATH" \
