@@ -304,18 +304,20 @@ impl<'py> Payload<'py> {
         }
     }
 
-    /// The bytes, for use while the GIL is released: a copy if another thread could change them.
-    fn stable(&self) -> Cow<'_, [u8]> {
+    /// Bytes `range` of the message, for use while the GIL is released: a copy, unless nothing
+    /// else can change them (a `bytes` object, or the pickler's buffer). A read-only view of a
+    /// buffer can still change under it.
+    fn stable(&self, range: std::ops::Range<usize>) -> Cow<'_, [u8]> {
         match self {
-            Payload::Buffer { buf, private: false } if !buf.readonly() => Cow::Owned(self.bytes().to_vec()),
-            _ => Cow::Borrowed(self.bytes()),
+            Payload::Buffer { private: false, .. } => Cow::Owned(self.bytes()[range].to_vec()),
+            _ => Cow::Borrowed(&self.bytes()[range]),
         }
     }
 }
 
 // ----- fork -----
 
-/// Every live queue and pipe end of this process, for [`after_fork_child`]. Locked with the GIL
+/// Every live queue and pipe end of this process, for [`_after_fork_child`]. Locked with the GIL
 /// held only.
 static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
 
@@ -711,7 +713,7 @@ impl PyQueue {
             Err(e) => return Err(queue_send_error(e)),
         }
         let deadline = deadline_of(timeout)?;
-        let stable = data.stable();
+        let stable = data.stable(0..bytes.len());
         let m: &[u8] = &stable;
         loop {
             let Some(slice) = next_slice(deadline) else { return Err(Full::new_err(())) };
@@ -1162,8 +1164,8 @@ impl PyConnection {
             Err(SendError::Full) => {}
             Err(e) => return Err(pipe_send_error(e)),
         }
-        let stable = data.stable();
-        let m = &stable[range];
+        let stable = data.stable(range);
+        let m: &[u8] = &stable;
         let s = &mut tx.s;
         loop {
             match py.detach(|| s.send_timeout(m, SLICE)) {
