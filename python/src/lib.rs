@@ -49,9 +49,43 @@ const PIPE_CAPACITY: usize = 1024;
 /// Default slot size of a `Pipe()`.
 const PIPE_SLOT: usize = 1024;
 
-/// Busy-poll iterations of a blocking call before it sleeps (see [`_set_spin`]).
+/// Busy-poll iterations of the library's blocking calls before they sleep (see [`_set_spin`]).
 static SPIN: AtomicU32 = AtomicU32::new(DEFAULT_SPIN);
-const DEFAULT_SPIN: u32 = 128;
+const DEFAULT_SPIN: u32 = 0;
+
+/// How long a call that would block first retries, yielding the CPU between tries, before it
+/// sleeps (see [`yield_spin`]), in microseconds.
+static YIELD_US: AtomicU32 = AtomicU32::new(DEFAULT_YIELD_US);
+const DEFAULT_YIELD_US: u32 = 20;
+
+/// Sets how long a call that would block retries, yielding the CPU, before it sleeps (tuning).
+#[pyfunction]
+fn _set_yield_us(us: u32) {
+    YIELD_US.store(us, Ordering::Relaxed);
+}
+
+/// Retries `attempt` (a non-blocking call: `None` for "nothing yet") for up to `YIELD_US`,
+/// yielding the CPU between tries; `None` if it never succeeded. Call it with the GIL released.
+///
+/// A peer that answers within microseconds is caught without a sleep and a wake-up. Unlike a
+/// busy spin, the yield hands the CPU to the peer when it waits for this very CPU (a loaded
+/// machine), and returns at once when nobody else wants it.
+fn yield_spin<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let budget = Duration::from_micros(YIELD_US.load(Ordering::Relaxed) as u64);
+    if budget.is_zero() {
+        return None;
+    }
+    let start = Instant::now();
+    loop {
+        std::thread::yield_now();
+        if let Some(v) = attempt() {
+            return Some(v);
+        }
+        if start.elapsed() >= budget {
+            return None;
+        }
+    }
+}
 
 fn spin() -> u32 {
     SPIN.load(Ordering::Relaxed)
@@ -715,6 +749,17 @@ impl PyQueue {
         let deadline = deadline_of(timeout)?;
         let stable = data.stable(0..bytes.len());
         let m: &[u8] = &stable;
+        if next_slice(deadline).is_some() {
+            let put = py.detach(|| {
+                yield_spin(|| match put_now(m) {
+                    Err(SendError::Full) => None,
+                    r => Some(r),
+                })
+            });
+            if let Some(r) = put {
+                return r.map_err(queue_send_error);
+            }
+        }
         loop {
             let Some(slice) = next_slice(deadline) else { return Err(Full::new_err(())) };
             let r = py.detach(|| if large { q.put_large_timeout(m, slice) } else { q.put_timeout(m, slice) });
@@ -737,6 +782,17 @@ impl PyQueue {
             Err(e) => return Err(queue_recv_error(e)),
         }
         let deadline = deadline_of(timeout)?;
+        if next_slice(deadline).is_some() {
+            let got = py.detach(|| {
+                yield_spin(|| match q.try_get() {
+                    Err(RecvError::Empty) => None,
+                    r => Some(r),
+                })
+            });
+            if let Some(r) = got {
+                return r.map_err(queue_recv_error);
+            }
+        }
         loop {
             let Some(slice) = next_slice(deadline) else { return Err(Empty::new_err(())) };
             match py.detach(|| q.get_timeout(slice)) {
@@ -1167,6 +1223,15 @@ impl PyConnection {
         let stable = data.stable(range);
         let m: &[u8] = &stable;
         let s = &mut tx.s;
+        let sent = py.detach(|| {
+            yield_spin(|| match s.try_send(m) {
+                Err(SendError::Full) => None,
+                res => Some(res),
+            })
+        });
+        if let Some(res) = sent {
+            return res.map_err(pipe_send_error);
+        }
         loop {
             match py.detach(|| s.send_timeout(m, SLICE)) {
                 Ok(()) => return Ok(()),
@@ -1204,6 +1269,15 @@ impl PyConnection {
             Err(e) => return Err(pipe_recv_error(e)),
         }
         let r = &mut rx.r;
+        let got = py.detach(|| {
+            yield_spin(|| match r.try_recv() {
+                Err(RecvError::Empty) => None,
+                res => Some(res),
+            })
+        });
+        if let Some(res) = got {
+            return res.map_err(pipe_recv_error);
+        }
         loop {
             match py.detach(|| r.recv_timeout(SLICE)) {
                 Ok(m) => return Ok(m),
@@ -1232,6 +1306,7 @@ fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;
     m.add_function(wrap_pyfunction!(_set_spin, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_yield_us, m)?)?;
     m.add("DEFAULT_MAXSIZE", DEFAULT_MAXSIZE)?;
     m.add("QUEUE_BYTES", QUEUE_BYTES)?;
     m.add("MIN_SLOT", MIN_SLOT)?;

@@ -274,3 +274,19 @@ def test_ctrl_c_interrupts_a_blocking_call(call):
     finally:
         child.kill()
         child.wait()
+
+
+def test_named_queue_passed_to_a_process(ctx):
+    name = f"/shmq-pytest-named-{os.getpid()}"
+    q = shmq.Queue(name=name)
+    try:
+        out = shmq.Queue()
+        p = ctx.Process(target=workers.double, args=(q, out))  # pickled as its name
+        p.start()
+        q.put(21)
+        q.put(None)
+        assert out.get(timeout=30) == 42
+        p.join(30)
+        assert p.exitcode == 0
+    finally:
+        shmq.unlink(name)
