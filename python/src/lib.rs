@@ -290,9 +290,38 @@ fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Payload<'py>
     Payload::new(&f.bind(py).call1((obj,))?, true)
 }
 
-fn loads<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let f = LOADS.get_or_try_init(py, || -> PyResult<_> { Ok(py.import("pickle")?.getattr("loads")?.unbind()) })?;
-    f.bind(py).call1((PyBytes::new(py, data),))
+/// Unpickles a received message, and gives `data` back (`None` if it must be kept for good).
+/// `pickle.loads` reads it through a memoryview (no copy into a `bytes` object: for a large
+/// message that copy is an allocation, and with glibc's heap trimming often page faults); the view
+/// is released before `data` is given back.
+fn loads<'py, T: std::ops::Deref<Target = [u8]>>(py: Python<'py>, data: T) -> (PyResult<Bound<'py, PyAny>>, Option<T>) {
+    let f = match LOADS.get_or_try_init(py, || -> PyResult<_> { Ok(py.import("pickle")?.getattr("loads")?.unbind()) }) {
+        Ok(f) => f,
+        Err(e) => return (Err(e), Some(data)),
+    };
+    let bytes: &[u8] = &data;
+    // SAFETY: a read-only (PyBUF_READ) view of `bytes`, which stay alive and unchanged until the
+    // view is released below, or forever if it cannot be.
+    let view = unsafe {
+        pyo3::ffi::PyMemoryView_FromMemory(
+            bytes.as_ptr() as *mut std::ffi::c_char,
+            bytes.len() as pyo3::ffi::Py_ssize_t,
+            pyo3::ffi::PyBUF_READ,
+        )
+    };
+    // SAFETY: PyMemoryView_FromMemory returns a new reference, or NULL with an exception set.
+    let view = match unsafe { Bound::from_owned_ptr_or_err(py, view) } {
+        Ok(v) => v,
+        Err(e) => return (Err(e), Some(data)),
+    };
+    let r = f.bind(py).call1((&view,));
+    // After release() nothing reads `bytes` through the view, whoever kept a reference to it. It
+    // fails only while a buffer taken from the view is still held: then the bytes must outlive it.
+    if view.call_method0("release").is_err() {
+        std::mem::forget(data);
+        return (r, None);
+    }
+    (r, Some(data))
 }
 
 /// The bytes of a message to send: a `bytes` object, or any C-contiguous buffer.
@@ -419,6 +448,8 @@ struct QueueCore {
     capacity: usize,
     slot_size: usize,
     inherit: Inherit,
+    /// A buffer to receive into, kept from one get to the next (see `PyQueue::give_back`).
+    spare: Mutex<Vec<u8>>,
 }
 
 struct QueueMeta {
@@ -444,6 +475,7 @@ impl QueueCore {
             capacity: queue.capacity(),
             slot_size: queue.slot_size(),
             inherit,
+            spare: Mutex::new(Vec::new()),
             meta: Mutex::new(QueueMeta { queue: Some(Arc::new(queue)), anchor: Some(anchor) }),
         });
         register(Registered::Queue(Arc::downgrade(&core)));
@@ -575,7 +607,9 @@ impl PyQueue {
     #[pyo3(signature = (block=true, timeout=None))]
     fn get<'py>(&self, py: Python<'py>, block: bool, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let msg = self.get_message(py, block, timeout)?;
-        loads(py, &msg)
+        let (obj, buf) = loads(py, msg);
+        self.give_back(buf);
+        obj
     }
 
     /// `get(False)`.
@@ -587,7 +621,9 @@ impl PyQueue {
     #[pyo3(signature = (block=true, timeout=None))]
     fn get_bytes<'py>(&self, py: Python<'py>, block: bool, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
         let msg = self.get_message(py, block, timeout)?;
-        Ok(PyBytes::new(py, &msg))
+        let bytes = PyBytes::new(py, &msg);
+        self.give_back(Some(msg));
+        Ok(bytes)
     }
 
     /// The number of slots in use: the number of items, when every item fits a slot (a larger
@@ -773,35 +809,50 @@ impl PyQueue {
         }
     }
 
-    fn get_message(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<shmq::Message> {
+    /// Takes a message into a buffer (the queue's spare one, when no other thread has it).
+    fn get_message(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Vec<u8>> {
         self.core.check_open()?;
         let q = self.core.queue()?;
-        match q.try_get() {
-            Ok(m) => return Ok(m),
-            Err(RecvError::Empty) if block => {}
-            Err(e) => return Err(queue_recv_error(e)),
+        let mut buf = self.core.spare.try_lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default();
+        let take = |buf: &mut Vec<u8>| match q.try_get_into(buf) {
+            Err(RecvError::Empty) => None,
+            r => Some(r),
+        };
+        if let Some(r) = take(&mut buf) {
+            return r.map(|_| buf).map_err(queue_recv_error);
+        }
+        if !block {
+            return Err(Empty::new_err(()));
         }
         let deadline = deadline_of(timeout)?;
         if next_slice(deadline).is_some() {
-            let got = py.detach(|| {
-                yield_spin(|| match q.try_get() {
-                    Err(RecvError::Empty) => None,
-                    r => Some(r),
-                })
-            });
-            if let Some(r) = got {
-                return r.map_err(queue_recv_error);
+            if let Some(r) = py.detach(|| yield_spin(|| take(&mut buf))) {
+                return r.map(|_| buf).map_err(queue_recv_error);
             }
         }
         loop {
             let Some(slice) = next_slice(deadline) else { return Err(Empty::new_err(())) };
             match py.detach(|| q.get_timeout(slice)) {
-                Ok(m) => return Ok(m),
+                Ok(m) => {
+                    buf.clear();
+                    buf.extend_from_slice(&m);
+                    return Ok(buf);
+                }
                 Err(RecvError::Timeout) => {}
                 Err(e) => return Err(queue_recv_error(e)),
             }
             py.check_signals()?;
             self.core.check_open()?;
+        }
+    }
+
+    /// Gives a buffer back as the queue's spare one.
+    fn give_back(&self, buf: Option<Vec<u8>>) {
+        if let (Some(mut buf), Ok(mut spare)) = (buf, self.core.spare.try_lock()) {
+            if buf.capacity() <= RETAIN && buf.capacity() > spare.capacity() {
+                buf.clear();
+                *spare = buf;
+            }
         }
     }
 }
@@ -816,8 +867,9 @@ struct EndCore {
     closed: AtomicBool,
     readable: bool,
     writable: bool,
-    /// Messages of this many bytes or more go in parts of exactly this many, and a shorter part
-    /// (possibly empty) ends them: so any size crosses, whatever the ring's size.
+    /// Messages of this many bytes (the slot size) or more go in parts of exactly this many, and a
+    /// shorter part (possibly empty) ends them: so any size crosses, whatever the ring's size, and
+    /// the receiver puts them together in a buffer it keeps.
     chunk: usize,
     inherit: Inherit,
 }
@@ -876,25 +928,13 @@ impl TxHalf {
 
 struct RxHalf {
     r: Receiver,
-    /// The parts received so far of a long message whose receive was interrupted.
+    /// The message being received (kept between calls: the parts of a long message whose
+    /// receive was interrupted; and, empty, the buffer for the next message).
     partial: Vec<u8>,
 }
 
-/// A message received whole, or put together from its parts.
-enum Received {
-    One(shmq::Message),
-    Parts(Vec<u8>),
-}
-
-impl std::ops::Deref for Received {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Received::One(m) => m,
-            Received::Parts(v) => v,
-        }
-    }
-}
+/// The largest receive buffer a pipe end or a queue keeps for the next message.
+const RETAIN: usize = 1 << 20;
 
 fn closed_conn() -> PyErr {
     os_error("handle is closed")
@@ -1001,7 +1041,7 @@ fn _pipe(duplex: bool, capacity: usize, slot_size: usize) -> PyResult<(PendingEn
         .slot_size(slot_size)
         .create_anonymous()
         .map_err(open_error)?;
-    let chunk = slot_size.saturating_mul((capacity / 2).max(1));
+    let chunk = slot_size;
     let (first, second) = if duplex {
         (unowned_end(a, true, true, chunk)?, unowned_end(b, true, true, chunk)?)
     } else {
@@ -1056,8 +1096,23 @@ impl PyConnection {
     /// the other end is closed (or its process died) and everything it sent has been received.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.check_readable()?;
-        let msg = self.recv_message(py)?;
-        loads(py, &msg)
+        let halves = self.core.halves()?;
+        let half = rx_half(&halves)?;
+        // The message is unpickled with the half unlocked (unpickling runs Python code, which may
+        // use this end), from the half's buffer, which goes back for the next message.
+        let buf = {
+            let mut g = lock_releasing(py, half);
+            self.recv_whole(py, &mut g)?;
+            std::mem::take(&mut g.partial)
+        };
+        let (obj, buf) = loads(py, buf);
+        if let (Some(mut buf), Ok(mut g)) = (buf, half.try_lock()) {
+            if g.partial.is_empty() && buf.capacity() <= RETAIN {
+                buf.clear();
+                g.partial = buf;
+            }
+        }
+        obj
     }
 
     /// Receives a message's bytes. Raises `OSError` if `maxlength` is given and the message is
@@ -1068,14 +1123,21 @@ impl PyConnection {
             return Err(PyValueError::new_err("negative maxlength"));
         }
         self.check_readable()?;
-        let msg = self.recv_message(py)?;
-        if let Some(max) = maxlength {
-            if msg.len() > max as usize {
-                self.close();
-                return Err(os_error("bad message length"));
-            }
+        let halves = self.core.halves()?;
+        let mut g = lock_releasing(py, rx_half(&halves)?);
+        self.recv_whole(py, &mut g)?;
+        let rx: &mut RxHalf = &mut g;
+        let too_long = maxlength.is_some_and(|max| rx.partial.len() > max as usize);
+        let bytes = (!too_long).then(|| PyBytes::new(py, &rx.partial));
+        rx.partial.clear();
+        if rx.partial.capacity() > RETAIN {
+            rx.partial = Vec::new();
         }
-        Ok(PyBytes::new(py, &msg))
+        drop(g);
+        bytes.ok_or_else(|| {
+            self.close();
+            os_error("bad message length")
+        })
     }
 
     /// Whether there is anything to receive (a message, or end of file): at once with `timeout`
@@ -1191,20 +1253,43 @@ impl PyConnection {
         if size < chunk {
             return self.send_part(py, tx, data, offset..offset + size);
         }
-        // A long message: parts of exactly `chunk` bytes, then a shorter one (possibly empty).
-        let mut start = offset;
-        let end = offset + size;
-        loop {
-            let len = chunk.min(end - start);
-            if let Err(e) = self.send_part(py, tx, data, start..start + len) {
-                tx.broken = true;
-                return Err(e);
-            }
-            start += len;
-            if len < chunk {
-                return Ok(());
+        // A long message: parts of exactly `chunk` bytes (a slot each), then a shorter one
+        // (possibly empty), sent as many at a time as there is room for.
+        let mut parts: Vec<std::ops::Range<usize>> =
+            (offset..offset + size).step_by(chunk).map(|p| p..p + chunk).collect();
+        if let Some(last) = parts.last_mut() {
+            last.end = last.end.min(offset + size);
+        }
+        if size % chunk == 0 {
+            parts.push(offset + size..offset + size);
+        }
+        let r = self.send_parts(py, tx, data, &parts);
+        if r.is_err() {
+            tx.broken = true;
+        }
+        r
+    }
+
+    fn send_parts(
+        &self,
+        py: Python<'_>,
+        tx: &mut TxHalf,
+        data: &Payload<'_>,
+        parts: &[std::ops::Range<usize>],
+    ) -> PyResult<()> {
+        let bytes = data.bytes();
+        let mut i = 0;
+        while i < parts.len() {
+            let sent = tx.s.send_batch(parts[i..].iter().map(|p| &bytes[p.clone()])).map_err(pipe_send_error)?;
+            if sent > 0 {
+                i += sent;
+            } else {
+                // Full: wait for room for one, then go on in batches.
+                self.send_part(py, tx, data, parts[i].clone())?;
+                i += 1;
             }
         }
+        Ok(())
     }
 
     /// Sends `data[range]` as one message of the ring.
@@ -1243,51 +1328,46 @@ impl PyConnection {
         }
     }
 
-    /// Receives a whole message (every part of a long one).
-    fn recv_message(&self, py: Python<'_>) -> PyResult<Received> {
-        let halves = self.core.halves()?;
-        let half = halves.rx.as_ref().ok_or_else(|| os_error("connection is write-only"))?;
-        let mut g = lock_releasing(py, half);
-        let rx: &mut RxHalf = &mut g;
-        let chunk = self.core.chunk;
-        loop {
-            let part = self.recv_part(py, rx)?;
-            if rx.partial.is_empty() && part.len() < chunk {
-                return Ok(Received::One(part));
-            }
-            rx.partial.extend_from_slice(&part);
-            if part.len() < chunk {
-                return Ok(Received::Parts(std::mem::take(&mut rx.partial)));
-            }
-        }
+    /// Receives a whole message (every part of a long one) into `rx.partial`, after what an
+    /// interrupted receive left there.
+    fn recv_whole(&self, py: Python<'_>, rx: &mut RxHalf) -> PyResult<()> {
+        while self.recv_part(py, rx)? >= self.core.chunk {}
+        Ok(())
     }
 
-    fn recv_part(&self, py: Python<'_>, rx: &mut RxHalf) -> PyResult<shmq::Message> {
-        match rx.r.try_recv() {
-            Ok(m) => return Ok(m),
-            Err(RecvError::Empty) => {}
-            Err(e) => return Err(pipe_recv_error(e)),
-        }
-        let r = &mut rx.r;
-        let got = py.detach(|| {
-            yield_spin(|| match r.try_recv() {
+    /// Appends the next message of the ring to `rx.partial`; returns its length.
+    fn recv_part(&self, py: Python<'_>, rx: &mut RxHalf) -> PyResult<usize> {
+        /// Takes a message if there is one now (`None`: the ring is empty).
+        fn take(r: &mut Receiver, into: &mut Vec<u8>) -> Option<Result<usize, RecvError>> {
+            match r.try_recv_in_place() {
+                Ok(m) => {
+                    into.extend_from_slice(&m);
+                    Some(Ok(m.len()))
+                }
                 Err(RecvError::Empty) => None,
-                res => Some(res),
-            })
-        });
-        if let Some(res) = got {
+                Err(e) => Some(Err(e)),
+            }
+        }
+        let RxHalf { r, partial } = rx;
+        if let Some(res) = take(r, partial) {
+            return res.map_err(pipe_recv_error);
+        }
+        if let Some(res) = py.detach(|| yield_spin(|| take(r, partial))) {
             return res.map_err(pipe_recv_error);
         }
         loop {
-            match py.detach(|| r.recv_timeout(SLICE)) {
-                Ok(m) => return Ok(m),
-                Err(RecvError::Timeout) => {}
-                Err(e) => return Err(pipe_recv_error(e)),
+            py.detach(|| r.poll(Some(SLICE)));
+            if let Some(res) = take(r, partial) {
+                return res.map_err(pipe_recv_error);
             }
             py.check_signals()?;
             self.core.check_open()?;
         }
     }
+}
+
+fn rx_half(h: &Halves) -> PyResult<&Mutex<RxHalf>> {
+    h.rx.as_ref().ok_or_else(|| os_error("connection is write-only"))
 }
 
 /// Removes a named queue (`shmq.unlink("/name")`); named queues persist until removed.

@@ -169,8 +169,8 @@ def test_fileno_is_unsupported():
 
 def test_messages_of_any_size():
     a, b = shmq.Pipe(capacity=8, slot_size=64)
-    chunk = 64 * 4  # the part size of this pipe: slot_size * capacity / 2
-    sizes = [0, 1, 63, 64, 65, chunk - 1, chunk, chunk + 1, 2 * chunk, 10_000, 100_000]
+    chunk = 64  # long messages go in parts of a slot each
+    sizes = [0, 1, 63, 64, 65, 127, 128, 129, 8 * chunk, 10_000, 100_000, 1_000_000]
 
     def send_all():
         for n in sizes:
