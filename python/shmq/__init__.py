@@ -33,8 +33,9 @@ Differences from multiprocessing, all deliberate:
   on.
 - Handles can be pickled at any time (multiprocessing allows queues only while spawning).
 
-Blocking calls release the GIL and check for signals every 50 ms, so Ctrl-C interrupts them.
-A process that dies (even by SIGKILL) does not wedge the others: shmq reaps it.
+Blocking calls release the GIL and check for signals every 50 ms, so Ctrl-C interrupts them
+(KeyboardInterrupt, as with multiprocessing). A process that dies, even by SIGKILL, does not
+wedge the others: shmq reaps it (a pipe's other end then sees EOFError / BrokenPipeError).
 """
 
 import collections as _collections

@@ -6,13 +6,17 @@
 //!
 //! - A handle's descriptor is learnt from `share_with` on a `Command` that is never spawned: the
 //!   library writes the descriptor's number (and, for a pipe end, which end it is) into the
-//!   command's environment, and [`Inherit`] reads them back.
+//!   command's environment, and `Inherit` reads them back.
 //! - A handle is opened from a descriptor with `from_env`, after setting those same variables in
 //!   this process's environment (and removing them again). Queues open a new handle this way
 //!   after a `fork()` and in processes that were handed the queue; pipe ends are adopted this way.
 //!
-//! Blocking calls release the GIL and wait in slices of [`SLICE`], checking for signals between
-//! them, so that Ctrl-C interrupts them within about that long.
+//! A call that would block releases the GIL, retries for 20 µs yielding the CPU between tries
+//! (`yield_spin`), then sleeps in slices of `SLICE`, checking for signals between them, so
+//! that Ctrl-C interrupts it within about that long.
+//!
+//! Received messages are copied into a buffer that each pipe end and queue keeps from one receive
+//! to the next, and unpickled from it through a memoryview (`loads`).
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{
@@ -1255,37 +1259,37 @@ impl PyConnection {
         }
         // A long message: parts of exactly `chunk` bytes (a slot each), then a shorter one
         // (possibly empty), sent as many at a time as there is room for.
-        let mut parts: Vec<std::ops::Range<usize>> =
-            (offset..offset + size).step_by(chunk).map(|p| p..p + chunk).collect();
-        if let Some(last) = parts.last_mut() {
-            last.end = last.end.min(offset + size);
-        }
-        if size % chunk == 0 {
-            parts.push(offset + size..offset + size);
-        }
-        let r = self.send_parts(py, tx, data, &parts);
+        let r = self.send_parts(py, tx, data, offset..offset + size);
         if r.is_err() {
             tx.broken = true;
         }
         r
     }
 
+    /// Sends `data[whole]` as `whole.len() / chunk + 1` parts: part `i` is the `i`-th `chunk`
+    /// bytes, and the last one the rest (shorter than `chunk`, possibly empty).
     fn send_parts(
         &self,
         py: Python<'_>,
         tx: &mut TxHalf,
         data: &Payload<'_>,
-        parts: &[std::ops::Range<usize>],
+        whole: std::ops::Range<usize>,
     ) -> PyResult<()> {
+        let chunk = self.core.chunk;
+        let count = whole.len() / chunk + 1;
+        let part = |i: usize| {
+            let start = whole.start + i * chunk;
+            start..(start + chunk).min(whole.end)
+        };
         let bytes = data.bytes();
         let mut i = 0;
-        while i < parts.len() {
-            let sent = tx.s.send_batch(parts[i..].iter().map(|p| &bytes[p.clone()])).map_err(pipe_send_error)?;
+        while i < count {
+            let sent = tx.s.send_batch((i..count).map(|j| &bytes[part(j)])).map_err(pipe_send_error)?;
             if sent > 0 {
                 i += sent;
             } else {
                 // Full: wait for room for one, then go on in batches.
-                self.send_part(py, tx, data, parts[i].clone())?;
+                self.send_part(py, tx, data, part(i))?;
                 i += 1;
             }
         }
