@@ -144,32 +144,32 @@ def main():
     kib64 = b"x" * 65536
 
     rows = [
-        ("Queue round trip, small object", lambda Q: queue_round_trip(ctx, Q, small, n, runs), shmq.Queue, mp.Queue),
+        ("Queue round trip, small object", lambda Q: queue_round_trip(ctx, Q, small, n, runs), shmq.Queue, ctx.Queue),
         (
             "Queue round trip, 64 KiB bytes",
             lambda Q: queue_round_trip(ctx, Q, kib64, n // 5, runs),
             shmq.Queue,
-            mp.Queue,
+            ctx.Queue,
         ),
-        ("Pipe round trip, small object", lambda P: pipe_round_trip(ctx, P, small, n, runs), shmq.Pipe, mp.Pipe),
+        ("Pipe round trip, small object", lambda P: pipe_round_trip(ctx, P, small, n, runs), shmq.Pipe, ctx.Pipe),
         (
             "Pipe round trip, send_bytes 64 B",
             lambda P: pipe_round_trip(ctx, P, b"y" * 64, n, runs, raw=True),
             shmq.Pipe,
-            mp.Pipe,
+            ctx.Pipe,
         ),
         (
             "Pipe round trip, 64 KiB bytes",
             lambda P: pipe_round_trip(ctx, P, kib64, n // 5, runs),
             shmq.Pipe,
-            mp.Pipe,
+            ctx.Pipe,
         ),
-        ("demo 10 x 10, capacity 3, 10 items each", lambda Q: demo(ctx, Q, 10, runs), shmq.Queue, mp.Queue),
+        ("demo 10 x 10, capacity 3, 10 items each", lambda Q: demo(ctx, Q, 10, runs), shmq.Queue, ctx.Queue),
         (
             "demo 10 x 10, capacity 3, 1000 items each",
             lambda Q: demo(ctx, Q, 100 if args.quick else 1000, 3),
             shmq.Queue,
-            mp.Queue,
+            ctx.Queue,
         ),
     ]
     print(f"start method {args.start_method}; median of {runs} runs; ratio = multiprocessing / shmq")
