@@ -10,7 +10,7 @@ The objects have multiprocessing's methods, signatures and exceptions, and are p
 ``ProcessPoolExecutor`` initializer as multiprocessing's own are. Objects are pickled as
 multiprocessing pickles them; ``put_bytes``/``get_bytes`` and ``send_bytes``/``recv_bytes`` move
 bytes without pickling. A message crosses through a ring in shared memory (Linux only), with no
-feeder thread and no system call when nobody waits.
+feeder thread, and with no system call for a put or get that does not have to wait.
 
 Differences from multiprocessing, all deliberate:
 
@@ -18,11 +18,14 @@ Differences from multiprocessing, all deliberate:
   blocks while the queue is full (multiprocessing buffers without limit in a feeder thread).
   ``qsize()`` counts slots: an object larger than ``slot_size`` takes several.
 - A queue's ring holds ``maxsize * slot_size`` bytes, by default 4 MiB (``QUEUE_BYTES``; the
-  default ``slot_size`` is 4 MiB / maxsize, at least 256 bytes), and an object's pickle must fit
-  in it (``ValueError`` otherwise): give a larger ``slot_size`` for larger objects. Pipes take
-  messages of any size.
-- ``close()`` closes this process's handle at once (there is no buffered data to flush);
+  default ``slot_size`` is 4 MiB / maxsize, at least 256 bytes; about 5 MiB of memory, reserved
+  when the queue is created), and an object's pickle must fit in it (``ValueError`` otherwise):
+  give a larger ``slot_size`` for larger objects. Pipes take messages of any size (a ``Pipe()``
+  reserves about 1 MiB each way: ``PIPE_CAPACITY`` slots of ``PIPE_SLOT`` bytes).
+- ``close()`` closes this process's handle at once (there is no buffered data to flush), and
+  every call on it but ``close`` and ``join_thread`` then raises ``ValueError``;
   ``join_thread()`` and ``cancel_join_thread()`` have nothing to wait for.
+- ``recv_bytes(maxlength)`` with a longer message raises ``OSError`` and closes the end.
 - A pipe end belongs to the first process that uses it (sends, receives or polls): under fork,
   parent and child both hold every end, and whichever uses an end first takes it; the other gets
   ``OSError``. An end this process has used cannot be handed to another process. As with
