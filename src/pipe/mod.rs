@@ -88,7 +88,7 @@ impl End {
     /// Takes this end's role `bits` on their rings, exclusively (an end is attached once).
     fn join(&self, bits: u32) -> Result<(), crate::ring::ends::Refused> {
         let reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
-        SegmentRings::new(&self.seg, &self.geometry).join(&reg, bits, true)
+        SegmentRings::new(&self.seg, &self.geometry).join(&reg, bits, crate::ring::ends::Sync::JoinExclusive)
     }
 
     /// Leaves this end's role `bits` on their rings, once: cleared in the entry, then recounted

@@ -3,6 +3,7 @@
 
 use crate::pipe::Handover;
 use crate::ring::doorbell::{self, IdleCheck};
+use crate::ring::ends::Sync;
 use crate::ring::ends::{self, Ended, Refused};
 use crate::ring::mem::RingMem;
 use crate::ring::mpmc::{self, Mpmc, ReadClaim, WriteClaim};
@@ -161,7 +162,7 @@ impl Queue {
         let rings = SegmentRings::new(&seg, &geometry);
         let mut reg = Registration::new(&seg, &geometry, &rings)?;
         alive(crash::point("queue.attach"));
-        if let Err(refused) = rings.join(&reg, role.bits(), false) {
+        if let Err(refused) = rings.join(&reg, role.bits(), Sync::Join) {
             reg.release(seg.header());
             return Err(closed(refused));
         }
@@ -170,7 +171,8 @@ impl Queue {
 
     /// Takes over the entry a parent made for this process ([`Queue::share_with`]), in `role`
     /// (else the role the parent counted for it): the roles it adds are joined (refused if that
-    /// side has ended), the roles it drops left (which may end a side, as `close` does).
+    /// side has ended), the roles it keeps confirmed as attached, the roles it drops left (which
+    /// ends a side only if someone had attached to it for real, see `ring::ends`).
     pub(crate) fn adopt(
         seg: Segment,
         geometry: Geometry,
@@ -184,12 +186,13 @@ impl Queue {
         let held = reg.entry(seg.header()).roles.load(Ordering::Acquire) & ROLES;
         let want = role.map_or(held, Role::bits);
         if want & !held != 0 {
-            if let Err(refused) = rings.join(&reg, want & !held, false) {
+            if let Err(refused) = rings.join(&reg, want & !held, Sync::Join) {
                 rings.leave(&reg, held);
                 reg.release(seg.header());
                 return Err(closed(refused));
             }
         }
+        rings.confirm(want & held);
         rings.leave(&reg, held & !want);
         Ok(Queue::with(seg, geometry, reg, want, spin))
     }
@@ -280,7 +283,7 @@ impl Queue {
     fn hand_over(&self, role: Role) -> Result<(File, usize, u32), Error> {
         let rings = self.rings();
         let mut reg = Registration::new(&self.seg, &self.geometry, &rings)?;
-        if let Err(refused) = rings.join(&reg, role.bits(), false) {
+        if let Err(refused) = rings.join(&reg, role.bits(), Sync::Hold) {
             reg.release(self.seg.header());
             return Err(closed(refused));
         }

@@ -32,7 +32,10 @@
 //!   bits before it syncs, so it is no witness of its own leaving.
 //!
 //! A side that never had anyone attached is not ended: consumers that open before the first
-//! producer wait for it.
+//! producer wait for it. Roles counted for a child that has not opened the queue yet (a handover,
+//! [`Sync::Hold`]) keep a side from ending, but do not count as attached until the child confirms
+//! them ([`confirm`]): a child that drops a role it was handed, or dies before opening, does not
+//! end a side that nobody ever attached to for real (`ENDS_*_SEEN`).
 //!
 //! These words live in each ring's control block and are changed only here; the loom models check
 //! them, with a killed handle and its reaper, together with the doorbells.
@@ -83,6 +86,9 @@ pub(crate) enum Sync {
     Join,
     /// As `Join`, and refused if anyone is counted already (pipe ends).
     JoinExclusive,
+    /// As `Join`, for a role handed to a child that has not opened the queue yet: counted, but the
+    /// side is not marked as seen (see [`confirm`]).
+    Hold,
     /// Bits were cleared (a handle left, or a reaper cleared a dead entry's), or the word is to be
     /// brought in line: may end the side.
     Settle,
@@ -127,6 +133,7 @@ pub(crate) fn sync(
         let end = how == Sync::Settle
             && n == 0
             && low & COUNT != 0
+            && ends.flags.load(Ordering::Relaxed) & seen != 0
             && ends_now(ends, members.holding(role_bit(r, !producer)));
         let new = pack(version.wrapping_add(1), if end { ENDED } else { n });
         crash::point("ends.sync")?;
@@ -134,7 +141,7 @@ pub(crate) fn sync(
         // Acquire loads of `producers_gone` / `consumers_gone`: every message this side committed
         // (or every slot it released) before leaving happens-before a load that sees it ended.
         if word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            if how != Sync::Settle {
+            if how == Sync::Join || how == Sync::JoinExclusive {
                 ends.flags.fetch_or(seen, Ordering::Relaxed);
             }
             if end {
@@ -152,20 +159,20 @@ fn sides(rings: usize, bits: u32) -> impl Iterator<Item = (u32, bool)> {
 }
 
 /// Gives an entry role `bits` (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`) on `rings`:
-/// sets them in its role word `roles`, then counts them on each side. Refused if a side has ended
-/// (or, `exclusive`, is held by another entry): then none of `bits` is left set or counted.
+/// sets them in its role word `roles`, then counts them on each side (`how`: `Join`,
+/// `JoinExclusive` or `Hold`). Refused if a side has ended (or, `JoinExclusive`, is held by
+/// another entry): then none of `bits` is left set or counted.
 pub(crate) fn join(
     rings: &[&RingCtrl],
     roles: &AtomicU32,
     bits: u32,
     members: &dyn Members,
-    exclusive: bool,
+    how: Sync,
 ) -> Result<Result<(), Refused>, Died> {
     crash::point("roles.set")?;
     // ORDERING: AcqRel: Release, pairs with the Acquire load in a count word's sync (via the
     // Release CAS that follows, ours or another's): the sync that counts this bit sees it.
     roles.fetch_or(bits, Ordering::AcqRel);
-    let how = if exclusive { Sync::JoinExclusive } else { Sync::Join };
     for (r, p) in sides(rings.len(), bits) {
         if let Err(refused) = sync(rings[r as usize], r, p, members, how)? {
             // Every side of `bits`, not only those synced: another entry's sync may have counted
@@ -187,6 +194,15 @@ pub(crate) fn leave(rings: &[&RingCtrl], roles: &AtomicU32, bits: u32, members: 
         sync(rings[r as usize], r, p, members, Sync::Settle)?.ok();
     }
     Ok(())
+}
+
+/// Marks the sides of role `bits`, counted by a [`Sync::Hold`] join, as attached for real: the
+/// child they were handed to has opened the queue and keeps them.
+pub(crate) fn confirm(rings: &[&RingCtrl], bits: u32) {
+    for (r, p) in sides(rings.len(), bits) {
+        let seen = if p { ENDS_PRODUCER_SEEN } else { ENDS_CONSUMER_SEEN };
+        rings[r as usize].ends.flags.fetch_or(seen, Ordering::Relaxed);
+    }
 }
 
 /// Brings every side of `rings` in line with the table (what a reaper does after clearing dead

@@ -65,12 +65,12 @@ impl Table {
 
     /// Entry `e` joins `bits` on the single ring `ctrl` (a live handle's attach).
     fn join(&self, ctrl: &RingCtrl, e: usize, bits: u32) -> Result<(), Refused> {
-        ends::join(&[ctrl], &self.0[e].roles, bits, &TableMembers(&self.0), false).expect("alive")
+        ends::join(&[ctrl], &self.0[e].roles, bits, &TableMembers(&self.0), ends::Sync::Join).expect("alive")
     }
 
     /// As `join`, exclusively (a pipe end).
     fn join_exclusive(&self, ctrl: &RingCtrl, e: usize, bits: u32) -> Result<(), Refused> {
-        ends::join(&[ctrl], &self.0[e].roles, bits, &TableMembers(&self.0), true).expect("alive")
+        ends::join(&[ctrl], &self.0[e].roles, bits, &TableMembers(&self.0), ends::Sync::JoinExclusive).expect("alive")
     }
 
     /// Entry `e` leaves `bits` (a live handle's close or drop).
@@ -728,7 +728,7 @@ fn loom_counts_survive_a_kill_at_any_step_of_an_attach() {
                 let (q, t) = (q.clone(), t.clone());
                 thread::spawn(move || {
                     crash::die_after(Some(k));
-                    let _ = ends::join(&[q.ctrl()], &t.0[1].roles, P | C, &TableMembers(&t.0), false);
+                    let _ = ends::join(&[q.ctrl()], &t.0[1].roles, P | C, &TableMembers(&t.0), ends::Sync::Join);
                     crash::die_after(None);
                 })
             };

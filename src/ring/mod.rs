@@ -36,7 +36,7 @@ impl ends::Members for TableMembers<'_> {
 
 #[cfg(not(loom))]
 mod segment_rings {
-    use super::ends::{self, Refused};
+    use super::ends::{self, Refused, Sync};
     use super::mpmc::Mpmc;
     use super::{doorbell, mem::RingMem, TableMembers};
     use crate::segment::geometry::Geometry;
@@ -73,15 +73,22 @@ mod segment_rings {
         }
 
         /// Gives `reg` role `bits` (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`): sets them
-        /// in its entry, then counts them on each side. Refused if a side has ended (or, with
-        /// `exclusive`, is held by another handle): then none of `bits` is held or counted.
-        pub fn join(&self, reg: &Registration, bits: u32, exclusive: bool) -> Result<(), Refused> {
+        /// in its entry, then counts them on each side (`how`: see `ends::Sync`). Refused if a side
+        /// has ended (or, exclusively, is held by another handle): then none of `bits` is held or
+        /// counted.
+        pub fn join(&self, reg: &Registration, bits: u32, how: Sync) -> Result<(), Refused> {
             let h = self.seg.header();
             if !reg.owns(h) {
                 return Err(Refused::Taken);
             }
             let roles = &reg.entry(h).roles;
-            self.with_ends(|rings, members| alive(ends::join(rings, roles, bits, members, exclusive)))
+            self.with_ends(|rings, members| alive(ends::join(rings, roles, bits, members, how)))
+        }
+
+        /// Marks role `bits`, held for a child since its handover, as attached for real (see
+        /// `ends::confirm`).
+        pub fn confirm(&self, bits: u32) {
+            self.with_ends(|rings, _| ends::confirm(rings, bits))
         }
 
         /// Takes role `bits` from `reg`: clears them in its entry, then recounts each side (which
