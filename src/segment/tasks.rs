@@ -214,7 +214,7 @@ impl Ledger<'_> {
 
     /// Journals the release of read claim slot `idx` of entry `e` (alive or being reaped):
     /// `takes: { 0, c } → { idx + 1, c + 1 }`. The caller releases the slot, then calls
-    /// [`end_release`].
+    /// [`Ledger::end_release`].
     pub fn begin_release(takes: &AtomicU64, idx: u64) -> Result<(), Died> {
         loop {
             let t = takes.load(Ordering::Relaxed);

@@ -10,7 +10,7 @@
 //!   kill a child between any two of its shared writes, as frc971's queue tests do;
 //!   `SHMQ_DIE_AT=trace` prints `shmq-step name` on standard output at every point, which is how
 //!   such a test learns the points an operation passes;
-//! - loom models: [`die_after`] makes the calling thread "die" at its `n`th point from then on:
+//! - loom models: `die_after` makes the calling thread "die" at its `n`th point from then on:
 //!   [`point`] returns `Err(Died)`, which the protocols pass up with `?`, leaving shared memory as a
 //!   killed process would.
 
