@@ -118,6 +118,12 @@ pub(crate) fn sync(
     let (word, seen): (&AtomicU64, u32) =
         if producer { (&ends.producers.0, ENDS_PRODUCER_SEEN) } else { (&ends.consumers.0, ENDS_CONSUMER_SEEN) };
     let side = if producer { Ended::Producers } else { Ended::Consumers };
+    if how == Sync::Join || how == Sync::JoinExclusive {
+        // Before our CAS, which publishes it (Release) to every sync that comes after, in
+        // particular the one that takes the count back to zero and decides whether the side ends.
+        // A refused join sets it harmlessly: the side has ended, or someone else was counted.
+        ends.flags.fetch_or(seen, Ordering::Relaxed);
+    }
     loop {
         // ORDERING: Acquire, pairs with the Release CAS below (another sync's): the role changes
         // that sync was made for happen before our count of the table.
@@ -130,6 +136,8 @@ pub(crate) fn sync(
             return Ok(Err(Refused::Taken));
         }
         let n = members.holding(role_bit(r, producer)).min(COUNT);
+        // ORDERING: Relaxed: a join set `seen` before its CAS, which our Acquire load of the word
+        // (or of a later one) orders before this load.
         let end = how == Sync::Settle
             && n == 0
             && low & COUNT != 0
@@ -141,9 +149,6 @@ pub(crate) fn sync(
         // Acquire loads of `producers_gone` / `consumers_gone`: every message this side committed
         // (or every slot it released) before leaving happens-before a load that sees it ended.
         if word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            if how == Sync::Join || how == Sync::JoinExclusive {
-                ends.flags.fetch_or(seen, Ordering::Relaxed);
-            }
             if end {
                 // Sleepers on the other side may now see end of stream or a broken pipe.
                 doorbell::ring_all(if producer { &ring.not_empty } else { &ring.not_full });
@@ -201,6 +206,7 @@ pub(crate) fn leave(rings: &[&RingCtrl], roles: &AtomicU32, bits: u32, members: 
 pub(crate) fn confirm(rings: &[&RingCtrl], bits: u32) {
     for (r, p) in sides(rings.len(), bits) {
         let seen = if p { ENDS_PRODUCER_SEEN } else { ENDS_CONSUMER_SEEN };
+        // ORDERING: Relaxed: published by this entry's next sync (its leave), as in `sync`.
         rings[r as usize].ends.flags.fetch_or(seen, Ordering::Relaxed);
     }
 }

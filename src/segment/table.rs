@@ -60,6 +60,7 @@ pub(crate) fn claim(p: &Participant, pid: u32) -> Result<Option<u32>, Died> {
     let next = generation.wrapping_add(1);
     // Before the claim, while the entry is free (nobody reads a free entry's detail): a reaper's
     // mark left from the previous generation must not outlive it.
+    // ORDERING: Relaxed, published by the Release of the claim's CAS below.
     p.detail.store(pid, Ordering::Relaxed);
     crash::point("table.claim")?;
     // ORDERING: AcqRel, as in `step`.

@@ -200,6 +200,8 @@ impl Ledger<'_> {
     /// The put counted by [`Ledger::count_put`] is published.
     pub fn published(&self, e: usize) -> Result<(), Died> {
         crash::point("tasks.published")?;
+        // ORDERING: Relaxed: read only by this entry's reaper, after the kernel confirmed the
+        // death; either value is right then (the slot says whether the put was published).
         self.table[e].putpos.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -309,6 +311,10 @@ impl Ledger<'_> {
 }
 
 /// Applies an operation's effect to its entry. Idempotent: a reaper may apply it again.
+///
+/// ORDERING: Relaxed stores: the tag's clearing after them is Release, and whoever acts on this
+/// entry next (its owner's next operation, or its reaper, whose load of `unfinished` is Acquire)
+/// sees them.
 fn apply(p: &Participant, kind: u64, arg: u64) {
     match kind {
         KIND_PUT => p.putpos.store(COUNTED | arg, Ordering::Relaxed),
