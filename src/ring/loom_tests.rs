@@ -809,6 +809,13 @@ mod table_models {
         }
     }
 
+    /// Entries `live` attached (generation 1) by live processes (whose locks the caller holds).
+    fn attached(t: &Table, live: &[usize]) {
+        for &i in live {
+            t.0[i].state.0.store(entry_word(1, PARTICIPANT_ACTIVE), Ordering::SeqCst);
+        }
+    }
+
     /// A reaper with entry `me` (alive: its lock is held) reaps entry `dead` if it looks dead, as
     /// `recover::reap` does: probe the lock, win, clear the roles and recount, free. Returns the
     /// generation it reaped.
@@ -818,7 +825,8 @@ mod table_models {
         if seen.1 == PARTICIPANT_FREE || locks.held(dead) {
             return Ok(None);
         }
-        let Some(w) = table::win(p, seen, me as u32, &|r| locks.held(r))? else { return Ok(None) };
+        let mark = table::reaper_mark(me, table::load(&t.0[me]).0);
+        let Some(w) = table::win(p, seen, mark, &t.0, &|r| locks.held(r))? else { return Ok(None) };
         crash::point("reap.roles")?;
         p.roles.store(0, Ordering::Release);
         ends::resync(&[q.ctrl()], &TableMembers(&t.0))?;
@@ -853,6 +861,7 @@ mod table_models {
             let q = Q::new(1);
             let t = Arc::new(Table::new(4));
             let locks = Arc::new(Locks::new(&[true, true, true, false]));
+            attached(&t, &[0, 1, 2]);
             t.join(q.ctrl(), 2, C).unwrap(); // a live consumer
                                              // Entry 3: a dead producer, generation 5.
             t.0[3].state.0.store(entry_word(5, PARTICIPANT_ACTIVE), Ordering::SeqCst);
@@ -882,8 +891,9 @@ mod table_models {
     }
 
     /// A reaper killed at any step (with an entry of its own, whose lock dies with it) leaves
-    /// the dead entry to the next survivor, which finishes the job: the entry is freed once and
-    /// the counts agree with the table.
+    /// the dead entry to the next survivor, which finishes the job — even once a newcomer has
+    /// registered into the dead reaper's entry: the entry is freed once and the counts agree with
+    /// the table.
     #[test]
     fn loom_a_reaper_killed_at_any_step_is_taken_over() {
         for k in 0..6 {
@@ -891,6 +901,7 @@ mod table_models {
                 let q = Q::new(1);
                 let t = Arc::new(Table::new(4));
                 let locks = Arc::new(Locks::new(&[true, true, true, false]));
+                attached(&t, &[0, 1, 2]);
                 t.join(q.ctrl(), 2, C).unwrap();
                 t.0[3].state.0.store(entry_word(5, PARTICIPANT_ACTIVE), Ordering::SeqCst);
                 t.join(q.ctrl(), 3, P).unwrap();
@@ -912,6 +923,12 @@ mod table_models {
                 };
                 let (a, b) = (first.join().unwrap(), second.join().unwrap());
                 assert!(a.is_none() || b.is_none(), "reaped twice");
+                if !locks.held(0) {
+                    // The first reaper died; a newcomer registers into its entry. Its mark, if it
+                    // left one, names the old generation: a dead reaper.
+                    t.0[0].state.0.store(entry_word(2, PARTICIPANT_ACTIVE), Ordering::SeqCst);
+                    assert!(locks.take(0));
+                }
                 // Whatever happened, a survivor that looks now finishes it.
                 let again = reap(&q, &t, &locks, 1, 3).unwrap();
                 assert!(a.or(b).or(again).is_some(), "never reaped");
@@ -932,6 +949,7 @@ mod table_models {
                 let q = Q::new(1);
                 let t = Arc::new(Table::new(3));
                 let locks = Arc::new(Locks::new(&[true, true, false]));
+                attached(&t, &[0, 1]);
                 t.join(q.ctrl(), 1, C).unwrap();
                 t.0[2].state.0.store(entry_word(5, PARTICIPANT_ACTIVE), Ordering::SeqCst);
                 t.join(q.ctrl(), 2, P).unwrap();
@@ -945,7 +963,7 @@ mod table_models {
                         let p = &t.0[2];
                         let seen = table::load(p);
                         let r = (|| -> Result<(), crash::Died> {
-                            let Some(w) = table::win(p, seen, table::NO_ENTRY, &|r| locks.held(r))? else {
+                            let Some(w) = table::win(p, seen, table::NO_ENTRY, &t.0, &|r| locks.held(r))? else {
                                 return Ok(());
                             };
                             crash::point("reap.roles")?;

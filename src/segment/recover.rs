@@ -100,7 +100,7 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
             continue; // free, or alive (its owner, or a reaper without an entry, holds its lock)
         }
         let mark = match me {
-            Some(me) => me as u32,
+            Some(me) => table::reaper_mark(me, table::load(&h.participants[me]).0),
             None => {
                 if holder.is_none() {
                     match seg.reopen() {
@@ -117,7 +117,7 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
                 table::NO_ENTRY
             }
         };
-        if let Some(w) = table::win(p, seen, mark, &locked)? {
+        if let Some(w) = table::win(p, seen, mark, &h.participants, &locked)? {
             won.push((index, w));
         }
     }

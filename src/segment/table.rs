@@ -7,8 +7,8 @@
 //! lock belongs to a dead process. Only that holder changes the entry while it lives.
 //!
 //! A dead entry is repaired by one reaper at a time, which names itself in the entry's `detail`
-//! (`REAPER_MARK | its own entry index`) with a CAS from the value it found: of the survivors
-//! that found the entry dead, the CAS picks one. A reaper without an entry of its own (a
+//! (`REAPER_MARK | its own entry's generation and index`) with a CAS from the value it found: of
+//! the survivors that found the entry dead, the CAS picks one. A reaper without an entry of its own (a
 //! registration that found the table full) first takes the dead entry's lock, and names itself
 //! [`NO_ENTRY`]. Either way a reaper's liveness is a lock the kernel drops when it dies: its own
 //! entry's, or the dead entry's. So a reaper killed midway leaves a mark naming a dead reaper,
@@ -127,11 +127,17 @@ pub(crate) fn free(p: &Participant, generation: u32, from: u32) -> Result<bool, 
     Ok(step(p, generation, from, PARTICIPANT_FREE))
 }
 
-/// `detail` of an entry being reaped: `REAPER_MARK | reaper`, where `reaper` is the reaping
-/// participant's entry index, or [`NO_ENTRY`].
+/// `detail` of an entry being reaped: `REAPER_MARK | reaper`, see [`reaper_mark`].
 pub(crate) const REAPER_MARK: u32 = 1 << 31;
-/// The reaper has no entry of its own; it holds the dead entry's lock while it reaps.
-pub(crate) const NO_ENTRY: u32 = 0xffff;
+/// The mark of a reaper without an entry of its own: it holds the dead entry's lock while it reaps.
+pub(crate) const NO_ENTRY: u32 = REAPER_MARK | 0xffff;
+
+/// The mark naming the reaper whose own entry is `index`, in `generation`:
+/// `REAPER_MARK | generation: 15 | index: 16`. The generation tells that reaper from a newcomer
+/// that registered into its entry after it died.
+pub(crate) fn reaper_mark(index: usize, generation: u32) -> u32 {
+    REAPER_MARK | ((generation & 0x7fff) << 16) | (index as u32 & 0xffff)
+}
 
 /// A dead entry a reaper has won.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,25 +149,33 @@ pub(crate) struct Won {
     pub attached: bool,
 }
 
-/// Whether a reaper named in `detail` is at work: its entry's lock is held (`locked(index)`).
-/// A [`NO_ENTRY`] reaper holds the dead entry's own lock, which the caller has found free.
-pub(crate) fn reaper_alive(detail: u32, locked: &dyn Fn(usize) -> bool) -> bool {
-    let r = detail & 0xffff;
-    detail & REAPER_MARK != 0 && r != NO_ENTRY && locked(r as usize)
+/// Whether the reaper named in `detail` is at work: its own entry is attached in the generation
+/// the mark names and its lock is held (`locked(index)`). A [`NO_ENTRY`] reaper held the dead
+/// entry's own lock, which the caller has found free: dead.
+pub(crate) fn reaper_alive(detail: u32, table: &[Participant], locked: &dyn Fn(usize) -> bool) -> bool {
+    if detail & REAPER_MARK == 0 || detail == NO_ENTRY {
+        return false;
+    }
+    let r = (detail & 0xffff) as usize;
+    let Some(entry) = table.get(r) else { return false };
+    let (generation, state) = load(entry);
+    state == PARTICIPANT_ACTIVE && generation & 0x7fff == (detail >> 16) & 0x7fff && locked(r)
 }
 
-/// Wins an entry for reaper `me` (its entry index, or [`NO_ENTRY`] for a reaper that holds the
-/// entry's lock), given `seen`, the entry's `{ generation, state }` loaded (with [`load`])
+/// Wins an entry for the reaper whose mark is `mark` ([`reaper_mark`], or [`NO_ENTRY`] for a
+/// reaper that holds the entry's lock), given `seen`, the entry's `{ generation, state }` loaded (with [`load`])
 /// *before* its lock was found free: the owner of that generation held the lock then, so it is
 /// dead now, unless it freed the entry meanwhile (then the state has moved on, and a newcomer has
 /// a new generation). Names `me` in `detail` with a CAS, then `ACTIVE | HANDOVER → REAPING` or
 /// `CLAIMED → REAPING_CLAIM` from `seen`; a `REAPING*` entry whose reaper is dead is taken over as
 /// it is. `None`: free, reaped by a live reaper, moved on since `seen`, or won by another survivor
-/// first. `locked(index)`: whether entry `index`'s lock is held.
+/// first. `table` is the whole table (to look at reapers' entries); `locked(index)`: whether entry
+/// `index`'s lock is held.
 pub(crate) fn win(
     p: &Participant,
     seen: (u32, u32),
-    me: u32,
+    mark: u32,
+    table: &[Participant],
     locked: &dyn Fn(usize) -> bool,
 ) -> Result<Option<Won>, Died> {
     let (generation, state) = seen;
@@ -172,10 +186,9 @@ pub(crate) fn win(
     };
     // ORDERING: Acquire, pairs with the Release CAS below (a previous reaper's mark).
     let detail = p.detail.load(Ordering::Acquire);
-    if reaper_alive(detail, locked) {
+    if reaper_alive(detail, table, locked) {
         return Ok(None);
     }
-    let mark = REAPER_MARK | me;
     crash::point("table.mark")?;
     // ORDERING: AcqRel: the survivors that found the entry dead race here; one wins.
     if p.detail.compare_exchange(detail, mark, Ordering::AcqRel, Ordering::Acquire).is_err() {
