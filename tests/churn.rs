@@ -1,5 +1,5 @@
 //! Churn: processes that open and drop producer and consumer handles in a loop (and put, take
-//! and mark tasks done in between) are SIGKILLed at random moments, at whatever instruction they
+//! and mark tasks done, and reap the dead, in between) are SIGKILLed at random moments, at whatever instruction they
 //! are on. Every batch of kills ends with every child killed and the survivor's `recover()`, and
 //! then the counts must be exact: the survivor's own roles, counted once; no entry left in the
 //! participant table; `unfinished` equal to the tasks left in the ring.
@@ -49,7 +49,7 @@ fn child_entry() {
             println!("churning");
         }
         for _ in 0..rng.next(4) {
-            match rng.next(4) {
+            match rng.next(5) {
                 0 | 1 => {
                     let _ = q.put_timeout(b"task", Duration::from_millis(1));
                 }
@@ -59,11 +59,15 @@ fn child_entry() {
                         q.task_done().unwrap();
                     }
                 }
-                _ => {
+                3 => {
                     if let Ok(m) = q.try_get_in_place() {
                         q.task_done().unwrap();
                         drop(m);
                     }
+                }
+                // Reap whoever died: a kill may land in the middle of a recovery too.
+                _ => {
+                    q.recover();
                 }
             }
         }
