@@ -3,8 +3,7 @@
 
 use crate::pipe::Handover;
 use crate::ring::doorbell::{self, IdleCheck};
-use crate::ring::ends::Sync;
-use crate::ring::ends::{self, Ended, Refused};
+use crate::ring::ends::{self, Ended, Refused, Sync};
 use crate::ring::mem::RingMem;
 use crate::ring::mpmc::{self, Mpmc, ReadClaim, WriteClaim};
 use crate::ring::SegmentRings;
@@ -244,9 +243,12 @@ impl Queue {
     /// that descriptor — the child from its start, whether or not it ever calls `from_env`, and
     /// any process it starts before calling `from_env` (which marks the descriptor
     /// close-on-exec). A child that dies, even before opening the queue, is reaped like any dead
-    /// peer: its role is uncounted (end of stream or a broken pipe may follow). A command never
-    /// spawned leaves when the `Handover` is dropped. A child that opens the queue in another role
-    /// ([`QueueBuilder::role`]) joins the roles it adds and leaves those it drops.
+    /// peer: its role is uncounted, and a command never spawned leaves when the `Handover` is
+    /// dropped. A child that opens the queue in another role ([`QueueBuilder::role`]) joins the
+    /// roles it adds and leaves those it drops. Until the child opens the queue its roles are
+    /// held, not attached: they keep a side from ending, but uncounting them (the child dropped
+    /// one, or died before opening) ends a side only if someone had attached to it for real (end
+    /// of stream or a broken pipe then follows, as for any dead peer).
     ///
     /// The `Handover` owns the descriptor the child inherits, so dropping the queue before the
     /// spawn changes nothing for the child; dropping the `Handover` before the spawn makes the
