@@ -145,11 +145,14 @@ fn echo(kind: &str, mode: &str) -> Res<()> {
     }
 }
 
-fn spawn_echo(kind: &str, mode: &str, share: impl FnOnce(&mut Command)) -> std::io::Result<Child> {
+/// Spawns the echo child; `share` hands it its ends and returns what must live until the spawn.
+fn spawn_echo<H>(kind: &str, mode: &str, share: impl FnOnce(&mut Command) -> H) -> std::io::Result<Child> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["echo", kind, mode]);
-    share(&mut cmd);
-    cmd.spawn()
+    let kept = share(&mut cmd);
+    let child = cmd.spawn();
+    drop(kept);
+    child
 }
 
 // ----- the rows -----
@@ -218,8 +221,7 @@ fn shmq_queue(rounds: u64, awaited: bool) -> Res<Hist> {
     let ping = Queue::builder().capacity(64).slot_size(8).spin(0).role(Role::Producer).create_anonymous()?;
     let pong = Queue::builder().capacity(64).slot_size(8).spin(0).role(Role::Consumer).create_anonymous()?;
     let mut child = spawn_echo("queue", if awaited { "async" } else { "block" }, |cmd| {
-        ping.share_with(cmd, "PING");
-        pong.share_with(cmd, "PONG");
+        (ping.share_with(cmd, "PING"), pong.share_with(cmd, "PONG"))
     })?;
     let mut rec = Recorder::new(rounds)?;
     if awaited {

@@ -28,8 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spawn = |args: &[String]| -> std::io::Result<Child> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(args);
-        jobs.share_with(&mut cmd, "JOBS");
-        results.share_with(&mut cmd, "RESULTS");
+        // Each handover holds what the child inherits until it has been spawned.
+        let _jobs = jobs.share_with(&mut cmd, "JOBS");
+        let _results = results.share_with(&mut cmd, "RESULTS");
         cmd.spawn()
     };
 

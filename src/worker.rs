@@ -28,7 +28,7 @@
 
 use crate::pipe::{Connection, Handover};
 use crate::queue::{Queue, Role};
-use crate::sys::{inherit, process};
+use crate::sys::process;
 use std::ffi::OsStr;
 use std::io;
 use std::process::{Child, Command, ExitStatus};
@@ -73,17 +73,20 @@ impl Worker {
     }
 
     /// Hands the worker a queue under `key` (the queue stays usable here too); the worker's
-    /// `Queue::from_env(key)` opens it as producer and consumer unless it asks for a role.
-    pub fn queue(mut self, key: &str, queue: &Queue) -> Worker {
-        queue.share_with(&mut self.cmd, key);
-        self
+    /// `Queue::from_env(key)` opens it as producer and consumer unless it asks for a role. The
+    /// worker counts as attached from this call (see [`Queue::share_with`]): a `close` right after
+    /// the spawn does not end the stream under a worker that has not opened the queue yet.
+    pub fn queue(self, key: &str, queue: &Queue) -> Worker {
+        self.queue_as(key, queue, Role::Both)
     }
 
-    /// Hands the worker a queue under `key` with the role its `Queue::from_env(key)` takes: end
-    /// of stream counts producers, so a worker that only gets should be a `Consumer`.
+    /// Hands the worker a queue under `key` with the role its `Queue::from_env(key)` takes,
+    /// counted from this call (see [`Queue::share_with_role`]): end of stream counts producers,
+    /// so a worker that only gets should be a `Consumer`. Should the worker die, even before it
+    /// opens the queue, or never start, its role is uncounted as for any dead peer.
     pub fn queue_as(mut self, key: &str, queue: &Queue, role: Role) -> Worker {
-        queue.share_with(&mut self.cmd, key);
-        self.cmd.env(inherit::role_var(key), role.name());
+        let h = queue.share_with_role(&mut self.cmd, key, role);
+        self.handovers.push(h);
         self
     }
 

@@ -477,10 +477,7 @@ fn a_killed_receiver_wakes_an_awaiting_send_with_a_broken_pipe() {
 #[test]
 fn a_killed_producer_wakes_an_awaiting_get_with_end_of_stream() {
     let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).create_anonymous().unwrap();
-    let peer = Peer::start("queue-producer", |cmd| {
-        q.share_with(cmd, "Q");
-        None
-    });
+    let peer = Peer::start("queue-producer", |cmd| Some(q.share_with(cmd, "Q")));
     run(async {
         assert_eq!(&*q.get_async().await.unwrap(), b"last");
         let killer = peer.kill_after(KILL_AFTER);

@@ -317,10 +317,7 @@ fn regression_send_batch_in_a_loop_sees_a_dead_receiver() {
 /// A queue whose only producer is a child (it has put "last"); a consumer here.
 fn queue_with_dying_producer() -> (Queue, Peer) {
     let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).create_anonymous().unwrap();
-    let peer = Peer::start("queue-producer", |cmd| {
-        q.share_with(cmd, "Q");
-        None
-    });
+    let peer = Peer::start("queue-producer", |cmd| Some(q.share_with(cmd, "Q")));
     (q, peer)
 }
 
@@ -367,10 +364,7 @@ fn blocking_get_sees_the_last_producer_die() {
 /// A full queue whose only consumer is a child; a producer here.
 fn full_queue_with_dying_consumer() -> (Queue, Peer) {
     let q = Queue::builder().capacity(2).slot_size(16).role(Role::Producer).create_anonymous().unwrap();
-    let peer = Peer::start("queue-consumer", |cmd| {
-        q.share_with(cmd, "Q");
-        None
-    });
+    let peer = Peer::start("queue-consumer", |cmd| Some(q.share_with(cmd, "Q")));
     while q.try_put(b"fill").is_ok() {}
     (q, peer)
 }

@@ -129,8 +129,10 @@ fn ten_producers_ten_consumers_capacity_three_exactly_once() {
     let q = Queue::builder().capacity(3).slot_size(8).spin(256).create_anonymous().unwrap();
     let spawn = |job: String| {
         let mut cmd = child("child_entry", &job);
-        q.share_with(&mut cmd, "Q");
-        cmd.spawn().unwrap()
+        let handover = q.share_with(&mut cmd, "Q");
+        let c = cmd.spawn().unwrap();
+        drop(handover);
+        c
     };
     let consumers: Vec<_> = (0..C).map(|_| spawn("consume".into())).collect();
     let producers: Vec<_> = (0..P).map(|id| spawn(format!("produce:{id}:{N}"))).collect();
@@ -194,8 +196,9 @@ fn producer_sees_closed_when_the_consumer_process_exits() {
 fn anonymous_queue_is_inherited_and_consumer_sees_end_of_stream() {
     let q = Queue::builder().capacity(4).slot_size(8).role(Role::Producer).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "drain-then-eof");
-    q.share_with(&mut cmd, "Q");
+    let handover = q.share_with(&mut cmd, "Q");
     let c = cmd.spawn().unwrap();
+    drop(handover);
     for i in 0..100u64 {
         q.put_value(&i).unwrap();
     }
@@ -240,8 +243,9 @@ fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
 fn large_messages_cross_processes_whole_and_in_order() {
     let q = Queue::builder().capacity(8).slot_size(32).role(Role::Consumer).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "put-large");
-    q.share_with(&mut cmd, "Q");
+    let handover = q.share_with(&mut cmd, "Q");
     let c = cmd.spawn().unwrap();
+    drop(handover);
     for len in 1..=200usize {
         let m = q.get_timeout(LIMIT).unwrap();
         let want: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();

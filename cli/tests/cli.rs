@@ -164,9 +164,10 @@ fn missing_segments_are_reported() {
 
 #[test]
 fn corrupt_and_foreign_files_are_reported_never_waited_for() {
-    // The magic number, then a header that lies about its sizes, at full header length.
+    // The magic number, then a header that lies about its sizes, at full header length (16 KiB:
+    // more than the header of any layout so far).
     let corrupt = Name::new("corrupt");
-    let mut bytes = vec![0u8; 8192];
+    let mut bytes = vec![0u8; 16384];
     bytes[..8].copy_from_slice(b"SHMQSEG\0");
     bytes[8..12].copy_from_slice(&shmq::LAYOUT_VERSION.to_le_bytes()); // version
     bytes[12..16].copy_from_slice(&1u32.to_le_bytes()); // kind: queue
@@ -179,7 +180,7 @@ fn corrupt_and_foreign_files_are_reported_never_waited_for() {
     std::fs::write(truncated.path(), b"SHMQSEG\0").unwrap();
     // The magic number, never published as ready (a creator that died half way).
     let unready = Name::new("unready");
-    let mut bytes = vec![0u8; 8192];
+    let mut bytes = vec![0u8; 16384];
     bytes[..8].copy_from_slice(b"SHMQSEG\0");
     std::fs::write(unready.path(), &bytes).unwrap();
     // Not ours at all.

@@ -5,7 +5,7 @@ use crate::queue::DEFAULT_SPIN;
 use crate::ring::doorbell::IdleCheck;
 use crate::ring::mem::RingMem;
 use crate::ring::spsc::{self, Corrupt};
-use crate::ring::{ends, SegmentRings};
+use crate::ring::SegmentRings;
 use crate::segment::format;
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{Kind, ROLE_CONSUMER, ROLE_PRODUCER};
@@ -43,33 +43,55 @@ pub struct Connection {
     end: Arc<End>,
 }
 
-/// This process's hold on an end handed to a child: keeps the inherited descriptor open until
-/// the child has been spawned. Drop it right after `spawn` (see [`Connection::share_with`]):
-/// while it lives, the end counts as attached even if the child has died.
+/// This process's hold on what it handed to a child (a pipe end, or a queue's entry for the
+/// child): keeps the descriptor the child inherits open until the child has been spawned. Drop it
+/// right after `spawn` (see [`Connection::share_with`], [`Queue::share_with`]): while it lives,
+/// the end or the child's queue roles count as attached even if the child has died.
+///
+/// [`Queue::share_with`]: crate::Queue::share_with
+#[must_use = "the child inherits a descriptor this holds: keep it until the command has been spawned"]
 pub struct Handover {
-    _end: Arc<End>,
+    _hold: Hold,
+}
+
+/// What a [`Handover`] keeps open.
+enum Hold {
+    /// A pipe end (its entry's lock is the end's registration's).
+    End(#[allow(dead_code)] Arc<End>),
+    /// The description holding the lock of a queue entry made for the child (or the segment's).
+    Lock(#[allow(dead_code)] std::fs::File),
+    Nothing,
+}
+
+impl Handover {
+    /// A hold on the description `lock`.
+    pub(crate) fn holding(lock: std::fs::File) -> Handover {
+        Handover { _hold: Hold::Lock(lock) }
+    }
+
+    /// A hold on nothing (there was nothing to hand over).
+    pub(crate) fn nothing() -> Handover {
+        Handover { _hold: Hold::Nothing }
+    }
+}
+
+impl fmt::Debug for Handover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handover").finish_non_exhaustive()
+    }
 }
 
 impl Connection {
     pub(crate) fn attach(seg: Arc<Segment>, geometry: Geometry, end: u32, spin: u32) -> Result<Connection, Error> {
         let (tx_ring, rx_ring) = rings_of(&geometry, end);
         let roles = tx_ring.map_or(0, |r| ROLE_PRODUCER << (2 * r)) | rx_ring.map_or(0, |r| ROLE_CONSUMER << (2 * r));
-        let reg = Registration::new(&seg, &geometry, roles, &SegmentRings::new(&seg, &geometry))?;
+        let reg = Registration::new(&seg, &geometry, &SegmentRings::new(&seg, &geometry))?;
         let end =
             Arc::new(End { seg, reg: std::sync::Mutex::new(reg), geometry, end, handed_over: AtomicBool::new(false) });
-        // Claim each ring end exclusively; undo the first if the second is taken.
-        let mut claimed = Vec::new();
-        for (ring, producer) in [(tx_ring, true), (rx_ring, false)] {
-            if let Some(r) = ring {
-                let mem = RingMem::in_segment(&end.seg, &geometry, r);
-                if !ends::attach_exclusive(mem.ctrl(), producer) {
-                    for (r, p) in claimed {
-                        ends::detach(RingMem::in_segment(&end.seg, &geometry, r).ctrl(), p, !p);
-                    }
-                    return Err(Error::AlreadyAttached);
-                }
-                claimed.push((r, producer));
-            }
+        // Both ring ends exclusively, or neither: a refused join leaves no role held or counted
+        // (and the entry is freed when `end` drops).
+        if end.join(roles).is_err() {
+            return Err(Error::AlreadyAttached);
         }
         Connection::build(end, spin, false)
     }
@@ -130,14 +152,14 @@ impl Connection {
         }
         self.end.handed_over.store(true, Ordering::Relaxed);
         let reg = self.end.reg.lock().unwrap_or_else(|e| e.into_inner());
-        let (index, generation) = reg.id(self.end.seg.header());
+        let (index, generation) = reg.id();
         // The child inherits the description of the entry's liveness lock; this process keeps its
         // own copy open (in the `Handover`) until `cmd` has been spawned.
         let fd = reg.hand_over(self.end.seg.header());
         drop(reg);
         inherit::share_fd(cmd, fd, key);
         cmd.env(format!("{}_END", inherit::env_var(key)), format!("{},{},{}", self.end.end, index, generation));
-        Handover { _end: self.end.clone() }
+        Handover { _hold: Hold::End(self.end.clone()) }
     }
 
     /// Takes the end a parent handed over with [`Connection::share_with`] under `key`.

@@ -85,10 +85,17 @@ impl End {
         true
     }
 
-    /// Uncounts this end's role `bits` on their rings, once (the reaper of a dead end does the same).
+    /// Takes this end's role `bits` on their rings, exclusively (an end is attached once).
+    fn join(&self, bits: u32) -> Result<(), crate::ring::ends::Refused> {
+        let reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+        SegmentRings::new(&self.seg, &self.geometry).join(&reg, bits, crate::ring::ends::Sync::JoinExclusive)
+    }
+
+    /// Leaves this end's role `bits` on their rings, once: cleared in the entry, then recounted
+    /// (the reaper of a dead end does the same).
     fn detach(&self, bits: u32) {
-        let cleared = self.reg.lock().unwrap_or_else(|e| e.into_inner()).drop_roles(self.seg.header(), bits);
-        SegmentRings::new(&self.seg, &self.geometry).uncount_bits(cleared);
+        let reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+        SegmentRings::new(&self.seg, &self.geometry).leave(&reg, bits);
     }
 }
 

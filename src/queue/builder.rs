@@ -9,6 +9,7 @@ use crate::segment::layout::{Kind, ENDS_NEED_WITNESS, ENDS_PERSISTENT, FLAG_JOIN
 use crate::segment::Segment;
 use crate::sys::inherit;
 use crate::Error;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 
 /// Options for creating or opening a [`Queue`] (see [`Queue::builder`]).
@@ -169,14 +170,43 @@ impl QueueBuilder {
 
     /// Opens the queue a parent shared under `key` with [`Queue::share_with`], in the role set
     /// here, else the role the parent chose, else [`Role::Both`].
+    ///
+    /// The child takes over the participant entry the parent made for it, where its role was
+    /// counted from the moment of sharing; a role set here that differs joins the roles it adds
+    /// (refused with [`Error::Closed`] if that side has ended) and leaves the roles it drops. The
+    /// inherited descriptor becomes this handle's own and is marked close-on-exec, so processes
+    /// started from now on do not inherit the segment. A key is opened once per process: a
+    /// second call fails with [`Error::NotInherited`].
     pub fn from_env(self, key: &str) -> Result<Queue, Error> {
         let parents = match std::env::var(inherit::role_var(key)) {
             Ok(name) => Some(Role::from_name(&name).ok_or(Error::NotInherited(inherit::role_var(key)))?),
             Err(_) => None,
         };
-        let role = self.role.or(parents).unwrap_or_default();
-        let seg = Segment::open_inherited(inherit::inherited_fd(key)?)?;
-        let g = format::validate(&seg, Kind::Queue)?;
-        Queue::attach(seg, g, role, self.spin)
+        let entry = match std::env::var(super::entry_var(key)) {
+            Ok(v) => {
+                let bad = || Error::NotInherited(super::entry_var(key));
+                let (i, g) = v.split_once(',').ok_or_else(bad)?;
+                Some((i.parse::<usize>().map_err(|_| bad())?, g.parse::<u32>().map_err(|_| bad())?))
+            }
+            Err(_) => None,
+        };
+        match entry {
+            Some(id) => {
+                // The descriptor holds the entry's lock: it becomes this handle's. On any error
+                // below it is closed: once the parent has let go too, the entry is dead and reaped
+                // like any other.
+                let lock = inherit::take_inherited(key)?;
+                let seg = Segment::open_inherited(lock.as_raw_fd())?;
+                let g = format::validate(&seg, Kind::Queue)?;
+                Queue::adopt(seg, g, lock, id, self.role, self.spin)
+            }
+            None => {
+                // A parent that could make no entry for us: attach as any opener, through a
+                // description of our own (the inherited one is left open, close-on-exec).
+                let seg = Segment::open_inherited(inherit::inherited_cloexec(key)?)?;
+                let g = format::validate(&seg, Kind::Queue)?;
+                Queue::attach(seg, g, self.role.or(parents).unwrap_or_default(), self.spin)
+            }
+        }
     }
 }

@@ -1,23 +1,28 @@
 //! The multi-producer multi-consumer queue: [`Queue`], its options ([`QueueBuilder`]), and the
 //! in-place read and write guards ([`InPlace`], [`Reservation`]).
 
+use crate::pipe::Handover;
 use crate::ring::doorbell::{self, IdleCheck};
-use crate::ring::ends::Ended;
+use crate::ring::ends::{self, Ended, Refused, Sync};
 use crate::ring::mem::RingMem;
 use crate::ring::mpmc::{self, Mpmc, ReadClaim, WriteClaim};
-use crate::ring::{ends, SegmentRings};
+use crate::ring::SegmentRings;
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::segment::participants::{self, ParticipantInfo, Registration};
 use crate::segment::recover::{self, RecoveryStats};
+use crate::segment::tasks::TooMany;
 use crate::segment::Segment;
+use crate::sys::crash::{self, alive};
 use crate::sys::{clock, inherit};
 use crate::{Error, JoinError, Message, RecvError, SendError};
 use bytemuck::Pod;
 use std::fmt;
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 mod builder;
@@ -67,6 +72,26 @@ impl Role {
 
 /// A bit of `Queue::roles` beside the role bits: [`Queue::close`] was called.
 const CLOSED: u32 = 1 << 31;
+/// The role bits of `Queue::roles`.
+const ROLES: u32 = ROLE_PRODUCER | ROLE_CONSUMER;
+
+/// The environment variable that carries the participant entry a parent made for a child
+/// (`index,generation`, see [`Queue::share_with`]).
+fn entry_var(key: &str) -> String {
+    format!("{}_ENTRY", inherit::env_var(key))
+}
+
+/// The error of an attach refused because the queue has ended.
+fn closed(refused: Refused) -> Error {
+    Error::Closed(match refused {
+        Refused::Ended(Ended::Producers) | Refused::Taken => {
+            "this queue has ended: every producer has gone (end of stream), and it takes no new one"
+        }
+        Refused::Ended(Ended::Consumers) => {
+            "this queue has ended: every consumer has gone (broken pipe), and it takes no new one"
+        }
+    })
+}
 
 /// Spin iterations before a blocking call sleeps, by default.
 pub const DEFAULT_SPIN: u32 = 4096;
@@ -96,6 +121,9 @@ pub struct Queue {
     roles: AtomicU32,
     spin: u32,
     joinable: bool,
+    /// Joinable queues: one operation on `unfinished` at a time per handle (its entry has one
+    /// `op` word and one `putpos`; see `segment::tasks`).
+    task_lock: Mutex<()>,
     /// When this handle last looked for dead participants (see `recover_if_due`).
     idle: IdleCheck,
     geometry: Geometry,
@@ -144,24 +172,63 @@ impl Queue {
     }
 
     pub(crate) fn attach(seg: Segment, geometry: Geometry, role: Role, spin: u32) -> Result<Queue, Error> {
-        let ring = Mpmc::new(RingMem::in_segment(&seg, &geometry, 0));
-        let reg = Registration::new(&seg, &geometry, role.bits(), &SegmentRings::new(&seg, &geometry))?;
-        let bits = role.bits();
-        if let Err(side) = ends::attach(ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0) {
-            let mut reg = reg;
-            reg.drop_roles(seg.header(), bits);
+        let rings = SegmentRings::new(&seg, &geometry);
+        let mut reg = Registration::new(&seg, &geometry, &rings)?;
+        alive(crash::point("queue.attach"));
+        if let Err(refused) = rings.join(&reg, role.bits(), Sync::Join) {
             reg.release(seg.header());
-            return Err(Error::Closed(match side {
-                Ended::Producers => {
-                    "this queue has ended: every producer has gone (end of stream), and it takes no new one"
-                }
-                Ended::Consumers => {
-                    "this queue has ended: every consumer has gone (broken pipe), and it takes no new one"
-                }
-            }));
+            return Err(closed(refused));
         }
+        Ok(Queue::with(seg, geometry, reg, role.bits(), spin))
+    }
+
+    /// Takes over the entry a parent made for this process ([`Queue::share_with`]), in `role`
+    /// (else the role the parent counted for it): the roles it adds are joined (refused if that
+    /// side has ended), the roles it keeps confirmed as attached, the roles it drops left (which
+    /// ends a side only if someone had attached to it for real, see `ring::ends`).
+    pub(crate) fn adopt(
+        seg: Segment,
+        geometry: Geometry,
+        lock: File,
+        (index, generation): (usize, u32),
+        role: Option<Role>,
+        spin: u32,
+    ) -> Result<Queue, Error> {
+        let rings = SegmentRings::new(&seg, &geometry);
+        let mut reg = Registration::adopt(&seg, lock, index, generation)?;
+        let held = reg.entry(seg.header()).roles.load(Ordering::Acquire) & ROLES;
+        let want = role.map_or(held, Role::bits);
+        if want & !held != 0 {
+            if let Err(refused) = rings.join(&reg, want & !held, Sync::Join) {
+                rings.leave(&reg, held);
+                reg.release(seg.header());
+                return Err(closed(refused));
+            }
+        }
+        rings.confirm(want & held);
+        rings.leave(&reg, held & !want);
+        Ok(Queue::with(seg, geometry, reg, want, spin))
+    }
+
+    fn with(seg: Segment, geometry: Geometry, reg: Registration, bits: u32, spin: u32) -> Queue {
+        let ring = Mpmc::new(RingMem::in_segment(&seg, &geometry, 0));
         let joinable = geometry.flags & FLAG_JOINABLE != 0;
-        Ok(Queue { ring, reg, roles: AtomicU32::new(bits), spin, joinable, idle: IdleCheck::new(), geometry, seg })
+        Queue {
+            ring,
+            reg,
+            roles: AtomicU32::new(bits),
+            spin,
+            joinable,
+            task_lock: Mutex::new(()),
+            idle: IdleCheck::new(),
+            geometry,
+            seg,
+        }
+    }
+
+    /// The rings and participant table of this queue's segment.
+    fn rings(&self) -> SegmentRings<'_> {
+        SegmentRings::new(&self.seg, &self.geometry)
     }
 
     /// The mapped segment (for `crate::fuzzing`).
@@ -170,11 +237,75 @@ impl Queue {
         &self.seg
     }
 
-    /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`.
+    /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`, as
+    /// producer and consumer ([`Role::Both`]; see [`Queue::share_with_role`]). Drop the returned
+    /// [`Handover`] once `cmd` has been spawned.
+    pub fn share_with(&self, cmd: &mut Command, key: &str) -> Handover {
+        self.share_with_role(cmd, key, Role::Both)
+    }
+
+    /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`, counted
+    /// in `role` from now on. Drop the returned [`Handover`] once `cmd` has been spawned.
+    /// Works for anonymous and named queues alike.
     ///
-    /// Works for anonymous and named queues alike: the child inherits the segment's descriptor.
-    pub fn share_with(&self, cmd: &mut Command, key: &str) {
-        inherit::share_fd(cmd, self.seg.file().as_raw_fd(), key);
+    /// The child is attached from this call, not from the moment it opens the queue: a
+    /// participant entry is made for it here, with `role` counted, and marked as handed over.
+    /// So end of stream cannot fire in the moment between spawning workers and their opening the
+    /// queue (a `close` right after the spawn waits for them). The child inherits the open file
+    /// description that holds the entry's liveness lock, and takes the entry over in `from_env`;
+    /// the entry counts as alive while this process holds the [`Handover`] or any process holds
+    /// that descriptor — the child from its start, whether or not it ever calls `from_env`, and
+    /// any process it starts before calling `from_env` (which marks the descriptor
+    /// close-on-exec). A child that dies, even before opening the queue, is reaped like any dead
+    /// peer: its role is uncounted, and a command never spawned leaves when the `Handover` is
+    /// dropped. A child that opens the queue in another role ([`QueueBuilder::role`]) joins the
+    /// roles it adds and leaves those it drops. Until the child opens the queue its roles are
+    /// held, not attached: they keep a side from ending, but uncounting them (the child dropped
+    /// one, or died before opening) ends a side only if someone had attached to it for real (end
+    /// of stream or a broken pipe then follows, as for any dead peer).
+    ///
+    /// The `Handover` owns the descriptor the child inherits, so dropping the queue before the
+    /// spawn changes nothing for the child; dropping the `Handover` before the spawn makes the
+    /// spawn fail, or the child's `from_env` refuse a descriptor that is not this queue's. If no
+    /// entry can be made (the table is full, or the queue has ended), the child gets the queue
+    /// as a plain descriptor and attaches when it opens it, reporting any error then.
+    pub fn share_with_role(&self, cmd: &mut Command, key: &str, role: Role) -> Handover {
+        cmd.env(inherit::role_var(key), role.name());
+        match self.hand_over(role) {
+            Ok((lock, index, generation)) => {
+                inherit::share_fd(cmd, lock.as_raw_fd(), key);
+                cmd.env(entry_var(key), format!("{index},{generation}"));
+                Handover::holding(lock)
+            }
+            Err(_) => {
+                cmd.env_remove(entry_var(key));
+                match self.seg.reopen() {
+                    Ok(file) => {
+                        inherit::share_fd(cmd, file.as_raw_fd(), key);
+                        Handover::holding(file)
+                    }
+                    Err(_) => {
+                        // Not even a descriptor: the child's `from_env` finds no valid one.
+                        cmd.env_remove(inherit::env_var(key));
+                        Handover::nothing()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes an entry for a child in `role`, counted, and marks it handed over; returns the
+    /// description holding its lock, its index and generation.
+    fn hand_over(&self, role: Role) -> Result<(File, usize, u32), Error> {
+        let rings = self.rings();
+        let mut reg = Registration::new(&self.seg, &self.geometry, &rings)?;
+        if let Err(refused) = rings.join(&reg, role.bits(), Sync::Hold) {
+            reg.release(self.seg.header());
+            return Err(closed(refused));
+        }
+        let (index, generation) = reg.id();
+        reg.hand_over(self.seg.header());
+        Ok((reg.into_lock(), index, generation))
     }
 
     // ----- put -----
@@ -257,11 +388,26 @@ impl Queue {
     #[inline]
     fn commit(&self, c: WriteClaim<'_>, len: usize) {
         if self.joinable {
-            // Counted before it is published, so `join` can never see zero while it is in flight
-            // and `task_done` for it can never underflow.
-            self.seg.header().join.unfinished.fetch_add(1, Ordering::AcqRel);
+            return self.commit_counted(c, |c| c.commit(len as u32));
         }
         c.commit(len as u32);
+    }
+
+    /// Commits a claim of a joinable queue: the task is counted before it is published, so
+    /// `join` can never see zero while it is in flight and `task_done` for it can never
+    /// underflow; the count and this entry's record of it change in one step (see
+    /// `segment::tasks`), so a kill at any point leaves a state recovery completes or undoes.
+    #[cold]
+    fn commit_counted<'q>(&'q self, c: WriteClaim<'q>, publish: impl FnOnce(WriteClaim<'q>)) {
+        let rings = self.rings();
+        let ledger = rings.ledger().expect("a joinable queue");
+        let me = self.reg.index();
+        let _one = self.task_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stall = rings.stall(Some(me));
+        alive(ledger.count_put(me, c.position(), &mut |holder| stall.wait(holder)));
+        alive(crash::point("queue.publish"));
+        publish(c);
+        alive(ledger.published(me));
     }
 
     /// Puts a message, blocking while the queue is full.
@@ -299,11 +445,12 @@ impl Queue {
         let count = msg.len().div_ceil(slot) as u32;
         let mut claim = self.claim_with(wait, true, |owner, _| self.ring.claim_group(owner, count))?;
         claim.write_fragments(msg);
-        if self.joinable {
-            self.seg.header().join.unfinished.fetch_add(1, Ordering::AcqRel);
-        }
         let len = |j: u32| msg[j as usize * slot..].len().min(slot) as u32;
-        claim.commit_group(len);
+        if self.joinable {
+            self.commit_counted(claim, |c| c.commit_group(len));
+        } else {
+            claim.commit_group(len);
+        }
         Ok(())
     }
 
@@ -370,7 +517,7 @@ impl Queue {
         }
         // The common case, inlined: a message at the head.
         if let Ok(c) = self.ring.claim_read(self.reg.owner()) {
-            return Ok(c);
+            return Ok(self.counted(c));
         }
         self.claim_get_slow(wait)
     }
@@ -380,11 +527,12 @@ impl Queue {
     fn claim_get_slow(&self, wait: Wait) -> Result<ReadClaim<'_>, RecvError> {
         let ctrl = self.ring.mem.ctrl();
         let owner = self.reg.owner();
-        let attempt = || match self.ring.claim_read(owner) {
+        let claim = || self.ring.claim_read(owner).map(|c| self.counted(c));
+        let attempt = || match claim() {
             Err(RecvError::Empty) if ends::producers_gone(ctrl) => {
                 // Every producer detached after committing (Acquire in producers_gone): one more
                 // look sees anything they left, and only then is it the end of the stream.
-                match self.ring.claim_read(owner) {
+                match claim() {
                     Err(RecvError::Empty) => Some(Err(RecvError::Closed)),
                     r => Some(r),
                 }
@@ -407,6 +555,16 @@ impl Queue {
             self.recover_if_due();
         })
         .unwrap_or(Err(RecvError::Timeout))
+    }
+
+    /// A read claim of a joinable queue moves its task into this entry's `takes` when it is
+    /// released (see `segment::tasks`).
+    #[inline]
+    fn counted<'q>(&'q self, c: ReadClaim<'q>) -> ReadClaim<'q> {
+        if self.joinable {
+            return c.counted_in(&self.reg.entry(self.seg.header()).takes);
+        }
+        c
     }
 
     /// The in-place view of a read claim (a claim whose length is corrupt is dropped: its slots
@@ -584,37 +742,51 @@ impl Queue {
     /// consumers see end of stream once the queue is drained. Idempotent.
     pub fn close(&self) {
         self.roles.fetch_or(CLOSED, Ordering::AcqRel);
-        self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel);
-        if self.reg.drop_roles(self.seg.header(), ROLE_PRODUCER) != 0 {
-            ends::detach(self.ring.mem.ctrl(), true, false);
+        if self.roles.fetch_and(!ROLE_PRODUCER, Ordering::AcqRel) & ROLE_PRODUCER != 0 {
+            self.rings().leave(&self.reg, ROLE_PRODUCER);
         }
     }
 
-    /// Marks one item taken from a joinable queue as done (Python's `task_done`).
+    /// Marks one task taken from a joinable queue as done (Python's `task_done`).
+    ///
+    /// Tasks are counted against the handle that took them: mark a task done on the handle that
+    /// got it (as workers do), so that if the process dies, recovery marks done exactly the tasks
+    /// it took and did not mark (see [`Queue::join`]). A `task_done` on another handle is
+    /// accepted (the count is global), but then a task can be marked done twice should the taker
+    /// die holding it.
     ///
     /// Errors: `NotJoinable`, `TooManyTaskDone` (more calls than items put).
     pub fn task_done(&self) -> Result<(), JoinError> {
         if !self.joinable {
             return Err(JoinError::NotJoinable);
         }
-        let join = &self.seg.header().join;
-        let mut cur = join.unfinished.load(Ordering::Acquire);
-        loop {
-            if cur == 0 {
-                return Err(JoinError::TooManyTaskDone);
-            }
-            match join.unfinished.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(now) => cur = now,
+        let rings = self.rings();
+        let ledger = rings.ledger().expect("a joinable queue");
+        let me = self.reg.index();
+        let _one = self.task_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stall = rings.stall(Some(me));
+        match alive(ledger.done(me, &mut |holder| stall.wait(holder))) {
+            Err(TooMany) => Err(JoinError::TooManyTaskDone),
+            Ok(left) => {
+                if left == 0 {
+                    doorbell::ring_all(&self.seg.header().join.bell);
+                }
+                Ok(())
             }
         }
-        if cur == 1 {
-            doorbell::ring_all(&join.bell);
-        }
-        Ok(())
     }
 
     /// Waits until every item put has been marked done (Python's `join`).
+    ///
+    /// A task is counted from just before its put publishes it until it is marked done. If a
+    /// process dies, recovery (which every waiting call runs, see [`Queue::recover`]) settles
+    /// what it held: a put that died unpublished is uncounted with its message; a consumer that
+    /// dies holding tasks it took and did not mark done — a message it was reading in place, or
+    /// had already taken with `get` — has them marked done, counted in
+    /// [`RecoveryStats::lost_tasks`]. So `join` returns once every task is done or lost with its
+    /// consumer, and never waits for a dead process. A task marked done while its message was
+    /// still held in place counts once. A handle dropped normally while holding tasks it did not
+    /// mark done leaves them unfinished, as Python's does.
     pub fn join(&self) -> Result<(), JoinError> {
         self.join_until(None)
     }
@@ -630,6 +802,7 @@ impl Queue {
             return Err(JoinError::NotJoinable);
         }
         let join = &self.seg.header().join;
+        // The count alone: an operation in flight has already changed it (see `segment::tasks`).
         let done = || (join.unfinished.load(Ordering::Acquire) == 0).then_some(());
         doorbell::block_on(&join.bell, deadline, self.spin, done, || {
             self.recover_if_due();
@@ -736,8 +909,10 @@ impl Drop for Queue {
             // A handle copied by fork(): the roles and the entry are the parent's.
             return;
         }
-        let bits = self.roles.swap(0, Ordering::AcqRel);
-        ends::detach(self.ring.mem.ctrl(), bits & ROLE_PRODUCER != 0, bits & ROLE_CONSUMER != 0);
+        // Roles first (cleared in the entry, then recounted), then the entry: a kill in between
+        // leaves an entry without roles, or roles that its reaper clears and recounts.
+        let bits = self.roles.swap(0, Ordering::AcqRel) & ROLES;
+        self.rings().leave(&self.reg, bits);
         self.reg.release(self.seg.header());
     }
 }

@@ -1,4 +1,5 @@
-//! Loom models of the ring algorithms, the doorbell and end of stream, on heap memory.
+//! Loom models of the ring algorithms, the doorbell, end of stream, the participant table and
+//! the task accounting of joinable queues, on heap memory.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --lib loom`
 //! (see `.ci/loom`). Each model is tiny on purpose (capacity 1–2, 2–3 threads, a few
@@ -8,14 +9,21 @@
 //! Payloads are modelled by one loom `UnsafeCell` per slot beside the heap ring, so loom also
 //! checks that the slot-published and slot-released sync points order the payload accesses: a
 //! write and a read of the same slot that are not ordered by happens-before make loom fail.
+//!
+//! A killed process is modelled with `sys::crash::die_after(k)`: the thread stops at its `k`th
+//! crash point (every shared write that recovery must complete or undo has one), leaving memory as
+//! a SIGKILL would. The models that kill run once for every `k` up to past the last point, and
+//! then let a reaper (the code recovery runs) finish the job, checking the counts after.
 
 use crate::error::{RecvError, SendError};
 use crate::ring::doorbell;
-use crate::ring::ends;
+use crate::ring::ends::{self, Ended, Refused};
 use crate::ring::mem::HeapRing;
 use crate::ring::mpmc::Mpmc;
 use crate::ring::spsc;
-use crate::segment::layout::RingCtrl;
+use crate::ring::TableMembers;
+use crate::segment::layout::{Participant, RingCtrl, ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::sys::crash;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
@@ -44,6 +52,47 @@ impl Payloads {
         self.0[idx as usize].with(|p| unsafe { *p })
     }
 }
+
+// ----- a participant table on the heap -----
+
+/// Entries whose role bits the count words cache (see `ends`).
+struct Table(Vec<Participant>);
+
+impl Table {
+    fn new(n: usize) -> Table {
+        Table((0..n).map(|_| Participant::default()).collect())
+    }
+
+    /// Entry `e` joins `bits` on the single ring `ctrl` (a live handle's attach).
+    fn join(&self, ctrl: &RingCtrl, e: usize, bits: u32) -> Result<(), Refused> {
+        ends::join(&[ctrl], &self.0[e].roles, bits, &TableMembers(&self.0), ends::Sync::Join).expect("alive")
+    }
+
+    /// As `join`, exclusively (a pipe end).
+    fn join_exclusive(&self, ctrl: &RingCtrl, e: usize, bits: u32) -> Result<(), Refused> {
+        ends::join(&[ctrl], &self.0[e].roles, bits, &TableMembers(&self.0), ends::Sync::JoinExclusive).expect("alive")
+    }
+
+    /// Entry `e` leaves `bits` (a live handle's close or drop).
+    fn leave(&self, ctrl: &RingCtrl, e: usize, bits: u32) {
+        ends::leave(&[ctrl], &self.0[e].roles, bits, &TableMembers(&self.0)).expect("alive")
+    }
+
+    /// A reaper's part for dead entry `e`: its bits cleared, every side recounted.
+    fn reap_roles(&self, ctrl: &RingCtrl, e: usize) {
+        self.0[e].roles.store(0, loom::sync::atomic::Ordering::Release);
+        ends::resync(&[ctrl], &TableMembers(&self.0)).expect("alive");
+    }
+
+    /// Entries holding `bit`.
+    fn holding(&self, bit: u32) -> u32 {
+        use ends::Members;
+        TableMembers(&self.0).holding(bit)
+    }
+}
+
+const P: u32 = ROLE_PRODUCER;
+const C: u32 = ROLE_CONSUMER;
 
 // ----- MPMC -----
 
@@ -251,13 +300,14 @@ fn loom_mpmc_sleeping_producer_is_woken_by_release() {
 fn loom_mpmc_sleeping_consumer_sees_end_of_stream_after_the_last_message() {
     loom::model(|| {
         let q = Q::new(1);
-        ends::attach(q.ctrl(), true, false).unwrap();
-        ends::attach(q.ctrl(), false, true).unwrap();
+        let t = Arc::new(Table::new(2));
+        t.join(q.ctrl(), 0, P).unwrap();
+        t.join(q.ctrl(), 1, C).unwrap();
         let p = {
-            let q = q.clone();
+            let (q, t) = (q.clone(), t.clone());
             thread::spawn(move || {
                 q.try_put(3).unwrap();
-                ends::detach(q.ctrl(), true, false);
+                t.leave(q.ctrl(), 0, P);
             })
         };
         assert_eq!(q.get_blocking(), Ok(3));
@@ -270,8 +320,9 @@ fn loom_mpmc_sleeping_consumer_sees_end_of_stream_after_the_last_message() {
 fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
     loom::model(|| {
         let q = Q::new(1);
-        ends::attach(q.ctrl(), true, false).unwrap();
-        ends::attach(q.ctrl(), false, true).unwrap();
+        let t = Table::new(2);
+        t.join(q.ctrl(), 0, P).unwrap();
+        t.join(q.ctrl(), 1, C).unwrap();
         q.try_put(1).unwrap();
         let p = {
             let q = q.clone();
@@ -295,7 +346,7 @@ fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
                 .map(|c| q.m.abandon(c))
             })
         };
-        ends::detach(q.ctrl(), false, true);
+        t.leave(q.ctrl(), 1, C);
         assert_eq!(p.join().unwrap(), Err(SendError::Closed));
     });
 }
@@ -426,14 +477,15 @@ fn loom_spsc_sleeping_producer_is_woken_by_release() {
 fn loom_spsc_sleeping_receiver_sees_end_of_file() {
     loom::model(|| {
         let pipe = Pipe::new(1);
-        assert!(ends::attach_exclusive(pipe.ctrl(), true));
-        assert!(ends::attach_exclusive(pipe.ctrl(), false));
+        let t = Arc::new(Table::new(2));
+        t.join_exclusive(pipe.ctrl(), 0, P).unwrap();
+        t.join_exclusive(pipe.ctrl(), 1, C).unwrap();
         let (mut p, mut c) = pipe.ends();
         let tx = {
-            let pipe = pipe.clone();
+            let (pipe, t) = (pipe.clone(), t.clone());
             thread::spawn(move || {
                 assert!(try_send(&pipe, &mut p, 9));
-                ends::detach(pipe.ctrl(), true, false);
+                t.leave(pipe.ctrl(), 0, P);
             })
         };
         // As `Receiver::wait_msg`: a message, or end of file once the producer has gone.
@@ -564,21 +616,23 @@ fn loom_mpmc_dead_readers_continuation_is_retired_once() {
     });
 }
 
-// ----- attaching -----
+// ----- attaching: counts that survive a kill -----
 
 /// A consumer checking for end of stream while the first producer attaches never sees it ended.
 #[test]
 fn loom_attach_never_looks_like_end_of_stream() {
     loom::model(|| {
         let q = Q::new(1);
+        let t = Arc::new(Table::new(1));
         let p = {
-            let q = q.clone();
-            thread::spawn(move || ends::attach(q.ctrl(), true, false).unwrap())
+            let (q, t) = (q.clone(), t.clone());
+            thread::spawn(move || t.join(q.ctrl(), 0, P).unwrap())
         };
         assert!(!ends::producers_gone(q.ctrl()));
         assert!(!ends::consumers_gone(q.ctrl()));
         p.join().unwrap();
         assert!(!ends::producers_gone(q.ctrl()));
+        assert_eq!(ends::producer_count(q.ctrl()), 1);
     });
 }
 
@@ -589,14 +643,15 @@ fn loom_attach_never_looks_like_end_of_stream() {
 fn loom_end_of_stream_is_final_when_a_producer_races_the_last_one_out() {
     loom::model(|| {
         let q = Q::new(1);
-        ends::attach(q.ctrl(), true, false).unwrap();
+        let t = Arc::new(Table::new(2));
+        t.join(q.ctrl(), 0, P).unwrap();
         let leaving = {
-            let q = q.clone();
-            thread::spawn(move || ends::detach(q.ctrl(), true, false))
+            let (q, t) = (q.clone(), t.clone());
+            thread::spawn(move || t.leave(q.ctrl(), 0, P))
         };
         let joining = {
-            let q = q.clone();
-            thread::spawn(move || ends::attach(q.ctrl(), true, false).is_ok())
+            let (q, t) = (q.clone(), t.clone());
+            thread::spawn(move || t.join(q.ctrl(), 1, P).is_ok())
         };
         let seen_end_early = ends::producers_gone(q.ctrl());
         leaving.join().unwrap();
@@ -606,11 +661,12 @@ fn loom_end_of_stream_is_final_when_a_producer_races_the_last_one_out() {
         }
         assert_eq!(ends::producers_gone(q.ctrl()), !joined);
         assert_eq!(ends::producer_count(q.ctrl()), joined as u32);
+        assert_eq!(t.holding(P), joined as u32, "a refused joiner leaves no bit behind");
         if joined {
-            ends::detach(q.ctrl(), true, false);
+            t.leave(q.ctrl(), 1, P);
             assert!(ends::producers_gone(q.ctrl()));
         }
-        assert!(ends::attach(q.ctrl(), true, false).is_err(), "an ended side takes no producer");
+        assert!(t.join(q.ctrl(), 0, P).is_err(), "an ended side takes no producer");
     });
 }
 
@@ -623,18 +679,546 @@ fn loom_a_queue_ends_only_before_a_witness() {
     loom::model(|| {
         let q = Q::new(1);
         q.ctrl().ends.flags.store(ENDS_NEED_WITNESS, crate::sys::atomic::Ordering::Relaxed);
-        ends::attach(q.ctrl(), true, true).unwrap(); // one handle with both roles
+        let t = Arc::new(Table::new(2));
+        t.join(q.ctrl(), 0, P | C).unwrap(); // one handle with both roles
         let leaving = {
-            let q = q.clone();
-            thread::spawn(move || ends::detach(q.ctrl(), true, true))
+            let (q, t) = (q.clone(), t.clone());
+            thread::spawn(move || t.leave(q.ctrl(), 0, P | C))
         };
-        let consumer = ends::attach(q.ctrl(), false, true);
+        let consumer = t.join(q.ctrl(), 1, C);
         leaving.join().unwrap();
         assert!(consumer.is_ok(), "the consumer side never ended: it had no witness");
         if ends::producers_gone(q.ctrl()) {
-            assert!(ends::attach(q.ctrl(), true, false).is_err(), "ended is final");
+            assert!(t.join(q.ctrl(), 0, P).is_err(), "ended is final");
         } else {
-            ends::attach(q.ctrl(), true, false).unwrap();
+            t.join(q.ctrl(), 0, P).unwrap();
         }
     });
+}
+
+/// Crash points a join or leave passes, at most, in the models below (each side's sync may retry).
+const ROLE_STEPS: usize = 7;
+
+/// Checks that one side's count word agrees with the table (or has ended with nobody holding).
+fn counts_agree(q: &Q, t: &Table) {
+    for (bit, gone, count) in [
+        (P, ends::producers_gone(q.ctrl()), ends::producer_count(q.ctrl())),
+        (C, ends::consumers_gone(q.ctrl()), ends::consumer_count(q.ctrl())),
+    ] {
+        if gone {
+            assert_eq!(t.holding(bit), 0, "an ended side with a holder");
+        } else {
+            assert_eq!(count, t.holding(bit), "role {bit}: the count word disagrees with the table");
+        }
+    }
+}
+
+/// Regression (role counts drifted after an unlucky kill): a handle killed at any step of its
+/// attach (`k` = the crash point it dies at), while another attaches and leaves; its reaper then
+/// clears its bits and recounts. Whatever the step, the counts equal the table's bits: never a
+/// role subtracted that was never added, nor one counted twice.
+#[test]
+fn loom_counts_survive_a_kill_at_any_step_of_an_attach() {
+    for k in 0..ROLE_STEPS {
+        loom::model(move || {
+            let q = Q::new(1);
+            let t = Arc::new(Table::new(3));
+            t.join(q.ctrl(), 0, C).unwrap(); // a witness, alive throughout
+            let dying = {
+                let (q, t) = (q.clone(), t.clone());
+                thread::spawn(move || {
+                    crash::die_after(Some(k));
+                    let _ = ends::join(&[q.ctrl()], &t.0[1].roles, P | C, &TableMembers(&t.0), ends::Sync::Join);
+                    crash::die_after(None);
+                })
+            };
+            let other = {
+                let (q, t) = (q.clone(), t.clone());
+                thread::spawn(move || {
+                    if t.join(q.ctrl(), 2, P).is_ok() {
+                        t.leave(q.ctrl(), 2, P);
+                    }
+                })
+            };
+            dying.join().unwrap();
+            other.join().unwrap();
+            t.reap_roles(q.ctrl(), 1);
+            counts_agree(&q, &t);
+            assert_eq!(ends::consumer_count(q.ctrl()), 1, "the witness is counted once");
+        });
+    }
+}
+
+/// The same for a kill at any step of a leave (a close, or the first half of a drop), with a
+/// reaper that itself runs concurrently with a live handle's attach.
+#[test]
+fn loom_counts_survive_a_kill_at_any_step_of_a_leave() {
+    for k in 0..ROLE_STEPS {
+        loom::model(move || {
+            let q = Q::new(1);
+            let t = Arc::new(Table::new(3));
+            t.join(q.ctrl(), 0, C).unwrap();
+            t.join(q.ctrl(), 1, P | C).unwrap();
+            let dying = {
+                let (q, t) = (q.clone(), t.clone());
+                thread::spawn(move || {
+                    crash::die_after(Some(k));
+                    let _ = ends::leave(&[q.ctrl()], &t.0[1].roles, P | C, &TableMembers(&t.0));
+                    crash::die_after(None);
+                })
+            };
+            dying.join().unwrap();
+            let other = {
+                let (q, t) = (q.clone(), t.clone());
+                thread::spawn(move || t.join(q.ctrl(), 2, P).is_ok())
+            };
+            t.reap_roles(q.ctrl(), 1);
+            let joined = other.join().unwrap();
+            counts_agree(&q, &t);
+            assert_eq!(ends::consumer_count(q.ctrl()), 1);
+            // The dead handle was the only producer, and a consumer saw it go (or a newcomer
+            // joined first): either way the stream ended exactly when nobody produced.
+            assert_eq!(ends::producers_gone(q.ctrl()), !joined);
+        });
+    }
+}
+
+// ----- the participant table: reapers and registrations -----
+
+mod table_models {
+    use super::*;
+    use crate::segment::layout::{entry_word, PARTICIPANT_ACTIVE, PARTICIPANT_FREE};
+    use crate::segment::table::{self, Won};
+    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// The liveness locks of a table's entries (an OFD byte lock each).
+    struct Locks(Vec<AtomicBool>);
+
+    impl Locks {
+        fn new(held: &[bool]) -> Locks {
+            Locks(held.iter().map(|&h| AtomicBool::new(h)).collect())
+        }
+        fn held(&self, i: usize) -> bool {
+            self.0[i].load(Ordering::SeqCst)
+        }
+        fn take(&self, i: usize) -> bool {
+            self.0[i].compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        }
+        fn give(&self, i: usize) {
+            self.0[i].store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Entries `live` attached (generation 1) by live processes (whose locks the caller holds).
+    fn attached(t: &Table, live: &[usize]) {
+        for &i in live {
+            t.0[i].state.0.store(entry_word(1, PARTICIPANT_ACTIVE), Ordering::SeqCst);
+        }
+    }
+
+    /// A reaper with entry `me` (alive: its lock is held) reaps entry `dead` if it looks dead, as
+    /// `recover::reap` does: probe the lock, win, clear the roles and recount, free. Returns the
+    /// generation it reaped.
+    fn reap(q: &Q, t: &Table, locks: &Locks, me: usize, dead: usize) -> Result<Option<u32>, crash::Died> {
+        let p = &t.0[dead];
+        let seen = table::load(p);
+        if seen.1 == PARTICIPANT_FREE || locks.held(dead) {
+            return Ok(None);
+        }
+        let mark = table::reaper_mark(me, table::load(&t.0[me]).0);
+        let Some(w) = table::win(p, seen, mark, &t.0, &|r| locks.held(r))? else { return Ok(None) };
+        crash::point("reap.roles")?;
+        p.roles.store(0, Ordering::Release);
+        ends::resync(&[q.ctrl()], &TableMembers(&t.0))?;
+        assert!(table::finish(p, w)?, "a won entry is ours to free");
+        Ok(Some(w.generation))
+    }
+
+    /// A registration as `Registration::new` makes it, into entry `i` only: the lock first, then
+    /// the claim, then the roles (a consumer: the dead producer's reaper may end the stream, which
+    /// refuses producers from then on). Returns the generation it got.
+    fn register(q: &Q, t: &Table, locks: &Locks, i: usize) -> Option<u32> {
+        for _ in 0..2 {
+            if t.0[i].state.load(Ordering::Relaxed) == PARTICIPANT_FREE && locks.take(i) {
+                if let Some(g) = table::claim(&t.0[i], 42).unwrap() {
+                    assert!(table::activate(&t.0[i], g, 42).unwrap());
+                    t.join(q.ctrl(), i, C).unwrap();
+                    return Some(g);
+                }
+                locks.give(i);
+            }
+            thread::yield_now();
+        }
+        None
+    }
+
+    /// Regression (a reaper could reap a live participant): two reapers race to reap a dead
+    /// entry while a newcomer registers into it as soon as it is free. The newcomer is never
+    /// reaped (its roles stay counted), and the dead entry is reaped by one reaper only.
+    #[test]
+    fn loom_two_reapers_race_a_registration_into_the_same_entry() {
+        loom::model(|| {
+            let q = Q::new(1);
+            let t = Arc::new(Table::new(4));
+            let locks = Arc::new(Locks::new(&[true, true, true, false]));
+            attached(&t, &[0, 1, 2]);
+            t.join(q.ctrl(), 2, C).unwrap(); // a live consumer
+                                             // Entry 3: a dead producer, generation 5.
+            t.0[3].state.0.store(entry_word(5, PARTICIPANT_ACTIVE), Ordering::SeqCst);
+            t.join(q.ctrl(), 3, P).unwrap();
+            let reaped = Arc::new(AtomicUsize::new(0));
+            let reaper = |me: usize| {
+                let (q, t, locks, reaped) = (q.clone(), t.clone(), locks.clone(), reaped.clone());
+                thread::spawn(move || {
+                    if let Some(g) = reap(&q, &t, &locks, me, 3).unwrap() {
+                        assert_eq!(g, 5, "a reaper reaped the live newcomer");
+                        reaped.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            };
+            let (r0, r1) = (reaper(0), reaper(1));
+            let newcomer = register(&q, &t, &locks, 3);
+            r0.join().unwrap();
+            r1.join().unwrap();
+            assert!(reaped.load(Ordering::SeqCst) <= 1, "two reapers repaired one entry");
+            if let Some(g) = newcomer {
+                assert_eq!(g, 6);
+                assert!(table::is_active(&t.0[3], 6), "the newcomer's entry was taken from it");
+                assert_eq!(ends::consumer_count(q.ctrl()), 2, "the newcomer's role was uncounted");
+            }
+            counts_agree(&q, &t);
+        });
+    }
+
+    /// A reaper killed at any step (with an entry of its own, whose lock dies with it) leaves
+    /// the dead entry to the next survivor, which finishes the job — even once a newcomer has
+    /// registered into the dead reaper's entry: the entry is freed once and the counts agree with
+    /// the table.
+    #[test]
+    fn loom_a_reaper_killed_at_any_step_is_taken_over() {
+        for k in 0..6 {
+            loom::model(move || {
+                let q = Q::new(1);
+                let t = Arc::new(Table::new(4));
+                let locks = Arc::new(Locks::new(&[true, true, true, false]));
+                attached(&t, &[0, 1, 2]);
+                t.join(q.ctrl(), 2, C).unwrap();
+                t.0[3].state.0.store(entry_word(5, PARTICIPANT_ACTIVE), Ordering::SeqCst);
+                t.join(q.ctrl(), 3, P).unwrap();
+                let first = {
+                    let (q, t, locks) = (q.clone(), t.clone(), locks.clone());
+                    thread::spawn(move || {
+                        crash::die_after(Some(k));
+                        let r = reap(&q, &t, &locks, 0, 3);
+                        crash::die_after(None);
+                        if r.is_err() {
+                            locks.give(0); // its process died: the kernel drops its lock
+                        }
+                        r.ok().flatten()
+                    })
+                };
+                let second = {
+                    let (q, t, locks) = (q.clone(), t.clone(), locks.clone());
+                    thread::spawn(move || reap(&q, &t, &locks, 1, 3).unwrap())
+                };
+                let (a, b) = (first.join().unwrap(), second.join().unwrap());
+                assert!(a.is_none() || b.is_none(), "reaped twice");
+                if !locks.held(0) {
+                    // The first reaper died; a newcomer registers into its entry. Its mark, if it
+                    // left one, names the old generation: a dead reaper.
+                    t.0[0].state.0.store(entry_word(2, PARTICIPANT_ACTIVE), Ordering::SeqCst);
+                    assert!(locks.take(0));
+                }
+                // Whatever happened, a survivor that looks now finishes it.
+                let again = reap(&q, &t, &locks, 1, 3).unwrap();
+                assert!(a.or(b).or(again).is_some(), "never reaped");
+                assert_eq!(t.0[3].state.load(Ordering::SeqCst), PARTICIPANT_FREE);
+                counts_agree(&q, &t);
+                assert!(ends::producers_gone(q.ctrl()), "its producer role was uncounted: end of stream");
+            });
+        }
+    }
+
+    /// A reaper without an entry (a registration that found the table full) holds the dead
+    /// entry's lock while it reaps; killed at any step, the lock goes with it and another
+    /// survivor takes over.
+    #[test]
+    fn loom_a_reaper_without_an_entry_killed_at_any_step_is_taken_over() {
+        for k in 0..6 {
+            loom::model(move || {
+                let q = Q::new(1);
+                let t = Arc::new(Table::new(3));
+                let locks = Arc::new(Locks::new(&[true, true, false]));
+                attached(&t, &[0, 1]);
+                t.join(q.ctrl(), 1, C).unwrap();
+                t.0[2].state.0.store(entry_word(5, PARTICIPANT_ACTIVE), Ordering::SeqCst);
+                t.join(q.ctrl(), 2, P).unwrap();
+                let first = {
+                    let (q, t, locks) = (q.clone(), t.clone(), locks.clone());
+                    thread::spawn(move || {
+                        if !locks.take(2) {
+                            return;
+                        }
+                        crash::die_after(Some(k));
+                        let p = &t.0[2];
+                        let seen = table::load(p);
+                        let r = (|| -> Result<(), crash::Died> {
+                            let Some(w) = table::win(p, seen, table::NO_ENTRY, &t.0, &|r| locks.held(r))? else {
+                                return Ok(());
+                            };
+                            crash::point("reap.roles")?;
+                            p.roles.store(0, Ordering::Release);
+                            ends::resync(&[q.ctrl()], &TableMembers(&t.0))?;
+                            table::finish(p, w).map(|_| ())
+                        })();
+                        crash::die_after(None);
+                        let _ = r;
+                        locks.give(2); // done, or dead: either way the lock is given back
+                    })
+                };
+                first.join().unwrap();
+                let again = {
+                    let (q, t, locks) = (q.clone(), t.clone(), locks.clone());
+                    thread::spawn(move || reap(&q, &t, &locks, 0, 2).unwrap())
+                };
+                again.join().unwrap();
+                assert_eq!(t.0[2].state.load(Ordering::SeqCst), PARTICIPANT_FREE);
+                counts_agree(&q, &t);
+                let _: Option<Won> = None;
+            });
+        }
+    }
+}
+
+// ----- joinable queues: tasks through every crash window -----
+
+mod task_models {
+    use super::*;
+    use crate::segment::layout::JoinState;
+    use crate::segment::tasks::{Ledger, Slots, TooMany};
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::Mutex;
+
+    impl Slots for Mpmc {
+        fn unpublished(&self, owner: u16, pos: u64) -> bool {
+            Mpmc::unpublished(self, owner, pos)
+        }
+        fn held(&self, owner: u16, idx: u64) -> bool {
+            self.held_by(owner, idx)
+        }
+    }
+
+    struct Tasks {
+        q: Arc<Q>,
+        t: Table,
+        join: JoinState,
+        /// Entries whose process has died.
+        dead: Vec<AtomicBool>,
+        /// One reaper at a time per entry (the reaper's mark in production, see `table`); a
+        /// guard dropped by a dying thread is the mark of a dead reaper.
+        reaping: Vec<Mutex<()>>,
+    }
+
+    impl Tasks {
+        fn new(cap: u64, entries: usize) -> Arc<Tasks> {
+            Arc::new(Tasks {
+                q: Q::new(cap),
+                t: Table::new(entries),
+                join: JoinState::default(),
+                dead: (0..entries).map(|_| AtomicBool::new(false)).collect(),
+                reaping: (0..entries).map(|_| Mutex::new(())).collect(),
+            })
+        }
+
+        fn ledger(&self) -> Ledger<'_> {
+            Ledger { join: &self.join, table: &self.t.0 }
+        }
+
+        fn unfinished(&self) -> u64 {
+            self.join.unfinished.load(Ordering::SeqCst)
+        }
+
+        /// How a live operation waits for another entry's: yield; a dead holder is reaped, as
+        /// `recover::Stall` does (here only the part that finishes its operation).
+        fn stall(&self, holder: usize) {
+            if self.dead[holder].load(Ordering::SeqCst) {
+                if let Ok(_reaper) = self.reaping[holder].try_lock() {
+                    let _ = self.ledger().finish_op(holder);
+                }
+            }
+            thread::yield_now();
+        }
+
+        /// A joinable put by entry `e` (owner `e + 1`), as `Queue::commit_counted` makes it.
+        fn put(&self, e: usize, v: u64) -> Result<(), crash::Died> {
+            let c = self.q.m.try_claim_write(e as u16 + 1, true).expect("room");
+            self.q.data.write(c.idx, v);
+            self.ledger().count_put(e, c.pos, &mut |h| self.stall(h))?;
+            crash::point("queue.publish")?;
+            self.q.m.commit(c, 8);
+            self.ledger().published(e)
+        }
+
+        /// A get by entry `e`: claim, then (in place) maybe `task_done` while holding, then the
+        /// journaled release as `ReadClaim::release_counted` makes it, then maybe `task_done`.
+        fn get_and_done(&self, e: usize, done_while_holding: bool) -> Result<Result<(), TooMany>, crash::Died> {
+            let c = loop {
+                match self.q.m.try_claim_read(e as u16 + 1) {
+                    Ok(c) => break c,
+                    Err(_) => thread::yield_now(),
+                }
+            };
+            let _ = self.q.data.read(c.idx);
+            let mut done = None;
+            if done_while_holding {
+                done = Some(self.ledger().done(e, &mut |h| self.stall(h))?);
+            }
+            let takes = &self.t.0[e].takes;
+            Ledger::begin_release(takes, c.idx)?;
+            crash::point("release")?;
+            self.q.m.release(c);
+            Ledger::end_release(takes)?;
+            if done.is_none() {
+                done = Some(self.ledger().done(e, &mut |h| self.stall(h))?);
+            }
+            Ok(done.expect("set above").map(|_| ()))
+        }
+
+        /// Recovery of dead entry `e`, as `recover::reap` runs it. Returns the tasks it marked
+        /// done.
+        fn reap(&self, e: usize) -> u64 {
+            let _reaper = self.reaping[e].lock().unwrap();
+            let l = self.ledger();
+            l.finish_op(e).unwrap();
+            l.settle_before_repair(e, e as u16 + 1, &self.q.m, &mut |h| self.stall(h)).unwrap();
+            let owner = e as u16 + 1;
+            self.q.m.repair_owners(&|o| o == owner, Some(&|_| &self.t.0[e].takes)).unwrap();
+            l.settle_after_repair(e, &mut |h| self.stall(h)).unwrap()
+        }
+    }
+
+    /// Crash points of one put or one get-and-done, at most (with retries of a CAS or two).
+    const TASK_STEPS: usize = 9;
+
+    /// Regression (a producer killed after counting its task but before publishing it left
+    /// `join` waiting forever): a joinable put killed at any step, while a consumer marks an
+    /// earlier task done. Once the dead producer is reaped, `unfinished` is exactly the tasks
+    /// published and not done: the dead put counts if and only if it was published.
+    #[test]
+    fn loom_a_put_killed_at_any_step_is_counted_once_or_not_at_all() {
+        for k in 0..TASK_STEPS {
+            loom::model(move || {
+                let s = Tasks::new(2, 2);
+                s.put(1, 7).unwrap(); // an earlier task, by the consumer's entry
+                let producer = {
+                    let s = s.clone();
+                    thread::spawn(move || {
+                        crash::die_after(Some(k));
+                        let r = s.put(0, 8);
+                        crash::die_after(None);
+                        s.dead[0].store(r.is_err(), Ordering::SeqCst);
+                    })
+                };
+                let consumer = {
+                    let s = s.clone();
+                    thread::spawn(move || s.get_and_done(1, false).unwrap())
+                };
+                producer.join().unwrap();
+                assert_eq!(consumer.join().unwrap(), Ok(()), "one task was there to mark done");
+                s.dead[0].store(true, Ordering::SeqCst);
+                assert_eq!(s.reap(0), 0, "a producer holds no taken tasks");
+                // What is left in the ring is exactly what is unfinished.
+                let mut left = 0;
+                while s.q.try_get().is_ok() {
+                    left += 1;
+                }
+                assert_eq!(s.unfinished(), left, "unfinished does not match the tasks published");
+            });
+        }
+    }
+
+    /// Regression (`task_done` while still holding the message, then a kill, counted the task
+    /// twice; a worker killed after taking a job and before `task_done` left `join` waiting
+    /// forever): a consumer killed at any step of taking a task and marking it done, in place or
+    /// after a get. Once it is reaped, the task is done exactly once: by its `task_done`, or by
+    /// recovery (a lost task). `unfinished` ends at 0 and never went below.
+    #[test]
+    fn loom_a_consumer_killed_at_any_step_has_its_task_done_exactly_once() {
+        for in_place in [true, false] {
+            for k in 0..TASK_STEPS {
+                loom::model(move || {
+                    let s = Tasks::new(1, 2);
+                    s.put(0, 7).unwrap();
+                    let consumer = {
+                        let s = s.clone();
+                        thread::spawn(move || {
+                            crash::die_after(Some(k));
+                            let r = s.get_and_done(1, in_place);
+                            crash::die_after(None);
+                            if let Ok(done) = r {
+                                assert_eq!(done, Ok(()), "the task was there to mark done");
+                            }
+                            r.is_ok()
+                        })
+                    };
+                    // A live `join` of the producer meanwhile never sees the count go wrong.
+                    let watcher = {
+                        let s = s.clone();
+                        thread::spawn(move || assert!(s.unfinished() <= 1))
+                    };
+                    let finished = consumer.join().unwrap();
+                    watcher.join().unwrap();
+                    s.dead[1].store(!finished, Ordering::SeqCst);
+                    let lost = if finished { 0 } else { s.reap(1) };
+                    assert_eq!(s.unfinished(), 0, "the task is not done exactly once");
+                    let dones = s.t.0[1].dones.load(Ordering::SeqCst);
+                    assert_eq!(dones, 1, "marked done once, by the consumer or by recovery ({lost} lost)");
+                    // The slot was freed either way: the ring takes two more.
+                    s.q.try_put(1).unwrap();
+                    assert_eq!(s.q.try_put(2), Err(SendError::Full));
+                });
+            }
+        }
+    }
+
+    /// A reaper killed at any step of recovering a dead consumer (which held a task in place) is
+    /// taken over by the next one, which finishes without marking anything twice, while a live
+    /// producer puts another task.
+    #[test]
+    fn loom_a_reaper_of_a_consumer_killed_at_any_step_is_taken_over() {
+        for k in 0..TASK_STEPS {
+            loom::model(move || {
+                let s = Tasks::new(2, 2);
+                s.put(0, 7).unwrap();
+                let _held = s.q.m.try_claim_read(2).unwrap(); // entry 1 holds the task, and dies
+                s.dead[1].store(true, Ordering::SeqCst);
+                let first = {
+                    let s = s.clone();
+                    thread::spawn(move || {
+                        let _reaper = s.reaping[1].lock().unwrap();
+                        crash::die_after(Some(k));
+                        let l = s.ledger();
+                        let r = (|| -> Result<(), crash::Died> {
+                            l.finish_op(1)?;
+                            l.settle_before_repair(1, 2, &s.q.m, &mut |h| s.stall(h))?;
+                            s.q.m.repair_owners(&|o| o == 2, Some(&|_| &s.t.0[1].takes))?;
+                            l.settle_after_repair(1, &mut |h| s.stall(h)).map(|_| ())
+                        })();
+                        crash::die_after(None);
+                        let _ = r;
+                    })
+                };
+                let other = {
+                    let s = s.clone();
+                    thread::spawn(move || s.put(0, 9).unwrap())
+                };
+                first.join().unwrap();
+                other.join().unwrap();
+                s.reap(1);
+                assert_eq!(s.unfinished(), 1, "only the live producer's new task is left");
+                assert_eq!(s.t.0[1].dones.load(Ordering::SeqCst), 1, "marked done twice, or not at all");
+                let _ = Ended::Producers;
+            });
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //! - [`spsc`]: the single-producer single-consumer ring of pipes.
 //! - [`mpmc`]: the multi-producer multi-consumer ring of queues (claims, groups, repair).
 //!
-//! [`SegmentRings`] connects this layer to the segment's crash recovery.
+//! [`SegmentRings`] connects this layer to the segment's participant table and crash recovery.
 
 pub(crate) mod doorbell;
 pub(crate) mod ends;
@@ -23,16 +23,33 @@ mod loom_tests;
 #[cfg(not(loom))]
 pub(crate) use segment_rings::SegmentRings;
 
+/// The participant table's role bits, as a count word's sync counts them (see [`ends`]).
+pub(crate) struct TableMembers<'a>(pub &'a [crate::segment::layout::Participant]);
+
+impl ends::Members for TableMembers<'_> {
+    fn holding(&self, bit: u32) -> u32 {
+        // ORDERING: Relaxed: a sync reads these after an Acquire load of the count word, which
+        // orders them after the role changes whose syncs landed before (see `ends`).
+        self.0.iter().filter(|p| p.roles.load(crate::sys::atomic::Ordering::Relaxed) & bit != 0).count() as u32
+    }
+}
+
 #[cfg(not(loom))]
 mod segment_rings {
-    use super::{doorbell, ends, mem::RingMem, mpmc::Mpmc};
+    use super::ends::{self, Refused, Sync};
+    use super::mpmc::Mpmc;
+    use super::{doorbell, mem::RingMem, TableMembers};
     use crate::segment::geometry::Geometry;
-    use crate::segment::layout::{Kind, FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};
-    use crate::segment::recover::RingRepair;
+    use crate::segment::layout::{Kind, RingCtrl, FLAG_JOINABLE};
+    use crate::segment::participants::Registration;
+    use crate::segment::recover::{RingRepair, Stall};
+    use crate::segment::tasks::{Ledger, Slots};
     use crate::segment::Segment;
+    use crate::sys::crash::{alive, Died};
     use std::sync::atomic::Ordering;
 
-    /// The rings of one mapped segment, as crash recovery sees them.
+    /// The rings of one mapped segment, with its participant table: roles and their counts, task
+    /// accounting, and crash recovery.
     pub(crate) struct SegmentRings<'a> {
         pub seg: &'a Segment,
         pub g: &'a Geometry,
@@ -44,40 +61,125 @@ mod segment_rings {
             SegmentRings { seg, g }
         }
 
-        /// Uncounts every role in `bits` (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`).
-        pub fn uncount_bits(&self, bits: u32) {
-            for r in 0..self.g.ring_count {
-                let (p, c) = (bits & (ROLE_PRODUCER << (2 * r)) != 0, bits & (ROLE_CONSUMER << (2 * r)) != 0);
-                if p || c {
-                    ends::detach(RingMem::in_segment(self.seg, self.g, r).ctrl(), p, c);
-                }
+        fn ring(&self, r: u32) -> RingMem {
+            RingMem::in_segment(self.seg, self.g, r)
+        }
+
+        /// Runs `f` with the control blocks of every ring and the table's role bits.
+        fn with_ends<T>(&self, f: impl FnOnce(&[&RingCtrl], &TableMembers<'_>) -> T) -> T {
+            let mems: Vec<RingMem> = (0..self.g.ring_count).map(|r| self.ring(r)).collect();
+            let ctrls: Vec<&RingCtrl> = mems.iter().map(RingMem::ctrl).collect();
+            f(&ctrls, &TableMembers(&self.seg.header().participants))
+        }
+
+        /// Gives `reg` role `bits` (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`): sets them
+        /// in its entry, then counts them on each side (`how`: see `ends::Sync`). Refused if a side
+        /// has ended (or, exclusively, is held by another handle): then none of `bits` is held or
+        /// counted.
+        pub fn join(&self, reg: &Registration, bits: u32, how: Sync) -> Result<(), Refused> {
+            let h = self.seg.header();
+            if !reg.owns(h) {
+                return Err(Refused::Taken);
             }
+            let roles = &reg.entry(h).roles;
+            self.with_ends(|rings, members| alive(ends::join(rings, roles, bits, members, how)))
+        }
+
+        /// Marks role `bits`, held for a child since its handover, as attached for real (see
+        /// `ends::confirm`).
+        pub fn confirm(&self, bits: u32) {
+            self.with_ends(|rings, _| ends::confirm(rings, bits))
+        }
+
+        /// Takes role `bits` from `reg`: clears them in its entry, then recounts each side (which
+        /// may end it). Nothing happens for bits it does not hold, or if its entry is not its own
+        /// any more (reaped from under it: its reaper did this) or a forked child's copy.
+        pub fn leave(&self, reg: &Registration, bits: u32) {
+            let h = self.seg.header();
+            if bits == 0 || !reg.owns(h) {
+                return;
+            }
+            let roles = &reg.entry(h).roles;
+            self.with_ends(|rings, members| alive(ends::leave(rings, roles, bits, members)))
+        }
+
+        /// The task accounting of a joinable queue.
+        pub fn ledger(&self) -> Option<Ledger<'a>> {
+            let h = self.seg.header();
+            (self.g.kind == Kind::Queue && self.g.flags & FLAG_JOINABLE != 0)
+                .then(|| Ledger { join: &h.join, table: &h.participants })
+        }
+
+        /// How an operation on `unfinished` waits for another entry's (see `recover::Stall`).
+        pub fn stall(&self, me: Option<usize>) -> Stall<'_> {
+            Stall { seg: self.seg, g: self.g, me, rings: self, tries: 0 }
+        }
+
+        fn queue(&self) -> Option<Mpmc> {
+            (self.g.kind == Kind::Queue).then(|| Mpmc::new(self.ring(0)))
+        }
+    }
+
+    impl Slots for Mpmc {
+        fn unpublished(&self, owner: u16, pos: u64) -> bool {
+            Mpmc::unpublished(self, owner, pos)
+        }
+
+        fn held(&self, owner: u16, idx: u64) -> bool {
+            self.held_by(owner, idx)
         }
     }
 
     impl RingRepair for SegmentRings<'_> {
-        fn repair_owner(&self, owner: u16) {
-            if self.g.kind != Kind::Queue {
-                // A pipe's sender publishes by advancing its counter, so a half-written message is
-                // never visible; a dead receiver only stops releasing. Nothing to repair.
-                return;
-            }
-            let h = self.seg.header();
-            let (dropped, lost) = Mpmc::new(RingMem::in_segment(self.seg, self.g, 0)).repair_owner(owner);
-            h.recovery.dropped_writes.fetch_add(dropped, Ordering::Relaxed);
-            h.recovery.lost_reads.fetch_add(lost, Ordering::Relaxed);
-            if lost > 0 && self.g.flags & FLAG_JOINABLE != 0 {
-                // Lost messages will never be marked done: stop `join` from waiting for them.
-                let _ = h
-                    .join
-                    .unfinished
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(lost)));
-                doorbell::ring_all(&h.join.bell);
+        fn finish_op(&self, index: usize) -> Result<(), Died> {
+            match self.ledger() {
+                Some(l) => l.finish_op(index),
+                None => Ok(()),
             }
         }
 
-        fn uncount(&self, bit: u32) {
-            self.uncount_bits(bit);
+        fn settle_before(&self, index: usize) -> Result<(), Died> {
+            let (Some(l), Some(q)) = (self.ledger(), self.queue()) else { return Ok(()) };
+            let mut stall = self.stall(None);
+            l.settle_before_repair(index, index as u16 + 1, &q, &mut |holder| stall.wait(holder))?;
+            // An unpublished put uncounted may have taken the count to zero: `join` looks again.
+            doorbell::ring_all(&self.seg.header().join.bell);
+            Ok(())
+        }
+
+        fn repair(&self, dead: &[usize]) -> Result<(), Died> {
+            // A pipe's sender publishes by advancing its counter, so a half-written message is
+            // never visible; a dead receiver only stops releasing. Nothing to repair.
+            let Some(q) = self.queue() else { return Ok(()) };
+            let h = self.seg.header();
+            // Owner tags 1..=256 (index + 1), as a bit set.
+            let mut owners = [0u64; 5];
+            for &i in dead {
+                owners[(i + 1) / 64] |= 1 << ((i + 1) % 64);
+            }
+            let is_dead = |o: u16| owners.get(o as usize / 64).is_some_and(|w| w & (1 << (o % 64)) != 0);
+            let takes = |owner: u16| &h.participants[owner as usize - 1].takes;
+            let joinable = self.ledger().is_some();
+            let (dropped, lost) = q.repair_owners(&is_dead, joinable.then_some(&takes as &dyn Fn(u16) -> _))?;
+            h.recovery.dropped_writes.fetch_add(dropped, Ordering::Relaxed);
+            h.recovery.lost_reads.fetch_add(lost, Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn settle_after(&self, index: usize) -> Result<(), Died> {
+            let Some(l) = self.ledger() else { return Ok(()) };
+            let mut stall = self.stall(None);
+            let n = l.settle_after_repair(index, &mut |holder| stall.wait(holder))?;
+            if n > 0 {
+                self.seg.header().recovery.lost_tasks.fetch_add(n, Ordering::Relaxed);
+                // The count may have reached zero: `join` looks again.
+                doorbell::ring_all(&self.seg.header().join.bell);
+            }
+            Ok(())
+        }
+
+        fn resync(&self) -> Result<(), Died> {
+            self.with_ends(|rings, members| ends::resync(rings, members))
         }
     }
 }

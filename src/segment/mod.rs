@@ -6,7 +6,9 @@
 //! - [`geometry`]: a segment's sizes and offsets, computed with checked arithmetic, and the
 //!   validation of a header read from a peer.
 //! - [`format`]: writing a new header and validating an opened one.
+//! - [`table`]: a participant entry's states and the transitions between them.
 //! - [`participants`]: registering a handle (an entry and its liveness lock).
+//! - [`tasks`]: the task accounting of joinable queues (`unfinished`, per-entry counters).
 //! - [`recover`]: reaping the entries of dead processes.
 //!
 //! This layer knows files, mappings and the header; it knows no ring algorithm (what a dead
@@ -20,6 +22,8 @@ pub(crate) mod layout;
 pub(crate) mod participants;
 #[cfg(not(loom))]
 pub(crate) mod recover;
+pub(crate) mod table;
+pub(crate) mod tasks;
 
 #[cfg(not(loom))]
 mod mapping;

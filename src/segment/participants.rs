@@ -1,10 +1,16 @@
 //! The participant table: a handle's entry and its liveness lock.
 //!
-//! Registration claims a free entry (`FREE → CLAIMED` by CAS), takes an OFD lock on the entry's
-//! byte through a private file description, then publishes `ACTIVE`. Detaching clears the entry's
-//! role bits (whoever clears a bit uncounts it, so a role is uncounted exactly once, by its owner
-//! or by the reaper of a dead owner), frees the entry, and only then drops the lock: an active
-//! entry without its lock means the process died. `recover` builds on that.
+//! Registration takes the liveness lock of a free entry's byte first (an OFD write lock through a
+//! private file description), then claims the entry (`{ g, FREE } → { g + 1, CLAIMED }`), then
+//! publishes it `ACTIVE`. Detaching frees the entry (`{ g, ACTIVE } → { g, FREE }`), and only then
+//! drops the lock. So the lock is held whenever the entry is in use: an entry that is not free
+//! while nobody holds its lock belongs to a dead process. `recover` builds on that (`table` has
+//! the transitions).
+//!
+//! A handle's roles are bits of its entry (the truth that each ring's count words cache, see
+//! `ring::ends`): a handle sets or clears them only while its entry is `ACTIVE` in its own
+//! generation, so a handle whose entry was reaped from under it (possible only if it lost its
+//! lock) leaves the table alone instead of changing a newcomer's entry.
 //!
 //! Only write locks count as alive (`sys::lock`): a process that may only read the file can take
 //! read locks, which neither fake a live participant nor keep a dead one from being reaped; they
@@ -14,18 +20,19 @@
 //! the entry and its lock (the same open file description) but does not own them: in the child,
 //! dropping roles and releasing the entry do nothing to the table.
 //!
-//! Handing an entry to a child (pipes) moves the lock's open file description, not the lock: the
-//! parent marks the entry `HANDOVER` and lets the child inherit the very description that holds
-//! the lock, so the lock is held without a gap while the parent or the child has it open. The
-//! child adopts the entry (`HANDOVER → ACTIVE`) and keeps the description as its own lock; a child
-//! that dies before adopting closes it, and once the parent has closed its copy too the kernel
-//! drops the lock and the entry is dead like any other.
+//! Handing an entry to a child (a pipe end, or a queue handle made for a child) moves the lock's
+//! open file description, not the lock: the parent marks the entry `HANDOVER` and lets the child
+//! inherit the very description that holds the lock, so the lock is held without a gap while the
+//! parent or the child has it open. The child adopts the entry (`HANDOVER → ACTIVE`) and keeps the
+//! description as its own lock; a child that dies before adopting closes it, and once the parent
+//! has closed its copy too the kernel drops the lock and the entry is dead like any other.
 
 use crate::segment::geometry::Geometry;
-use crate::segment::layout::{Header, Participant, MAX_PARTICIPANTS};
-use crate::segment::layout::{PARTICIPANT_ACTIVE, PARTICIPANT_CLAIMED, PARTICIPANT_FREE, PARTICIPANT_HANDOVER};
+use crate::segment::layout::{Header, Participant, MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE};
 use crate::segment::recover::{self, RingRepair};
+use crate::segment::table;
 use crate::segment::Segment;
+use crate::sys::crash::alive;
 use crate::sys::lock::{byte_is_locked, try_lock_byte};
 use crate::sys::{clock, fork, membarrier};
 use crate::Error;
@@ -36,6 +43,8 @@ use std::sync::atomic::Ordering;
 /// A handle's entry in the participant table.
 pub(crate) struct Registration {
     index: usize,
+    /// The entry's generation when this handle claimed (or adopted) it.
+    generation: u32,
     /// A private file description holding the liveness lock; closing it releases the lock.
     lock: Option<File>,
     /// The process that registered (a forked child shares the entry but does not own it).
@@ -48,23 +57,27 @@ struct NoEntry {
     read_locked: usize,
 }
 
+fn changed() -> Error {
+    Error::Corrupt("a participant entry changed while its lock was held")
+}
+
 impl Registration {
-    /// Claims a table entry for this process with the given role bits. If the table is full,
-    /// reaps dead participants once and tries again.
+    /// Claims a table entry for this process, `ACTIVE` and with no roles (the caller joins its
+    /// roles next). If the table is full, reaps dead participants once and tries again.
     ///
     /// `LockedByReader` if entries were free but read locks (which only a process that may read
     /// the file can hold) kept us from taking their liveness locks.
-    pub fn new(seg: &Segment, g: &Geometry, roles: u32, rings: &dyn RingRepair) -> Result<Registration, Error> {
+    pub fn new(seg: &Segment, g: &Geometry, rings: &dyn RingRepair) -> Result<Registration, Error> {
         membarrier::register();
         let pid = fork::pid();
-        let lock = seg.reopen()?;
-        let mut none = match Self::claim(seg, &lock, roles)? {
-            Ok(index) => return Ok(Registration { index, lock: Some(lock), pid }),
+        let mut lock = seg.reopen()?;
+        let mut none = match Self::claim(seg, &mut lock, pid)? {
+            Ok((index, generation)) => return Ok(Registration { index, generation, lock: Some(lock), pid }),
             Err(none) => none,
         };
         if recover::reap_dead(seg, g, None, rings) > 0 {
-            match Self::claim(seg, &lock, roles)? {
-                Ok(index) => return Ok(Registration { index, lock: Some(lock), pid }),
+            match Self::claim(seg, &mut lock, pid)? {
+                Ok((index, generation)) => return Ok(Registration { index, generation, lock: Some(lock), pid }),
                 Err(n) => none = n,
             }
         }
@@ -74,38 +87,40 @@ impl Registration {
         Err(Error::TooManyParticipants)
     }
 
-    fn claim(seg: &Segment, lock: &File, roles: u32) -> Result<Result<usize, NoEntry>, Error> {
+    fn claim(seg: &Segment, lock: &mut File, pid: u32) -> Result<Result<(usize, u32), NoEntry>, Error> {
         let mut none = NoEntry { read_locked: 0 };
         for (index, p) in seg.header().participants.iter().enumerate() {
             if p.state.load(Ordering::Relaxed) != PARTICIPANT_FREE {
                 continue;
             }
-            if p.state
-                .compare_exchange(PARTICIPANT_FREE, PARTICIPANT_CLAIMED, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            // A previous owner that just freed the entry may still hold the lock for an instant;
-            // a reader may hold a read lock on it for as long as it likes.
+            // The lock first: from here nobody else changes the entry. A previous owner that just
+            // freed it may still hold the lock for an instant; a reader may hold a read lock on
+            // it for as long as it likes.
             if !try_lock_byte(lock, Participant::lock_offset(index))? {
-                p.state.store(PARTICIPANT_FREE, Ordering::Release);
                 if !byte_is_locked(lock, Participant::lock_offset(index)).unwrap_or(true) {
                     none.read_locked += 1;
                 }
                 continue;
             }
-            p.detail.store(std::process::id(), Ordering::Relaxed);
-            p.roles.store(roles, Ordering::Relaxed);
-            p.generation.fetch_add(1, Ordering::Relaxed);
-            // ORDERING: Release, so a reader that sees ACTIVE sees pid and roles.
-            p.state.store(PARTICIPANT_ACTIVE, Ordering::Release);
-            return Ok(Ok(index));
+            match alive(table::claim(p, pid)) {
+                Some(generation) => {
+                    if !alive(table::activate(p, generation, pid)) {
+                        return Err(changed());
+                    }
+                    return Ok(Ok((index, generation)));
+                }
+                None => {
+                    // Not free after all (claimed by a process that died, or reaped and not yet
+                    // freed): give its lock back. A lock belongs to a description, so a fresh one
+                    // holds none.
+                    *lock = seg.reopen()?;
+                }
+            }
         }
         Ok(Err(none))
     }
 
-    /// Takes over entry `index` that a parent handed to this process (see `pipe::Handover`).
+    /// Takes over entry `index` that a parent handed to this process (see `Handover`).
     ///
     /// `lock` is the inherited open file description through which the parent locked the entry's
     /// byte; it stays this entry's lock. The entry must still be in handover with the same
@@ -113,33 +128,23 @@ impl Registration {
     pub fn adopt(seg: &Segment, lock: File, index: usize, generation: u32) -> Result<Registration, Error> {
         membarrier::register();
         let pid = fork::pid();
-        let gone = || Error::NotInherited("the handed-over end was taken, released or reaped".into());
+        let gone = || Error::NotInherited("the handed-over entry was taken, released or reaped".into());
         let p = seg.header().participants.get(index).ok_or_else(gone)?;
         // The lock is this description's already, and locking again through the same description
         // changes nothing; a refusal means another description holds it: not the entry we were
-        // handed. From here the lock is ours, so nobody can reap the entry under us.
+        // handed. From here the lock is ours, so nobody else changes the entry.
         if !try_lock_byte(&lock, Participant::lock_offset(index))? {
             return Err(gone());
         }
-        if p.generation.load(Ordering::Relaxed) != generation {
+        if !alive(table::adopt(p, generation, pid)) {
             return Err(gone());
         }
-        // ORDERING: Acquire pairs with the Release store of HANDOVER in `hand_over` (the child
-        // started after it, which orders it anyway); Release publishes the adoption to readers of
-        // the state.
-        if p.state
-            .compare_exchange(PARTICIPANT_HANDOVER, PARTICIPANT_ACTIVE, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(gone());
-        }
-        p.detail.store(pid, Ordering::Relaxed);
-        Ok(Registration { index, lock: Some(lock), pid })
+        Ok(Registration { index, generation, lock: Some(lock), pid })
     }
 
     /// Table index and generation, for handing the entry to a child.
-    pub fn id(&self, header: &Header) -> (usize, u32) {
-        (self.index, header.participants[self.index].generation.load(Ordering::Relaxed))
+    pub fn id(&self) -> (usize, u32) {
+        (self.index, self.generation)
     }
 
     /// Whether this process was forked from the one that registered (a system call: for drops
@@ -150,13 +155,13 @@ impl Registration {
 
     /// Marks the entry as handed over and returns the descriptor of its lock's open file
     /// description, for a child to inherit. The entry stays alive while any process holds that
-    /// description: this one until [`Registration::let_go`], the child from its start.
+    /// description: this one until [`Registration::let_go`] (or until the [`File`] of
+    /// [`Registration::into_lock`] is closed), the child from its start.
     pub fn hand_over(&self, header: &Header) -> RawFd {
         let lock = self.lock.as_ref().expect("an attached entry holds its lock");
-        let p = &header.participants[self.index];
-        p.detail.store((clock::now() / 1_000_000_000) as u32, Ordering::Relaxed);
-        // ORDERING: Release, pairs with the Acquire CAS in `adopt`.
-        p.state.store(PARTICIPANT_HANDOVER, Ordering::Release);
+        let second = (clock::now() / 1_000_000_000) as u32;
+        // `false`: the entry was reaped from under us; the child's adoption will fail.
+        let _ = alive(table::hand_over(&header.participants[self.index], self.generation, second));
         lock.as_raw_fd()
     }
 
@@ -164,6 +169,12 @@ impl Registration {
     /// alive for as long as the child (or anyone it passed the description to) holds it.
     pub fn let_go(&mut self) {
         drop(self.lock.take());
+    }
+
+    /// The open file description holding the lock of a handed-over entry, without freeing the
+    /// entry: whoever holds it keeps the entry alive for the child.
+    pub fn into_lock(mut self) -> File {
+        self.lock.take().expect("an attached entry holds its lock")
     }
 
     /// The owner tag this handle puts in the claims it makes (never 0).
@@ -176,25 +187,27 @@ impl Registration {
         self.index
     }
 
-    /// Clears role `bits` of this entry; returns those that were set (and so must be uncounted).
-    /// In a forked child, clears nothing and returns 0: the roles are the parent's.
-    pub fn drop_roles(&self, header: &Header, bits: u32) -> u32 {
-        if self.forked() {
-            return 0;
-        }
-        header.participants[self.index].roles.fetch_and(!bits, Ordering::AcqRel) & bits
+    /// This handle's entry.
+    pub fn entry<'h>(&self, header: &'h Header) -> &'h Participant {
+        &header.participants[self.index]
     }
 
-    /// Frees the entry, then drops the liveness lock. The caller has dropped its roles. In a
-    /// forked child, only closes this process's descriptor of the lock (the parent's description
-    /// keeps it), and the entry stays the parent's.
+    /// Whether the entry is still this handle's: attached, in its generation, and not a forked
+    /// child's copy. A handle changes its roles only then: one whose entry was reaped from under
+    /// it (possible only if it lost its lock) finds its reaper cleared and uncounted them.
+    pub fn owns(&self, header: &Header) -> bool {
+        table::is_active(self.entry(header), self.generation) && !self.forked()
+    }
+
+    /// Frees the entry, then drops the liveness lock. The caller has left its roles. In a forked
+    /// child, only closes this process's descriptor of the lock (the parent's description keeps
+    /// it), and the entry stays the parent's. An entry reaped from under this handle is left alone.
     pub fn release(&mut self, header: &Header) {
         if let Some(lock) = self.lock.take() {
             if self.forked() {
                 return;
             }
-            let p = &header.participants[self.index];
-            p.state.store(PARTICIPANT_FREE, Ordering::Release);
+            let _ = alive(table::free(self.entry(header), self.generation, PARTICIPANT_ACTIVE));
             drop(lock);
         }
     }

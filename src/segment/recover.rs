@@ -1,18 +1,31 @@
 //! Crash recovery: finding participants whose process died and repairing what they held.
 //!
 //! Death is observed, not guessed: every attached handle holds an OFD lock on its entry's byte of
-//! the segment file, and the kernel releases it when the process dies. An entry that is `ACTIVE`
+//! the segment file, and the kernel releases it when the process dies. An entry that is not `FREE`
 //! while nobody holds its lock belongs to a dead process (a live handle frees its entry before it
-//! drops its lock). PIDs are never used for this, so PID reuse and PID namespaces do not matter.
+//! drops its lock, and takes the lock before it claims one). PIDs are never used for this, so PID
+//! reuse and PID namespaces do not matter.
 //!
-//! A survivor that finds such an entry wins it with a CAS (`ACTIVE → REAPING`), so exactly one
-//! survivor repairs it:
-//! 1. every queue slot whose stamp names the dead owner is repaired: `WRITING(p, dead)` becomes
-//!    `SKIPPED(p)` — the uncommitted message is dropped whole and consumers skip it — and
-//!    `READING(p, dead)` becomes `EMPTY(p + one_lap)` — the message the dead consumer had taken
-//!    is lost, and counted in `lost_reads`;
-//! 2. the entry's roles are uncounted (end of stream and broken pipe follow as if it had closed);
-//! 3. the entry is freed for reuse. Its owner tag can be reused only now, when no stamp names it.
+//! A survivor that finds such an entry wins it (see `table`): it names itself in the entry (a CAS
+//! on `detail`, so one survivor wins), then moves it to `REAPING` with a CAS from the
+//! `{ generation, state }` it saw *before* it found the lock free, so that an entry freed and
+//! claimed again meanwhile (by a newcomer, whose generation is new) is never taken for the dead
+//! one. A reaper's own liveness is a lock too: its own entry's, or, for a reaper without an entry
+//! (a registration that found the table full), the dead entry's, which it takes first. If it dies
+//! midway, its mark names a dead reaper, and the next survivor takes the entry over the same way,
+//! whoever had started. Every step below is idempotent or journaled, so a takeover redoes what was
+//! not done and nothing twice:
+//! 1. a joinable queue's task accounting (`tasks`): the dead entry's operation on `unfinished` is
+//!    finished, its unpublished put is uncounted, its release journal resolved;
+//! 2. every queue slot whose stamp names a dead owner is repaired, in one scan of the ring for all
+//!    the entries won in this call: `WRITING(p, dead)` becomes `SKIPPED(p)` — the uncommitted
+//!    message is dropped whole and consumers skip it — and `READING(p, dead)` becomes
+//!    `EMPTY(p + one_lap)` — the message the dead consumer had taken is lost, and counted in
+//!    `lost_reads` (and, in a joinable queue, moved into its `takes`);
+//! 3. a dead consumer's tasks taken and not marked done are marked done (`lost_tasks`);
+//! 4. the entries' role bits are cleared and every ring's count words brought in line with the
+//!    table (`ring::ends`): end of stream and broken pipe follow as if the dead had closed;
+//! 5. the entries are freed for reuse. An owner tag can be reused only now, when no stamp names it.
 //!
 //! Committed messages are never touched: `FULL` stamps carry no owner and are not repaired, so a
 //! committed message is delivered exactly once whoever dies. Pipes need no slot repair: a
@@ -20,107 +33,154 @@
 //! stores that stamp (Release) after the slot's length and payload, so a half-written message is
 //! never visible; a dead receiver only stops releasing.
 //!
-//! A handed-over entry (`HANDOVER`, a pipe end on its way to a child) is no exception: its lock is
-//! held through the open file description the parent and the child share, so it too is dead
-//! exactly when nobody holds its lock.
+//! A handed-over entry (`HANDOVER`, on its way to a child) is no exception: its lock is held
+//! through the open file description the parent and the child share, so it too is dead exactly
+//! when nobody holds its lock.
 //!
 //! Survivors run this from any call that is about to report nothing to do or to sleep, when the
 //! handle has not looked for `ring::doorbell::CHECK_INTERVAL_NS` (10 ms); when the participant
-//! table is full; and on request (`Queue::recover`, `Connection::recover`, `Sender::recover`,
-//! `Receiver::recover`).
+//! table is full; while waiting for a dead entry's operation on `unfinished`; and on request
+//! (`Queue::recover`, `Connection::recover`, `Sender::recover`, `Receiver::recover`).
 
 use crate::segment::geometry::Geometry;
-use crate::segment::layout::Participant;
-use crate::segment::layout::{
-    MAX_PARTICIPANTS, PARTICIPANT_ACTIVE, PARTICIPANT_FREE, PARTICIPANT_HANDOVER, PARTICIPANT_REAPING,
-};
+use crate::segment::layout::{Participant, MAX_PARTICIPANTS, PARTICIPANT_FREE};
+use crate::segment::table;
 use crate::segment::Segment;
-use crate::sys::lock::byte_is_locked;
+use crate::sys::crash::{self, alive, Died};
+use crate::sys::lock::{byte_is_locked, try_lock_byte};
 use std::sync::atomic::Ordering;
 
-/// What the ring layer does for a dead participant. The segment layer knows no ring algorithm:
-/// the handles pass this in (`ring::SegmentRings`).
+/// What the ring layer does for dead participants. The segment layer knows no ring algorithm:
+/// the handles pass this in (`ring::SegmentRings`). Every method is idempotent: a reaper that
+/// takes over from a dead one calls them again.
 pub(crate) trait RingRepair {
-    /// Repairs every slot whose claim names `owner` (`index + 1`), and counts what it dropped and
-    /// lost in the header's recovery counters. Idempotent: a second run finds nothing.
-    fn repair_owner(&self, owner: u16);
-    /// Uncounts one role bit (per ring `r`: producer `1 << 2r`, consumer `2 << 2r`).
-    fn uncount(&self, bit: u32);
+    /// Finishes entry `index`'s operation on `unfinished` if one is in flight (joinable queues).
+    fn finish_op(&self, index: usize) -> Result<(), Died>;
+    /// Before the slots are repaired (joinable queues): uncounts entry `index`'s unpublished put
+    /// and resolves its release journal.
+    fn settle_before(&self, index: usize) -> Result<(), Died>;
+    /// Repairs every slot whose claim names one of the entries `dead` (owner tag `index + 1`), in
+    /// one scan, and counts what it dropped and lost in the header's recovery counters.
+    fn repair(&self, dead: &[usize]) -> Result<(), Died>;
+    /// After the slots are repaired (joinable queues): marks entry `index`'s tasks taken and not
+    /// done as done.
+    fn settle_after(&self, index: usize) -> Result<(), Died>;
+    /// Brings every ring's count words in line with the table's role bits.
+    fn resync(&self) -> Result<(), Died>;
 }
 
-/// Marks `detail` of a `REAPING` entry as holding the reaper's table index (low 16 bits).
-const REAPER_MARK: u32 = 0x8000_0000;
-
-fn locked(seg: &Segment, index: usize) -> bool {
+/// Whether entry `index`'s liveness lock is held by some process.
+pub(crate) fn is_locked(seg: &Segment, index: usize) -> bool {
     // A probe error (no locks on this file system?) counts as alive: never reap on a guess.
     byte_is_locked(seg.file(), Participant::lock_offset(index)).unwrap_or(true)
 }
 
-/// Repairs and frees the entries of dead participants. `me` is the caller's own entry (never
-/// reaped; recorded in entries it reaps so that, should it die midway, another survivor can take
-/// the work over). Returns how many entries were reaped.
+/// Repairs and frees the entries of dead participants (and of reapers that died repairing
+/// them). `me` is the caller's own entry, skipped (it is alive); `None` for a caller without
+/// one. Returns how many entries were freed.
 pub(crate) fn reap_dead(seg: &Segment, g: &Geometry, me: Option<usize>, rings: &dyn RingRepair) -> usize {
+    let _ = g;
+    alive(reap(seg, me, rings))
+}
+
+fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usize, Died> {
     let h = seg.header();
-    let mut reaped = 0;
+    let locked = |i: usize| is_locked(seg, i);
+    // A reaper without an entry holds each dead entry's lock while it reaps it (that is its
+    // liveness, see `table`), through this description of its own: closing it at the end gives
+    // them all back.
+    let mut holder = None;
+    let mut won = Vec::new();
     for index in 0..MAX_PARTICIPANTS {
-        if Some(index) == me {
-            continue;
-        }
         let p = &h.participants[index];
-        let state = p.state.load(Ordering::Acquire);
-        let won = match state {
-            PARTICIPANT_ACTIVE | PARTICIPANT_HANDOVER => {
-                if locked(seg, index)
-                    || p.state
-                        .compare_exchange(state, PARTICIPANT_REAPING, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_err()
-                {
-                    continue; // alive, or another survivor won it
+        // The state before the probe: if its lock is free after, that generation's owner is dead
+        // (see `table::win`).
+        let seen = table::load(p);
+        if Some(index) == me || seen.1 == PARTICIPANT_FREE || locked(index) {
+            continue; // free, or alive (its owner, or a reaper without an entry, holds its lock)
+        }
+        let mark = match me {
+            Some(me) => table::reaper_mark(me, table::load(&h.participants[me]).0),
+            None => {
+                if holder.is_none() {
+                    match seg.reopen() {
+                        Ok(f) => holder = Some(f),
+                        Err(_) => return Ok(0),
+                    }
                 }
-                // Between our load of `state` and the CAS, the entry may have been released and
-                // claimed again by a live handle (which takes the lock before it publishes
-                // ACTIVE): give that one back. A dead entry stays unlocked: handles lock only
-                // entries they have claimed, and an adopting child holds its lock already.
-                if locked(seg, index) {
-                    let _ = p.state.compare_exchange(PARTICIPANT_REAPING, state, Ordering::Release, Ordering::Relaxed);
+                let lock = holder.as_ref().expect("opened above");
+                if !try_lock_byte(lock, Participant::lock_offset(index)).unwrap_or(false) {
+                    // Taken meanwhile, or (read locks) not to be had: leave it to a reaper that
+                    // has an entry of its own.
                     continue;
                 }
-                true
+                table::NO_ENTRY
             }
-            PARTICIPANT_REAPING => {
-                // Take over from a reaper that died midway (repair is idempotent).
-                let r = p.detail.load(Ordering::Relaxed);
-                let reaper = (r & 0xffff) as usize;
-                r & REAPER_MARK != 0
-                    && reaper < MAX_PARTICIPANTS
-                    && !locked(seg, reaper)
-                    && p.detail
-                        .compare_exchange(
-                            r,
-                            REAPER_MARK | me.unwrap_or(0xffff) as u32,
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-            }
-            _ => false,
         };
-        if !won {
-            continue;
+        if let Some(w) = table::win(p, seen, mark, &h.participants, &locked)? {
+            won.push((index, w));
         }
-        p.detail.store(REAPER_MARK | me.unwrap_or(0xffff) as u32, Ordering::Relaxed);
-        rings.repair_owner(index as u16 + 1);
-        // Role by role, so that a reaper dying here leaves each role either uncounted or not.
-        for bit in (0..2 * g.ring_count).map(|b| 1u32 << b) {
-            if p.roles.fetch_and(!bit, Ordering::AcqRel) & bit != 0 {
-                rings.uncount(bit);
-            }
-        }
-        h.recovery.reaped.fetch_add(1, Ordering::Relaxed);
-        p.state.store(PARTICIPANT_FREE, Ordering::Release);
-        reaped += 1;
     }
-    reaped
+    if won.is_empty() {
+        return Ok(0);
+    }
+    let attached: Vec<usize> = won.iter().filter(|(_, w)| w.attached).map(|&(i, _)| i).collect();
+    // Every won entry's operation first: none of the steps below then waits for one of ours.
+    for &i in &attached {
+        rings.finish_op(i)?;
+    }
+    for &i in &attached {
+        rings.settle_before(i)?;
+    }
+    if !attached.is_empty() {
+        rings.repair(&attached)?;
+    }
+    for &i in &attached {
+        rings.settle_after(i)?;
+    }
+    for &(i, _) in &won {
+        crash::point("reap.roles")?;
+        // ORDERING: Release, pairs with the Acquire of the count words' sync below (and with
+        // every later sync's): the bit is gone before the counts are recomputed.
+        h.participants[i].roles.store(0, Ordering::Release);
+    }
+    rings.resync()?;
+    let mut freed = 0;
+    for &(i, w) in &won {
+        if table::finish(&h.participants[i], w)? {
+            h.recovery.reaped.fetch_add(1, Ordering::Relaxed);
+            freed += 1;
+        }
+    }
+    drop(holder);
+    Ok(freed)
+}
+
+/// Waiting for another entry's operation on `unfinished` to finish (`tasks`): a few instructions
+/// of a live process, so spin, then yield; now and then check whether the holder is dead, and if
+/// so reap it, which finishes its operation.
+pub(crate) struct Stall<'a> {
+    pub seg: &'a Segment,
+    pub g: &'a Geometry,
+    pub me: Option<usize>,
+    pub rings: &'a dyn RingRepair,
+    pub tries: u32,
+}
+
+impl Stall<'_> {
+    /// One wait for entry `holder`.
+    pub fn wait(&mut self, holder: usize) {
+        self.tries = self.tries.wrapping_add(1);
+        if self.tries < 64 {
+            std::hint::spin_loop();
+            return;
+        }
+        std::thread::yield_now();
+        if self.tries % 256 == 0 && Some(holder) != self.me && holder < MAX_PARTICIPANTS && !is_locked(self.seg, holder)
+        {
+            reap_dead(self.seg, self.g, self.me, self.rings);
+        }
+    }
 }
 
 /// What recovery has done to a segment so far.
@@ -133,6 +193,9 @@ pub struct RecoveryStats {
     pub dropped_writes: u64,
     /// Messages dead consumers had taken but not finished with: lost, and counted here.
     pub lost_reads: u64,
+    /// Tasks of a joinable queue that dead consumers had taken and not marked done: recovery
+    /// marked them done, so that `join` does not wait for them, and counted them here.
+    pub lost_tasks: u64,
 }
 
 /// Reads the recovery counters.
@@ -142,5 +205,6 @@ pub(crate) fn stats(seg: &Segment) -> RecoveryStats {
         reaped: r.reaped.load(Ordering::Relaxed),
         dropped_writes: r.dropped_writes.load(Ordering::Relaxed),
         lost_reads: r.lost_reads.load(Ordering::Relaxed),
+        lost_tasks: r.lost_tasks.load(Ordering::Relaxed),
     }
 }

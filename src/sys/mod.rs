@@ -4,6 +4,7 @@
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
+pub(crate) mod crash;
 #[cfg(not(loom))]
 pub(crate) mod fork;
 pub(crate) mod futex;

@@ -89,3 +89,49 @@ pub fn die_now() -> ! {
     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     unreachable!("SIGKILL was not delivered")
 }
+
+/// Waits for `child` at most `limit`, whether it exits or is killed; kills it and panics if it
+/// runs over. Returns whether a signal ended it, and its stdout.
+pub fn finish_or_killed(mut child: Child, limit: Duration) -> (bool, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let start = Instant::now();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let s = reader.join().unwrap();
+            if let Some(sig) = status.signal() {
+                assert_eq!(sig, libc::SIGKILL, "child died of signal {sig}; output:\n{s}");
+                return (true, s);
+            }
+            assert!(status.success(), "child failed: {status}; output:\n{s}");
+            return (false, s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The crash points a child passed, in order, from its output under `SHMQ_DIE_AT=trace` (feature
+/// `fuzzing`), each as `(name, n)`: the `n`th time it passed `name`, which `SHMQ_DIE_AT=name:n`
+/// kills it at.
+pub fn crash_points(trace: &str) -> Vec<(String, u64)> {
+    let mut seen = std::collections::HashMap::<String, u64>::new();
+    trace
+        .lines()
+        .filter_map(|l| l.strip_prefix("shmq-step "))
+        .map(|name| {
+            let n = seen.entry(name.to_string()).or_default();
+            *n += 1;
+            (name.to_string(), *n)
+        })
+        .collect()
+}

@@ -327,6 +327,11 @@ pub(crate) struct WriteClaim<'r> {
 }
 
 impl<'r> WriteClaim<'r> {
+    /// The position of the claim's (first) slot.
+    pub fn position(&self) -> u64 {
+        self.claim.pos
+    }
+
     /// Copies `msg` (at most a slot; longer panics) into the first slot's payload.
     #[inline]
     pub fn write(&mut self, msg: &[u8]) {
@@ -395,9 +400,19 @@ impl Drop for WriteClaim<'_> {
 pub(crate) struct ReadClaim<'r> {
     ring: &'r Mpmc,
     claim: Claim,
+    /// A joinable queue's `takes` word of the claiming entry: the release moves the message's
+    /// task into it, journaled (see `segment::tasks`).
+    takes: Option<&'r AtomicU64>,
 }
 
 impl<'r> ReadClaim<'r> {
+    /// Makes the release of this claim count its task in `takes` (joinable queues).
+    #[inline]
+    pub fn counted_in(mut self, takes: &'r AtomicU64) -> Self {
+        self.takes = Some(takes);
+        self
+    }
+
     /// Slots the message spans.
     #[inline]
     pub fn count(&self) -> u32 {
@@ -458,7 +473,21 @@ impl<'r> ReadClaim<'r> {
 impl Drop for ReadClaim<'_> {
     #[inline]
     fn drop(&mut self) {
+        match self.takes {
+            None => self.ring.release_group(self.claim),
+            Some(takes) => self.release_counted(takes),
+        }
+    }
+}
+
+impl ReadClaim<'_> {
+    /// Releases the claim and moves its task into `takes`, in one journaled step.
+    #[cold]
+    fn release_counted(&self, takes: &AtomicU64) {
+        use crate::segment::tasks::Ledger;
+        let _ = Ledger::begin_release(takes, self.claim.idx);
         self.ring.release_group(self.claim);
+        let _ = Ledger::end_release(takes);
     }
 }
 
@@ -477,6 +506,6 @@ impl Mpmc {
     /// [`Mpmc::try_claim_read`], as a claim that owns its slot(s).
     #[inline]
     pub fn claim_read(&self, owner: u16) -> Result<ReadClaim<'_>, RecvError> {
-        self.try_claim_read(owner).map(|claim| ReadClaim { ring: self, claim })
+        self.try_claim_read(owner).map(|claim| ReadClaim { ring: self, claim, takes: None })
     }
 }

@@ -43,15 +43,7 @@ pub fn queue_latency_async(ctx: &Ctx) -> Result<Measured, RowError> {
         let got = ba.get_async().await.map(|m: Message| copy_echo(&m, &mut echo));
         check_echo(i, got, &echo)
     });
-    run_awaited(
-        ctx,
-        spec,
-        |cmd| {
-            ab.share_with(cmd, "AB");
-            ba.share_with(cmd, "BA");
-        },
-        rounds,
-    )
+    run_awaited(ctx, spec, |cmd| (ab.share_with(cmd, "AB"), ba.share_with(cmd, "BA")), rounds)
 }
 
 /// `shmq-pipe-async`: the duplex pipe of `shmq-pipe-block`; each side awaits `send_async` and

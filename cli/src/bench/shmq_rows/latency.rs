@@ -16,11 +16,14 @@ pub fn queue_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
     let ab = builder.clone().role(Role::Producer).create_anonymous().map_err(err("creating queue"))?;
     let ba = builder.role(Role::Consumer).create_anonymous().map_err(err("creating queue"))?;
     let spec = ctx.child_spec(row);
+    // The handovers hold what the child inherits until it has been spawned.
+    let mut handovers = Vec::new();
     let peer = Peer::spawn(&spec, |cmd| {
-        ab.share_with(cmd, "AB");
-        ba.share_with(cmd, "BA");
+        handovers.push(ab.share_with(cmd, "AB"));
+        handovers.push(ba.share_with(cmd, "BA"));
     })
     .map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
+    drop(handovers);
     let dog = Watchdog::arm(ctx.row_timeout, vec![Victim::Pid(peer.pid())], None);
     let timed = time_rounds(ctx.warmup, ctx.rounds, |i| {
         let msg = i.to_le_bytes();

@@ -108,10 +108,7 @@ pub fn queue_throughput_on(
         producers,
         consumers,
         core_of,
-        |cmd, _| {
-            q.share_with(cmd, "Q");
-            None
-        },
+        |cmd, _| Some(q.share_with(cmd, "Q")),
         || q.close(),
     )
 }
