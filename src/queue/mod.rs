@@ -516,18 +516,25 @@ impl Queue {
             return Err(RecvError::WrongRole);
         }
         // The common case, inlined: a message at the head.
-        if let Ok(c) = self.ring.claim_read(self.reg.owner()) {
-            return Ok(self.counted(c));
-        }
-        self.claim_get_slow(wait)
+        let first = match self.ring.claim_read(self.reg.owner()) {
+            Ok(c) => return Ok(self.counted(c)),
+            Err(e) => e,
+        };
+        self.claim_get_slow(wait, first)
     }
 
-    /// Everything `claim_get` does not do inline: empty, end of stream, waiting, errors.
+    /// Everything `claim_get` does not do inline: empty, end of stream, waiting, errors. `first`
+    /// is what the inline try found, so a poll that finds the queue empty looks at the head once.
     #[inline(never)]
-    fn claim_get_slow(&self, wait: Wait) -> Result<ReadClaim<'_>, RecvError> {
+    fn claim_get_slow(&self, wait: Wait, first: RecvError) -> Result<ReadClaim<'_>, RecvError> {
         let ctrl = self.ring.mem.ctrl();
         let owner = self.reg.owner();
-        let claim = || self.ring.claim_read(owner).map(|c| self.counted(c));
+        let first = std::cell::Cell::new(Some(first));
+        let claim = || match first.take() {
+            // The inline try's answer stands for this attempt, unless there is more to say.
+            Some(RecvError::Empty) => Err(RecvError::Empty),
+            _ => self.ring.claim_read(owner).map(|c| self.counted(c)),
+        };
         let attempt = || match claim() {
             Err(RecvError::Empty) if ends::producers_gone(ctrl) => {
                 // Every producer detached after committing (Acquire in producers_gone): one more
