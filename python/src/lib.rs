@@ -159,6 +159,18 @@ fn dup_cloexec(fd: RawFd, floor: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
+/// Opens a new description of the file behind descriptor `fd` (through `/proc/self/fd`), read
+/// and write, close-on-exec, numbered 3 or above.
+fn reopen_cloexec(fd: RawFd) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{fd}"))?;
+    dup_cloexec(file.as_raw_fd(), 3)
+}
+
 /// Takes descriptor `fd`, handed to this process (by `multiprocessing`), as its own, and marks it
 /// close-on-exec so that programs this process starts do not inherit it.
 fn take_fd(fd: RawFd) -> PyResult<OwnedFd> {
@@ -466,12 +478,18 @@ struct QueueMeta {
 impl QueueCore {
     fn new(queue: Queue, joinable: bool, anchor_from: Option<OwnedFd>) -> PyResult<Arc<QueueCore>> {
         let mut cmd = Command::new("shmq-handover");
-        queue.share_with(&mut cmd, KEY);
-        let (inherit, fd) = Inherit::capture(&cmd)?;
+        let handover = queue.share_with(&mut cmd, KEY);
+        let (mut inherit, fd) = Inherit::capture(&cmd)?;
+        // The entry `share_with` made for a child is not used: children attach from a plain
+        // description of the segment, so the entry's variable is dropped and the anchor is a new
+        // description (a dup would share, and keep alive, the entry's liveness lock).
+        inherit.extras.retain(|(name, _)| !name.ends_with("_ENTRY"));
         let anchor = match anchor_from {
             Some(a) => a,
-            None => dup_cloexec(fd, 3)?,
+            None => reopen_cloexec(fd)?,
         };
+        // The entry leaves here; this process's own handle keeps its roles counted.
+        drop(handover);
         let core = Arc::new(QueueCore {
             closed: AtomicBool::new(false),
             name: queue.name().map(str::to_owned),
