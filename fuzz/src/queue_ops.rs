@@ -5,8 +5,9 @@
 //! committed after it stay invisible until it is committed or abandoned; a slot is busy from its
 //! claim until it is read and its message guard dropped (owned gets free it at once), or until
 //! its claim is abandoned; an abandoned position still counts in `len` until the read position
-//! passes it (abandoning the position the read position stands on moves it one on). A put finds
-//! the queue full while the slot one lap back is busy. Nothing here blocks.
+//! passes it (abandoning the position the read position stands on moves it one on), and `len`, as
+//! the ring reports it, never exceeds the capacity. A put finds the queue full while the slot one
+//! lap back is busy. Nothing here blocks.
 
 use arbitrary::{Arbitrary, Unstructured};
 use shmq::queue::{InPlace, Reservation};
@@ -181,8 +182,11 @@ impl Model {
         }
     }
 
+    /// Positions between the read and write positions, clamped to the capacity as the ring's
+    /// `len` is: abandoned positions the read position has not passed yet free their slots, so
+    /// the span can exceed the capacity while at most `cap` slots hold messages.
     fn len(&self) -> usize {
-        (self.tail - self.head) as usize
+        (self.tail - self.head).min(self.cap) as usize
     }
 }
 

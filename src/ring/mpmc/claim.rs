@@ -273,8 +273,11 @@ impl Mpmc {
                 let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
                 h = head()?;
             } else if d > 0 || (d == 0 && state == READING) {
-                // Position h was read already: the hint is stale. Help it on.
-                let to = self.catch_up(h, idx, p, d);
+                // Position h was read or retired already: the hint is stale. Help it on by one
+                // position, never by laps: an abandoned write frees its slot for the next lap
+                // while the read hint may still stand before it, so a slot laps ahead of the hint
+                // does not prove the positions in between were read.
+                let to = self.next(h, idx);
                 if !walk.advance(h, to) {
                     return Err(RecvError::Corrupt(RAN_AROUND));
                 }
