@@ -5,9 +5,9 @@
 //! committed after it stay invisible until it is committed or abandoned; a slot is busy from its
 //! claim until it is read and its message guard dropped (owned gets free it at once), or until
 //! its claim is abandoned; an abandoned position still counts in `len` until the read position
-//! passes it (abandoning the position the read position stands on moves it one on), and `len`, as
-//! the ring reports it, never exceeds the capacity. A put finds the queue full while the slot one
-//! lap back is busy. Nothing here blocks.
+//! passes it (an abandon moves the read position past the abandoned positions it stands on), and
+//! `len`, as the ring reports it, never exceeds the capacity. A put finds the queue full while the
+//! slot one lap back is busy. Nothing here blocks.
 
 use arbitrary::{Arbitrary, Unstructured};
 use shmq::queue::{InPlace, Reservation};
@@ -129,12 +129,12 @@ impl Model {
         }
     }
 
-    /// A write claim given up: its slot is free at once; the read position moves past it if it
-    /// stands on it.
+    /// A write claim given up: its slot is free at once; the read position moves past every
+    /// abandoned position it stands on.
     fn abandon(&mut self, pos: u64) {
         self.set(pos, Entry::Abandoned);
         self.busy.remove(&pos);
-        if pos == self.head {
+        while matches!(self.entries.front(), Some(Entry::Abandoned)) {
             self.entries.pop_front();
             self.head += 1;
         }

@@ -262,6 +262,32 @@ fn loom_mpmc_abandoned_reservation_is_skipped() {
     });
 }
 
+/// A slot freed by an abandoned write while the read hint stands before it, then claimed and
+/// abandoned again a lap on, two laps ahead of the hint: the consumer, racing the abandons' walk
+/// of the hint, still gets every message, in order, and the hint ends at the tail.
+#[test]
+fn loom_mpmc_slot_lapped_by_abandons_behind_the_head() {
+    loom::model(|| {
+        let q = Q::new(2);
+        q.try_put(1).unwrap(); // position 0
+        let c1 = q.m.try_claim_write(1, true).unwrap(); // position 1
+        let writer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                q.m.abandon(c1);
+                q.put_spinning(2); // position 2, once 1 is read
+                let c3 = q.m.try_claim_write(1, true).unwrap(); // position 3: the slot of 1
+                q.m.abandon(c3);
+            })
+        };
+        assert_eq!(q.get_spinning(), 1);
+        assert_eq!(q.get_spinning(), 2);
+        writer.join().unwrap();
+        assert_eq!(q.try_get(), Err(RecvError::Empty));
+        assert_eq!(q.m.len(), 0);
+    });
+}
+
 #[test]
 fn loom_mpmc_sleeping_consumer_is_woken_by_commit() {
     loom::model(|| {

@@ -154,18 +154,45 @@ impl Mpmc {
 
     /// Gives a write claim up: the slot goes straight to the next lap (`EMPTY(p + one_lap)`), as
     /// if a consumer had read and released it, so an abandoned claim never counts as a message
-    /// nor keeps the ring full. Consumers that come to position `p` see a newer lap there and move
-    /// the read hint on; if the hint stands at `p` now, it is moved past it here.
+    /// nor keeps the ring full. Then the read hint is helped on (see [`Self::help_head_on`]).
     pub(in crate::ring) fn abandon(&self, c: Claim) {
         let next_lap = (c.pos + self.one_lap) & POS_MASK;
         // ORDERING: Release, pairs with the Acquire load of the stamp in `try_claim_write` (the
         // next lap's producer) and in `try_claim_read` (a consumer that then moves the hint on).
         // SYNC POINT: slot-released.
         self.mem.slot(c.idx).stamp.store(stamp(EMPTY, 0, next_lap), Ordering::Release);
-        let _ =
-            self.mem.ctrl().head.compare_exchange(c.pos, self.next(c.pos, c.idx), Ordering::AcqRel, Ordering::Relaxed);
+        self.help_head_on();
         doorbell::ring(&self.mem.ctrl().not_full);
         doorbell::ring(&self.mem.ctrl().not_empty);
+    }
+
+    /// Moves the read hint past the positions at it that are already read or retired, as
+    /// `claim_read_slow` steps, one position at a time and at most `capacity` of them. An
+    /// abandoned write frees its slot while the hint may still stand before it, and the slot can
+    /// then lap again; walking the hint on at every abandon keeps it within a lap of the claims
+    /// still in flight, so no reader (and no `len`) finds it lagging by more.
+    fn help_head_on(&self) {
+        let ctrl = self.mem.ctrl();
+        let Some(mut h) = hint(&ctrl.head) else { return };
+        for _ in 0..self.mem.capacity {
+            let Some(idx) = self.index(h) else { return };
+            // ORDERING: Acquire, as the load in `claim_read_slow`; pairs with the Release stores
+            // of stamps (`commit`, `release`, `retire`, `abandon`).
+            let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
+            if p & (self.one_lap - 1) != idx {
+                return; // a foreign stamp: the next claim reports it
+            }
+            let d = dist(p, h);
+            if !(d > 0 || (d == 0 && state == READING)) {
+                return;
+            }
+            let to = self.next(h, idx);
+            // ORDERING: Relaxed, as every move of the hint: it is only a hint.
+            if ctrl.head.compare_exchange(h, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                return; // someone else moves it
+            }
+            h = to;
+        }
     }
 
     /// Claims the oldest committed message for reading, tagged with `owner`.

@@ -408,6 +408,28 @@ mod tests {
         assert_eq!(get(&m), Ok(9));
     }
 
+    /// Found in review: claims abandoned out of order left the read hint behind a free slot;
+    /// with no consumer, every later reserve-and-drop lapped the ring past it, and the next
+    /// reader walked the whole gap (past `MAX_SPINS`: a false `Corrupt`). Abandons walk the hint
+    /// on, so it never lags.
+    #[test]
+    fn abandons_out_of_order_leave_no_lagging_read_hint() {
+        let (_h, m) = ring(4);
+        let c0 = m.try_claim_write(1, true).unwrap();
+        let c1 = m.try_claim_write(1, true).unwrap();
+        m.abandon(c1);
+        m.abandon(c0);
+        for _ in 0..1000 {
+            let c = m.try_claim_write(1, true).unwrap();
+            m.abandon(c);
+        }
+        assert_eq!(m.len(), 0);
+        let (t, h) = (m.mem.ctrl().tail.load(Ordering::Relaxed), m.mem.ctrl().head.load(Ordering::Relaxed));
+        assert_eq!(h, t, "the read hint stands at the write hint");
+        put(&m, 5).unwrap();
+        assert_eq!(get(&m), Ok(5));
+    }
+
     #[test]
     fn abandoned_claim_is_skipped_and_frees_its_slot() {
         let (_h, m) = ring(2);
