@@ -304,6 +304,9 @@ impl Mpmc {
                 // position, never by laps: an abandoned write frees its slot for the next lap
                 // while the read hint may still stand before it, so a slot laps ahead of the hint
                 // does not prove the positions in between were read.
+                if d as u64 / self.one_lap > MAX_HEAD_LAG_LAPS {
+                    return Err(RecvError::Corrupt(HEAD_FAR_BEHIND));
+                }
                 let to = self.next(h, idx);
                 if !walk.advance(h, to) {
                     return Err(RecvError::Corrupt(RAN_AROUND));

@@ -97,6 +97,16 @@ const FOREIGN_STAMP: &str = "slot stamp names a position of another slot";
 /// nowhere near half the space; a walk that gets that far is reported as corruption.
 const RAN_AROUND: &str = "a hint ran around the position space";
 
+/// The most laps a slot can legitimately stand ahead of the head hint. The head lags a slot only
+/// while abandons that lapped it have not yet walked the hint on (each abandon walks it before
+/// returning), so the lag is bounded by the abandons in flight at once, one per thread: fewer
+/// than Linux's largest `pid_max` (2^22). A slot further ahead was written by a hostile peer and
+/// is refused at once rather than stepped past one position at a time.
+const MAX_HEAD_LAG_LAPS: u64 = 1 << 23;
+
+/// What a read claim reports for a slot more than [`MAX_HEAD_LAG_LAPS`] ahead of the head.
+const HEAD_FAR_BEHIND: &str = "a slot stands more laps ahead of the head than any peer can leave";
+
 /// How far one claim has moved a hint.
 #[derive(Default)]
 struct Walk(u64);
@@ -406,6 +416,17 @@ mod tests {
         assert_eq!(get(&m), Err(RecvError::Empty));
         put(&m, 9).unwrap();
         assert_eq!(get(&m), Ok(9));
+    }
+
+    /// A slot stamped far more laps ahead of the head than abandons in flight could leave is
+    /// refused at once, not stepped past position by position until `MAX_SPINS`.
+    #[test]
+    fn a_slot_impossibly_far_ahead_of_the_head_is_refused_at_once() {
+        let (_h, m) = ring(4);
+        for idx in 0..4u64 {
+            m.mem.slot(idx).stamp.store(stamp(EMPTY, 0, (1 << 40) + idx), Ordering::Relaxed);
+        }
+        assert_eq!(get(&m), Err(RecvError::Corrupt(HEAD_FAR_BEHIND)));
     }
 
     /// Found in review: claims abandoned out of order left the read hint behind a free slot;
