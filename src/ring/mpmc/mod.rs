@@ -84,8 +84,11 @@ pub fn max_group_bytes(capacity: u64, slot_size: usize) -> usize {
 }
 
 /// Tries of a claim loop before the ring is declared corrupt. Legitimate contention never comes
-/// near this; it only bounds the work a hostile peer can make us do.
-const MAX_SPINS: u32 = 1 << 22;
+/// near this; it only bounds the work a hostile peer can make us do. Fuzz builds (`cfg(fuzzing)`,
+/// set by cargo-fuzz), where a single thread runs the operations and every long walk is hostile,
+/// take a smaller bound so that an input that walks to it costs microseconds, not a large part
+/// of a second: the same paths, explored more often (docs/FUZZING.md).
+const MAX_SPINS: u32 = if cfg!(fuzzing) { 1 << 12 } else { 1 << 22 };
 
 /// Every position a slot's stamp names is one of that slot's (`pos % one_lap == index`); any
 /// other was written by a hostile peer. Refused at once: stepping a hint past such a stamp one
