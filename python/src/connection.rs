@@ -1,18 +1,18 @@
 //! `ConnectionBase`, the class under `shmq.Connection`: sending and receiving on a pipe end, long
 //! messages in parts of a slot each.
 
-use crate::errors::{closed_conn, os_error, pipe_recv_error, pipe_send_error};
+use crate::errors::{closed_conn, os_error, pipe_recv_error, pipe_send_error, read_only, write_only};
 use crate::locks::{gil_lock, lock_releasing};
 use crate::pickle::{dumps, loads, Payload, RETAIN};
-use crate::pipe::{EndCore, EndState, Halves, PendingEnd, RxHalf, TxHalf};
-use crate::wait::{deadline_of, next_slice, yield_spin, SLICE};
+use crate::pipe::{EndCore, EndState, PendingEnd, RxHalf, TxHalf};
+use crate::wait::{deadline_of, wait, wait_until, yield_spin};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use shmq::{Receiver, RecvError, SendError};
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One end of a pipe: the base of `shmq.Connection` (see it for the documentation).
@@ -50,7 +50,7 @@ impl PyConnection {
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.check_readable()?;
         let halves = self.core.halves()?;
-        let half = rx_half(&halves)?;
+        let half = halves.rx()?;
         // The message is unpickled with the half unlocked (unpickling runs Python code, which may
         // use this end), from the half's buffer, which goes back for the next message.
         let buf = {
@@ -77,7 +77,7 @@ impl PyConnection {
         }
         self.check_readable()?;
         let halves = self.core.halves()?;
-        let mut g = lock_releasing(py, rx_half(&halves)?);
+        let mut g = lock_releasing(py, halves.rx()?);
         self.recv_whole(py, &mut g)?;
         let rx: &mut RxHalf = &mut g;
         let too_long = maxlength.is_some_and(|max| rx.partial.len() > max as usize);
@@ -99,21 +99,19 @@ impl PyConnection {
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         self.check_readable()?;
         let halves = self.core.halves()?;
-        let half = halves.rx.as_ref().ok_or_else(|| os_error("connection is write-only"))?;
-        let mut g = lock_releasing(py, half);
+        let mut g = lock_releasing(py, halves.rx()?);
         let rx: &mut RxHalf = &mut g;
         if rx.r.poll(Some(Duration::ZERO)) {
             return Ok(true);
         }
         let deadline = deadline_of(timeout)?;
-        loop {
-            let Some(slice) = next_slice(deadline) else { return Ok(false) };
-            if py.detach(|| rx.r.poll(Some(slice))) {
-                return Ok(true);
-            }
-            py.check_signals()?;
-            self.core.check_open()?;
-        }
+        let ready = wait_until(
+            py,
+            deadline,
+            || self.core.check_open(),
+            |slice| py.detach(|| rx.r.poll(Some(slice))).then_some(()),
+        )?;
+        Ok(ready.is_some())
     }
 
     /// Closes this end (idempotent). The other end then sees end of file once it has received
@@ -165,7 +163,7 @@ impl PyConnection {
     fn check_writable(&self) -> PyResult<()> {
         self.core.check_open()?;
         if !self.core.writable {
-            return Err(os_error("connection is read-only"));
+            return Err(read_only());
         }
         Ok(())
     }
@@ -173,7 +171,7 @@ impl PyConnection {
     fn check_readable(&self) -> PyResult<()> {
         self.core.check_open()?;
         if !self.core.readable {
-            return Err(os_error("connection is write-only"));
+            return Err(write_only());
         }
         Ok(())
     }
@@ -195,8 +193,7 @@ impl PyConnection {
             Some(s) => s as usize,
         };
         let halves = self.core.halves()?;
-        let half = halves.tx.as_ref().ok_or_else(|| os_error("connection is read-only"))?;
-        let mut g = lock_releasing(py, half);
+        let mut g = lock_releasing(py, halves.tx()?);
         let tx: &mut TxHalf = &mut g;
         if tx.broken {
             return Err(os_error("a send on this connection was interrupted in the middle of a message"));
@@ -270,15 +267,15 @@ impl PyConnection {
         if let Some(res) = sent {
             return res.map_err(pipe_send_error);
         }
-        loop {
-            match py.detach(|| s.send_timeout(m, SLICE)) {
-                Ok(()) => return Ok(()),
-                Err(SendError::Timeout) => {}
-                Err(e) => return Err(pipe_send_error(e)),
-            }
-            py.check_signals()?;
-            self.core.check_open()?;
-        }
+        let res = wait(
+            py,
+            || self.core.check_open(),
+            |slice| match py.detach(|| s.send_timeout(m, slice)) {
+                Err(SendError::Timeout) => None,
+                res => Some(res),
+            },
+        )?;
+        res.map_err(pipe_send_error)
     }
 
     /// Receives a whole message (every part of a long one) into `rx.partial`, after what an
@@ -308,17 +305,14 @@ impl PyConnection {
         if let Some(res) = py.detach(|| yield_spin(|| take(r, partial))) {
             return res.map_err(pipe_recv_error);
         }
-        loop {
-            py.detach(|| r.poll(Some(SLICE)));
-            if let Some(res) = take(r, partial) {
-                return res.map_err(pipe_recv_error);
-            }
-            py.check_signals()?;
-            self.core.check_open()?;
-        }
+        let res = wait(
+            py,
+            || self.core.check_open(),
+            |slice| {
+                py.detach(|| r.poll(Some(slice)));
+                take(r, partial)
+            },
+        )?;
+        res.map_err(pipe_recv_error)
     }
-}
-
-fn rx_half(h: &Halves) -> PyResult<&Mutex<RxHalf>> {
-    h.rx.as_ref().ok_or_else(|| os_error("connection is write-only"))
 }

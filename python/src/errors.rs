@@ -67,10 +67,20 @@ pub(crate) fn closed_conn() -> PyErr {
     os_error("handle is closed")
 }
 
+/// A send on an end that only receives.
+pub(crate) fn read_only() -> PyErr {
+    os_error("connection is read-only")
+}
+
+/// A receive on an end that only sends.
+pub(crate) fn write_only() -> PyErr {
+    os_error("connection is write-only")
+}
+
 pub(crate) fn pipe_send_error(e: SendError) -> PyErr {
     match e {
         SendError::Closed => PyBrokenPipeError::new_err((libc::EPIPE, "Broken pipe")),
-        SendError::WrongRole => os_error("connection is read-only"),
+        SendError::WrongRole => read_only(),
         e => os_error(e.to_string()),
     }
 }
@@ -78,7 +88,7 @@ pub(crate) fn pipe_send_error(e: SendError) -> PyErr {
 pub(crate) fn pipe_recv_error(e: RecvError) -> PyErr {
     match e {
         RecvError::Closed => PyEOFError::new_err(()),
-        RecvError::WrongRole => os_error("connection is write-only"),
+        RecvError::WrongRole => write_only(),
         e => os_error(e.to_string()),
     }
 }

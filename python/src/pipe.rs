@@ -2,7 +2,7 @@
 //! process's), shared by its Python object and the fork registry, and `_pipe` and `_end_from_fd`,
 //! which make the `PendingEnd`s that `shmq.Connection`s are built from.
 
-use crate::errors::{closed_conn, open_error, os_error};
+use crate::errors::{closed_conn, open_error, os_error, read_only, write_only};
 use crate::fd::{fresh_fd, take_fd};
 use crate::fork::{register, Registered};
 use crate::handover::{Inherit, KEY};
@@ -60,8 +60,20 @@ pub(crate) enum FdHolder {
 
 /// The halves of an end this process has taken, each used by one thread at a time.
 pub(crate) struct Halves {
-    pub(crate) tx: Option<Mutex<TxHalf>>,
-    pub(crate) rx: Option<Mutex<RxHalf>>,
+    tx: Option<Mutex<TxHalf>>,
+    rx: Option<Mutex<RxHalf>>,
+}
+
+impl Halves {
+    /// The sending half (an error if the end only receives).
+    pub(crate) fn tx(&self) -> PyResult<&Mutex<TxHalf>> {
+        self.tx.as_ref().ok_or_else(read_only)
+    }
+
+    /// The receiving half (an error if the end only sends).
+    pub(crate) fn rx(&self) -> PyResult<&Mutex<RxHalf>> {
+        self.rx.as_ref().ok_or_else(write_only)
+    }
 }
 
 pub(crate) struct TxHalf {

@@ -6,8 +6,8 @@ use crate::fd::take_fd;
 use crate::handover::Inherit;
 use crate::locks::gil_lock;
 use crate::pickle::{dumps, loads, Payload, RETAIN};
-use crate::queue_core::{queue_geometry, QueueCore};
-use crate::wait::{deadline_of, next_slice, spin, yield_spin};
+use crate::queue_core::{open_inherited, queue_geometry, QueueCore};
+use crate::wait::{deadline_of, next_slice, spin, wait_until, yield_spin};
 use pyo3::exceptions::PyAssertionError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -177,15 +177,18 @@ impl PyQueue {
         self.core.check_open()?;
         let q = self.core.queue()?;
         let deadline = deadline_of(timeout)?;
-        loop {
-            let Some(slice) = next_slice(deadline) else { return Ok(q.join_timeout(Duration::ZERO).is_ok()) };
-            match py.detach(|| q.join_timeout(slice)) {
-                Ok(()) => return Ok(true),
-                Err(JoinError::Timeout) => {}
-                Err(e) => return Err(join_error(e)),
-            }
-            py.check_signals()?;
-            self.core.check_open()?;
+        let joined = wait_until(
+            py,
+            deadline,
+            || self.core.check_open(),
+            |slice| match py.detach(|| q.join_timeout(slice)) {
+                Err(JoinError::Timeout) => None,
+                r => Some(r),
+            },
+        )?;
+        match joined {
+            Some(r) => r.map(|()| true).map_err(join_error),
+            None => Ok(q.join_timeout(Duration::ZERO).is_ok()),
         }
     }
 
@@ -231,9 +234,7 @@ impl PyQueue {
             t.extract()?;
         let inherit = Inherit::from_py(&inherit)?;
         let anchor = take_fd(fd)?;
-        let q = inherit
-            .with_env(anchor.as_raw_fd(), |key| Queue::builder().spin(spin()).from_env(key))
-            .map_err(open_error)?;
+        let q = open_inherited(&inherit, anchor.as_raw_fd())?;
         Ok(PyQueue { core: QueueCore::new(q, joinable, Some(anchor))? })
     }
 
@@ -261,16 +262,18 @@ impl PyQueue {
                 return r.map_err(queue_send_error);
             }
         }
-        loop {
-            let Some(slice) = next_slice(deadline) else { return Err(Full::new_err(())) };
-            let r = py.detach(|| if large { q.put_large_timeout(m, slice) } else { q.put_timeout(m, slice) });
-            match r {
-                Ok(()) => return Ok(()),
-                Err(SendError::Timeout) => {}
-                Err(e) => return Err(queue_send_error(e)),
-            }
-            py.check_signals()?;
-            self.core.check_open()?;
+        let put = wait_until(
+            py,
+            deadline,
+            || self.core.check_open(),
+            |slice| match py.detach(|| if large { q.put_large_timeout(m, slice) } else { q.put_timeout(m, slice) }) {
+                Err(SendError::Timeout) => None,
+                r => Some(r),
+            },
+        )?;
+        match put {
+            Some(r) => r.map_err(queue_send_error),
+            None => Err(Full::new_err(())),
         }
     }
 
@@ -295,19 +298,23 @@ impl PyQueue {
                 return r.map(|_| buf).map_err(queue_recv_error);
             }
         }
-        loop {
-            let Some(slice) = next_slice(deadline) else { return Err(Empty::new_err(())) };
-            match py.detach(|| q.get_timeout(slice)) {
-                Ok(m) => {
-                    buf.clear();
-                    buf.extend_from_slice(&m);
-                    return Ok(buf);
-                }
-                Err(RecvError::Timeout) => {}
-                Err(e) => return Err(queue_recv_error(e)),
+        let got = wait_until(
+            py,
+            deadline,
+            || self.core.check_open(),
+            |slice| match py.detach(|| q.get_timeout(slice)) {
+                Err(RecvError::Timeout) => None,
+                r => Some(r),
+            },
+        )?;
+        match got {
+            Some(Ok(m)) => {
+                buf.clear();
+                buf.extend_from_slice(&m);
+                Ok(buf)
             }
-            py.check_signals()?;
-            self.core.check_open()?;
+            Some(Err(e)) => Err(queue_recv_error(e)),
+            None => Err(Empty::new_err(())),
         }
     }
 

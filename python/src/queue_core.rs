@@ -10,7 +10,7 @@ use crate::wait::spin;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use shmq::Queue;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,8 +84,7 @@ impl QueueCore {
             Some(a) if !self.closed.load(Ordering::Relaxed) => a.as_raw_fd(),
             _ => return Err(closed_queue()),
         };
-        let q =
-            Arc::new(self.inherit.with_env(fd, |key| Queue::builder().spin(spin()).from_env(key)).map_err(open_error)?);
+        let q = Arc::new(open_inherited(&self.inherit, fd)?);
         m.queue = Some(q.clone());
         Ok(q)
     }
@@ -110,4 +109,10 @@ pub(crate) fn queue_geometry(maxsize: i64, slot_size: Option<usize>) -> PyResult
         None => (QUEUE_BYTES / capacity).clamp(MIN_SLOT, QUEUE_BYTES).next_multiple_of(64),
     };
     Ok((capacity, slot))
+}
+
+/// Opens a handle on a queue from descriptor `fd` of this process, with the variables `inherit`
+/// describes (see [`Inherit::with_env`]).
+pub(crate) fn open_inherited(inherit: &Inherit, fd: RawFd) -> PyResult<Queue> {
+    inherit.with_env(fd, |key| Queue::builder().spin(spin()).from_env(key)).map_err(open_error)
 }

@@ -78,3 +78,37 @@ pub(crate) fn next_slice(deadline: Option<Instant>) -> Option<Duration> {
         }
     }
 }
+
+/// Calls `attempt` with the next slice to wait (see [`next_slice`]) until it gives `Some`,
+/// checking for signals and calling `check_open` after each attempt that gave `None`: `Some` with
+/// what it gave, or `None` once `deadline` has passed. `attempt` releases the GIL for its wait.
+pub(crate) fn wait_until<T>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    check_open: impl Fn() -> PyResult<()>,
+    mut attempt: impl FnMut(Duration) -> Option<T>,
+) -> PyResult<Option<T>> {
+    loop {
+        let Some(slice) = next_slice(deadline) else { return Ok(None) };
+        if let Some(v) = attempt(slice) {
+            return Ok(Some(v));
+        }
+        py.check_signals()?;
+        check_open()?;
+    }
+}
+
+/// [`wait_until`] without a deadline: calls `attempt` with [`SLICE`] until it gives `Some`.
+pub(crate) fn wait<T>(
+    py: Python<'_>,
+    check_open: impl Fn() -> PyResult<()>,
+    mut attempt: impl FnMut(Duration) -> Option<T>,
+) -> PyResult<T> {
+    loop {
+        if let Some(v) = attempt(SLICE) {
+            return Ok(v);
+        }
+        py.check_signals()?;
+        check_open()?;
+    }
+}
