@@ -93,7 +93,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
         (!r.is_empty()).then_some(r)
     };
     let bells: Vec<&DoorbellWords> = objects.iter().filter_map(|o| o.bell()).collect();
-    let deadline = timeout.map(|t| clock::now().saturating_add(t.as_nanos().min(u64::MAX as u128) as u64));
+    let deadline = timeout.map(clock::deadline_after);
     let recover = || {
         for o in objects {
             o.recover();

@@ -1,5 +1,7 @@
 //! The monotonic clock that every deadline is measured on.
 
+use std::time::Duration;
+
 /// Nanoseconds on `CLOCK_MONOTONIC` (0 under loom, whose models never time out).
 #[cfg(not(loom))]
 pub fn now() -> u64 {
@@ -13,6 +15,12 @@ pub fn now() -> u64 {
 #[cfg(loom)]
 pub fn now() -> u64 {
     0
+}
+
+/// The [`now`] reading `d` from now: the deadline of a call given a timeout (saturating, so a
+/// timeout too long to represent is a deadline that never comes).
+pub fn deadline_after(d: Duration) -> u64 {
+    now().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
 /// Nanoseconds on `CLOCK_MONOTONIC_COARSE`: the same clock as [`now`] at the resolution of the
