@@ -24,11 +24,9 @@ use crate::segment::geometry::Geometry;
 use crate::segment::participants::Registration;
 use crate::segment::recover;
 use crate::segment::Segment;
-use crate::sys::clock;
 use crate::{Error, RecvError, SendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A duplex anonymous pipe with the default sizes (1024 messages of up to 256 bytes each way):
 /// both ends send and receive (Python's `Pipe()`). For a one-way pipe use [`channel`], or
@@ -117,8 +115,4 @@ fn corrupt_send(c: Corrupt) -> SendError {
 
 fn corrupt_recv(c: Corrupt) -> RecvError {
     RecvError::Corrupt(c.0)
-}
-
-fn deadline_after(d: Duration) -> Option<u64> {
-    Some(clock::now().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
 }

@@ -1,7 +1,7 @@
 //! The receiving half of a pipe end, and a message read in place.
 
-use super::{corrupt_recv, deadline_after, End};
-use crate::ring::doorbell::{self, IdleCheck};
+use super::{corrupt_recv, End};
+use crate::ring::doorbell::{self, IdleCheck, Wait};
 use crate::ring::ends;
 use crate::ring::spsc::{self, Corrupt};
 use crate::{Message, RecvError};
@@ -34,13 +34,15 @@ pub struct Receiver {
 impl Receiver {
     /// Waits until a message is readable. `Ok(n)`: n messages ready.
     #[inline]
-    fn wait_msg(&mut self, deadline: Option<Option<u64>>) -> Result<u64, RecvError> {
+    fn wait_msg(&mut self, wait: Wait) -> Result<u64, RecvError> {
         if let Some(e) = &self.dead {
             return Err(e.clone());
         }
         let ring = &mut self.ring;
+        let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
+        let bell = &mem.ctrl().not_empty;
         let seg = &self.end.seg;
-        let attempt = |ring: &mut spsc::Consumer| match ring.available() {
+        let attempt = || match ring.available() {
             Ok(0) if ends::producers_gone(ring.mem.ctrl()) => match ring.available() {
                 Ok(0) => Some(Err(RecvError::Closed)),
                 Ok(n) => Some(Ok(n)),
@@ -51,27 +53,10 @@ impl Receiver {
             Ok(n) => Some(Ok(n)),
             Err(s) => Some(Err(corrupt_recv(s))),
         };
+        // Empty: before saying so, look for a dead sender (see `End::recover_if_due`).
         let (end, idle) = (&self.end, &self.idle);
-        let r = match deadline {
-            // Empty: before saying so, look for a dead sender (see `End::recover_if_due`).
-            None => attempt(ring)
-                .or_else(|| end.recover_if_due(idle).then(|| attempt(ring)).flatten())
-                .unwrap_or(Err(RecvError::Empty)),
-            Some(d) => {
-                let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
-                let bell = &mem.ctrl().not_empty;
-                doorbell::block_on(
-                    bell,
-                    d,
-                    self.spin,
-                    || attempt(ring),
-                    || {
-                        end.recover_if_due(idle);
-                    },
-                )
-                .unwrap_or(Err(RecvError::Timeout))
-            }
-        };
+        let look = || end.recover_if_due(idle);
+        let r = doorbell::attempt_or_block(bell, wait, self.spin, attempt, look, RecvError::Empty, RecvError::Timeout);
         if let Err(e @ (RecvError::Corrupt(_) | RecvError::Forked)) = &r {
             self.dead = Some(e.clone());
         }
@@ -79,8 +64,8 @@ impl Receiver {
     }
 
     #[inline]
-    fn recv_in(&mut self, deadline: Option<Option<u64>>) -> Result<InPlace<'_>, RecvError> {
-        self.wait_msg(deadline)?;
+    fn recv_in(&mut self, wait: Wait) -> Result<InPlace<'_>, RecvError> {
+        self.wait_msg(wait)?;
         match self.assemble() {
             Ok(body) => Ok(InPlace { rx: self, body }),
             Err(s) => {
@@ -126,12 +111,12 @@ impl Receiver {
         if let Now::Ready(body) = self.now() {
             return Ok(InPlace { rx: self, body }.into_message());
         }
-        self.recv_in(Some(None)).map(InPlace::into_message)
+        self.recv_in(Wait::Forever).map(InPlace::into_message)
     }
 
     /// As [`Receiver::recv`], blocking at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        self.recv_in(Some(deadline_after(timeout))).map(InPlace::into_message)
+        self.recv_in(Wait::after(timeout)).map(InPlace::into_message)
     }
 
     /// Receives the next message if there is one now (`Empty` otherwise).
@@ -160,7 +145,7 @@ impl Receiver {
         if let Now::Ready(body) = self.now() {
             return Ok(InPlace { rx: self, body });
         }
-        self.recv_in(Some(None))
+        self.recv_in(Wait::Forever)
     }
 
     /// As [`Receiver::recv_in_place`], if there is a message now.
@@ -169,7 +154,7 @@ impl Receiver {
         match self.now() {
             Now::Ready(body) => Ok(InPlace { rx: self, body }),
             Now::Empty => self.try_recv_empty(),
-            Now::Other => self.recv_in(None),
+            Now::Other => self.recv_in(Wait::Never),
         }
     }
 
@@ -179,7 +164,7 @@ impl Receiver {
     #[inline(never)]
     fn try_recv_empty(&mut self) -> Result<InPlace<'_>, RecvError> {
         if self.end.recover_if_due(&self.idle) {
-            return self.recv_in(None);
+            return self.recv_in(Wait::Never);
         }
         Err(RecvError::Empty)
     }
@@ -225,14 +210,14 @@ impl Receiver {
 
     /// As [`Receiver::recv_value`], blocking at most `timeout`.
     pub fn recv_value_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_in(Some(deadline_after(timeout))).and_then(InPlace::into_value)
+        self.recv_in(Wait::after(timeout)).and_then(InPlace::into_value)
     }
 
     /// Python's `poll`: whether a message (or end of file) is ready, waiting up to `timeout`
     /// (`None`: wait until one is). Corruption counts as ready: the next `recv` reports it.
     pub fn poll(&mut self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map_or(Some(None), |t| if t.is_zero() { None } else { Some(deadline_after(t)) });
-        !matches!(self.wait_msg(deadline), Err(RecvError::Empty | RecvError::Timeout))
+        let wait = timeout.map_or(Wait::Forever, |t| if t.is_zero() { Wait::Never } else { Wait::after(t) });
+        !matches!(self.wait_msg(wait), Err(RecvError::Empty | RecvError::Timeout))
     }
 
     /// Reads the messages ready now (at most `max`), calling `f` on each in order, and frees them
@@ -241,11 +226,11 @@ impl Receiver {
     /// when it shows messages). `Empty` if none, `Closed` at end of file. A message that spans
     /// several slots is delivered alone, reassembled.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
-        self.wait_msg(None)?;
+        self.wait_msg(Wait::Never)?;
         let mut n = self.ring.available_all().map_err(corrupt_recv)?.min(max as u64);
         if n > 0 && matches!(self.ring.peek(0), Ok((_, _, true))) {
             // A message spanning several slots: deliver it alone, reassembled.
-            f(&self.recv_in(None)?);
+            f(&self.recv_in(Wait::Never)?);
             return Ok(1);
         }
         for i in 0..n {

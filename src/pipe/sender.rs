@@ -1,7 +1,7 @@
 //! The sending half of a pipe end, and a slot reserved on it.
 
-use super::{corrupt_send, deadline_after, End};
-use crate::ring::doorbell::{self, IdleCheck};
+use super::{corrupt_send, End};
+use crate::ring::doorbell::{self, IdleCheck, Wait};
 use crate::ring::ends;
 use crate::ring::spsc;
 use crate::SendError;
@@ -34,13 +34,15 @@ pub struct Sender {
 impl Sender {
     /// Waits until `need` slots are free.
     #[inline]
-    fn wait_room(&mut self, need: u64, deadline: Option<Option<u64>>) -> Result<(), SendError> {
+    fn wait_room(&mut self, need: u64, wait: Wait) -> Result<(), SendError> {
         if let Some(e) = &self.dead {
             return Err(e.clone());
         }
         let ring = &mut self.ring;
+        let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
+        let bell = &mem.ctrl().not_full;
         let seg = &self.end.seg;
-        let attempt = |ring: &mut spsc::Producer| {
+        let attempt = || {
             if ends::consumers_gone(ring.mem.ctrl()) {
                 return Some(Err(SendError::Closed));
             }
@@ -51,27 +53,10 @@ impl Sender {
                 Err(s) => Some(Err(corrupt_send(s))),
             }
         };
+        // Full: before saying so, look for a dead receiver (see `End::recover_if_due`).
         let (end, idle) = (&self.end, &self.idle);
-        let r = match deadline {
-            // Full: before saying so, look for a dead receiver (see `End::recover_if_due`).
-            None => attempt(ring)
-                .or_else(|| end.recover_if_due(idle).then(|| attempt(ring)).flatten())
-                .unwrap_or(Err(SendError::Full)),
-            Some(d) => {
-                let mem = ring.mem; // a copy of the pointers, so the bell does not borrow `ring`
-                let bell = &mem.ctrl().not_full;
-                doorbell::block_on(
-                    bell,
-                    d,
-                    self.spin,
-                    || attempt(ring),
-                    || {
-                        end.recover_if_due(idle);
-                    },
-                )
-                .unwrap_or(Err(SendError::Timeout))
-            }
-        };
+        let look = || end.recover_if_due(idle);
+        let r = doorbell::attempt_or_block(bell, wait, self.spin, attempt, look, SendError::Full, SendError::Timeout);
         if let Err(e @ (SendError::Closed | SendError::Corrupt(_) | SendError::Forked)) = &r {
             self.dead = Some(e.clone());
         }
@@ -79,12 +64,12 @@ impl Sender {
     }
 
     #[inline]
-    fn send_in(&mut self, msg: &[u8], deadline: Option<Option<u64>>) -> Result<(), SendError> {
+    fn send_in(&mut self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
         let max = self.end.geometry.slot_size as usize;
         if msg.len() > max {
-            return self.send_large(msg, deadline);
+            return self.send_large(msg, wait);
         }
-        self.wait_room(1, deadline)?;
+        self.wait_room(1, wait)?;
         self.publish_one(msg);
         Ok(())
     }
@@ -99,14 +84,14 @@ impl Sender {
 
     /// A message larger than a slot: consecutive slots, each but the last flagged "more", all
     /// published by one release store, so the receiver sees the whole message or none of it.
-    fn send_large(&mut self, msg: &[u8], deadline: Option<Option<u64>>) -> Result<(), SendError> {
+    fn send_large(&mut self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
         let slot = self.end.geometry.slot_size as usize;
         let capacity = self.end.geometry.capacity;
         let k = msg.len().div_ceil(slot) as u64;
         if k > capacity {
             return Err(SendError::TooLarge { len: msg.len(), max: slot * capacity as usize });
         }
-        self.wait_room(k, deadline)?;
+        self.wait_room(k, wait)?;
         for (i, chunk) in msg.chunks(slot).enumerate() {
             self.ring.write(i as u64, chunk);
             self.ring.set_fragment(i as u64, chunk.len() as u32, (i as u64) + 1 < k);
@@ -127,12 +112,12 @@ impl Sender {
         if self.send_now(msg) {
             return Ok(());
         }
-        self.send_in(msg, Some(None))
+        self.send_in(msg, Wait::Forever)
     }
 
     /// Sends a message, blocking at most `timeout` while the pipe is full.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_in(msg, Some(deadline_after(timeout)))
+        self.send_in(msg, Wait::after(timeout))
     }
 
     /// Sends a message if there is room now (`Full` otherwise).
@@ -141,7 +126,7 @@ impl Sender {
         if self.send_now(msg) {
             return Ok(());
         }
-        self.send_in(msg, None)
+        self.send_in(msg, Wait::Never)
     }
 
     /// The fast path of every send, inlined into the caller: a message that fits one slot, with
@@ -180,7 +165,7 @@ impl Sender {
     /// possibly fewer than the free slots (the receiver's position is read from a cache when it
     /// shows room). Stops before the first message larger than a slot (send those with `send`).
     pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<usize, SendError> {
-        let room = match self.wait_room(1, None) {
+        let room = match self.wait_room(1, Wait::Never) {
             Ok(()) => self.ring.room().map_err(corrupt_send)?,
             Err(SendError::Full) => return Ok(0),
             Err(e) => return Err(e),
@@ -204,13 +189,13 @@ impl Sender {
     /// Reserves the next slot to write a message in place, blocking while the pipe is full.
     /// Nothing is sent unless [`Reservation::commit`] is called.
     pub fn reserve(&mut self) -> Result<Reservation<'_>, SendError> {
-        self.wait_room(1, Some(None))?;
+        self.wait_room(1, Wait::Forever)?;
         Ok(Reservation { tx: self })
     }
 
     /// As [`Sender::reserve`], but `Full` instead of waiting for room.
     pub fn try_reserve(&mut self) -> Result<Reservation<'_>, SendError> {
-        self.wait_room(1, None)?;
+        self.wait_room(1, Wait::Never)?;
         Ok(Reservation { tx: self })
     }
 

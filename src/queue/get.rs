@@ -42,20 +42,17 @@ impl Queue {
             Err(RecvError::Empty) => self.seg.broken().map(|b| Err(b.into())),
             r => Some(r),
         };
-        let deadline = match wait {
-            // Empty: before saying so, look for a dead last producer (see `recover_if_due`).
-            Wait::Never => {
-                return attempt()
-                    .or_else(|| self.recover_if_due().then(attempt).flatten())
-                    .unwrap_or(Err(RecvError::Empty))
-            }
-            Wait::Until(d) => Some(d),
-            Wait::Forever => None,
-        };
-        doorbell::block_on(&ctrl.not_empty, deadline, self.spin, attempt, || {
-            self.recover_if_due();
-        })
-        .unwrap_or(Err(RecvError::Timeout))
+        // Empty: before saying so, look for a dead last producer (see `recover_if_due`).
+        let look = || self.recover_if_due();
+        doorbell::attempt_or_block(
+            &ctrl.not_empty,
+            wait,
+            self.spin,
+            attempt,
+            look,
+            RecvError::Empty,
+            RecvError::Timeout,
+        )
     }
 
     /// A read claim of a joinable queue moves its task into this entry's `takes` when it is

@@ -2,7 +2,7 @@
 //! in-place read and write guards ([`InPlace`], [`Reservation`]).
 
 use crate::pipe::Handover;
-use crate::ring::doorbell::{self, IdleCheck};
+use crate::ring::doorbell::{self, IdleCheck, Wait};
 use crate::ring::ends::{self, Ended, Refused, Sync};
 use crate::ring::mem::RingMem;
 use crate::ring::mpmc::{self, Mpmc, ReadClaim, WriteClaim};
@@ -130,20 +130,6 @@ pub struct Queue {
     idle: IdleCheck,
     geometry: Geometry,
     seg: Segment,
-}
-
-/// When a blocking call gives up.
-#[derive(Clone, Copy)]
-enum Wait {
-    Never,
-    Until(u64),
-    Forever,
-}
-
-impl Wait {
-    fn after(d: Duration) -> Wait {
-        Wait::Until(clock::now().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
-    }
 }
 
 impl Queue {
@@ -367,8 +353,7 @@ impl Queue {
 
     /// As [`Queue::join`], giving up with `Timeout` after `timeout`.
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        let Wait::Until(d) = Wait::after(timeout) else { unreachable!() };
-        self.join_until(Some(d))
+        self.join_until(Some(clock::deadline_after(timeout)))
     }
 
     fn join_until(&self, deadline: Option<u64>) -> Result<(), JoinError> {

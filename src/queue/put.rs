@@ -55,20 +55,9 @@ impl Queue {
                 r => Some(r),
             }
         };
-        let deadline = match wait {
-            // Full: before saying so, look for a dead last consumer (see `recover_if_due`).
-            Wait::Never => {
-                return attempt()
-                    .or_else(|| self.recover_if_due().then(attempt).flatten())
-                    .unwrap_or(Err(SendError::Full))
-            }
-            Wait::Until(d) => Some(d),
-            Wait::Forever => None,
-        };
-        doorbell::block_on(&ctrl.not_full, deadline, self.spin, attempt, || {
-            self.recover_if_due();
-        })
-        .unwrap_or(Err(SendError::Timeout))
+        // Full: before saying so, look for a dead last consumer (see `recover_if_due`).
+        let look = || self.recover_if_due();
+        doorbell::attempt_or_block(&ctrl.not_full, wait, self.spin, attempt, look, SendError::Full, SendError::Timeout)
     }
 
     #[inline]

@@ -162,6 +162,54 @@ pub fn block_on<T>(
     }
 }
 
+/// How long a handle's call may wait for its condition.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all: a non-blocking call.
+    Never,
+    /// Until this [`clock::now`] reading.
+    Until(u64),
+    /// Until the condition holds.
+    Forever,
+}
+
+impl Wait {
+    /// Until `d` from now.
+    pub fn after(d: std::time::Duration) -> Wait {
+        Wait::Until(clock::deadline_after(d))
+    }
+}
+
+/// A handle's call on `bell`'s condition: `attempt` (the whole operation, as in [`block_on`])
+/// until it returns `Some`. `look_if_due` looks for dead peers when the handle's [`IdleCheck`]
+/// says a look is due, and says whether it looked (see the module docs).
+///
+/// [`Wait::Never`]: one attempt, and if it finds nothing and a look is due, the look and one more
+/// attempt; `nothing_now` if that finds nothing either. Otherwise [`block_on`] until the deadline,
+/// with `look_if_due` as its `on_idle`; `timed_out` at the deadline.
+#[inline]
+pub(crate) fn attempt_or_block<T, E>(
+    bell: &DoorbellWords,
+    wait: Wait,
+    spin: u32,
+    mut attempt: impl FnMut() -> Option<Result<T, E>>,
+    mut look_if_due: impl FnMut() -> bool,
+    nothing_now: E,
+    timed_out: E,
+) -> Result<T, E> {
+    let deadline = match wait {
+        Wait::Never => {
+            return attempt().or_else(|| look_if_due().then(&mut attempt).flatten()).unwrap_or(Err(nothing_now))
+        }
+        Wait::Until(d) => Some(d),
+        Wait::Forever => None,
+    };
+    block_on(bell, deadline, spin, attempt, || {
+        look_if_due();
+    })
+    .unwrap_or(Err(timed_out))
+}
+
 /// As [`block_on`] over several doorbells at once (at most `futex::WAITV_MAX`): `attempt` checks
 /// every condition; between tries the caller sleeps on all the bells with one `futex_waitv`.
 /// No spinning: waiting on several things is a slow path.
