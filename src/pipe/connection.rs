@@ -19,7 +19,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,17 +86,16 @@ impl Connection {
         let (tx_ring, rx_ring) = rings_of(&geometry, end);
         let roles = tx_ring.map_or(0, |r| ROLE_PRODUCER << (2 * r)) | rx_ring.map_or(0, |r| ROLE_CONSUMER << (2 * r));
         let reg = Registration::new(&seg, &geometry, &SegmentRings::new(&seg, &geometry))?;
-        let end =
-            Arc::new(End { seg, reg: std::sync::Mutex::new(reg), geometry, end, handed_over: AtomicBool::new(false) });
+        let end = End::new(seg, reg, geometry, end);
         // Both ring ends exclusively, or neither: a refused join leaves no role held or counted
         // (and the entry is freed when `end` drops).
         if end.join(roles).is_err() {
             return Err(Error::AlreadyAttached);
         }
-        Connection::build(end, spin, false)
+        Connection::build(end, spin)
     }
 
-    fn build(end: Arc<End>, spin: u32, _adopted: bool) -> Result<Connection, Error> {
+    fn build(end: Arc<End>, spin: u32) -> Result<Connection, Error> {
         let (tx_ring, rx_ring) = rings_of(&end.geometry, end.end);
         let corrupt = |c: Corrupt| Error::Corrupt(c.0);
         let tx = match tx_ring {
@@ -190,14 +189,7 @@ impl Connection {
         let seg = Segment::open_inherited(lock.as_raw_fd())?;
         let geometry = format::validate(&seg, Kind::Pipe)?;
         let reg = Registration::adopt(&seg, lock, index, generation)?;
-        let end = Arc::new(End {
-            seg: Arc::new(seg),
-            reg: std::sync::Mutex::new(reg),
-            geometry,
-            end,
-            handed_over: AtomicBool::new(false),
-        });
-        Connection::build(end, spin, true)
+        Connection::build(End::new(Arc::new(seg), reg, geometry, end), spin)
     }
 
     #[inline]

@@ -63,6 +63,11 @@ struct End {
 }
 
 impl End {
+    /// End `end` of the pipe in `seg`, held through the participant entry `reg`.
+    fn new(seg: Arc<Segment>, reg: Registration, geometry: Geometry, end: u32) -> Arc<End> {
+        Arc::new(End { seg, reg: std::sync::Mutex::new(reg), geometry, end, handed_over: AtomicBool::new(false) })
+    }
+
     /// Reaps dead participants (the peer, when it died) so that end of file or broken pipe follows.
     fn recover(&self) -> usize {
         let me = self.reg.lock().unwrap_or_else(|e| e.into_inner()).index();
