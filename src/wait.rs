@@ -49,7 +49,7 @@ impl sealed::Sealed for Receiver {
         Some(self.not_empty_bell())
     }
     fn recover(&self) {
-        self.recover_peers();
+        Receiver::recover(self);
     }
 }
 
@@ -62,7 +62,7 @@ impl sealed::Sealed for Connection {
     }
     fn recover(&self) {
         if let Some(rx) = self.receiving() {
-            rx.recover_peers();
+            rx.recover();
         }
     }
 }

@@ -409,11 +409,6 @@ impl Receiver {
         &self.ring.mem.ctrl().not_empty
     }
 
-    /// Reaps dead participants (the sender, if it died), so that end of file follows.
-    pub(crate) fn recover_peers(&self) {
-        self.end.recover();
-    }
-
     /// Messages until end of file, each taken with [`Receiver::recv`]: `for msg in &mut rx`. The
     /// iterator also ends at any other error (`Corrupt`), which a following `recv` reports.
     pub fn iter(&mut self) -> Iter<'_> {
