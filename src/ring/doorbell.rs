@@ -38,6 +38,14 @@ use crate::segment::layout::DoorbellWords;
 use crate::sys::atomic::{fence, Ordering};
 use crate::sys::{clock, futex, membarrier};
 
+/// Polls of a spin phase per `sched_yield`. With more runnable processes than cores, the peer a
+/// spinner waits for (a consumer to free a slot, a producer to fill one, a collector to drain a
+/// second queue) may be waiting for this very core; spinning through the rest of the time slice
+/// would only delay it. A yield lets it run, and returns at once when nothing else is runnable
+/// here, so on dedicated cores it costs one system call per this many polls of an idle wait
+/// (docs/BENCHMARKS.md, seed demo).
+pub const YIELD_EVERY: u32 = 32;
+
 /// Longest single futex sleep before the condition is re-checked regardless.
 pub const SLICE_NS: u64 = 25_000_000;
 
@@ -106,7 +114,8 @@ fn wake(bell: &DoorbellWords, n: i32) {
 /// Runs `attempt` until it returns `Some`, sleeping on `bell` in between; gives up at `deadline`
 /// (absolute [`clock::now`] nanoseconds) and returns `None`.
 ///
-/// `spin` bounds the busy-polling before the first sleep (0: sleep at once). `attempt` is the whole
+/// `spin` bounds the busy-polling before the first sleep (0: sleep at once); every
+/// [`YIELD_EVERY`]th poll gives up the core instead of pausing. `attempt` is the whole
 /// operation (it claims the message itself), so a re-check that succeeds is never wasted.
 /// `on_idle` runs before each sleep and before the last attempt at the deadline, each time
 /// followed by an attempt: crash recovery hooks in here, and decides by the handle's
@@ -128,7 +137,11 @@ pub fn block_on<T>(
             on_idle();
             return attempt();
         }
-        std::hint::spin_loop();
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
         if let Some(v) = attempt() {
             return Some(v);
         }
