@@ -71,6 +71,19 @@ impl IdleCheck {
     /// Whether a look is due (the last one started [`CHECK_INTERVAL_NS`] ago or more). If so,
     /// records now as the start of the next one: the caller then looks.
     pub fn due(&self) -> bool {
+        self.is_due() && self.claim_look()
+    }
+
+    /// Whether a look is due, without recording anything (a poll's cheap first question).
+    #[inline]
+    pub fn is_due(&self) -> bool {
+        // ORDERING: Relaxed, as in `claim_look`.
+        clock::coarse_now().saturating_sub(self.last.load(std::sync::atomic::Ordering::Relaxed)) >= CHECK_INTERVAL_NS
+    }
+
+    /// Records now as the start of a look if one is still due (another thread of the handle may
+    /// have started it meanwhile); `true` if this caller is to look.
+    fn claim_look(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let now = clock::coarse_now();
         let last = self.last.load(Relaxed);
