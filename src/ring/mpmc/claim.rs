@@ -348,6 +348,104 @@ impl Mpmc {
     }
 }
 
+/// What [`Mpmc::take_one`] found at the head.
+pub(crate) enum Took<T> {
+    /// The message, as the caller's copy made it; its slot is free for the next lap.
+    Message(T),
+    /// Nothing committed at the head, and the head did not move meanwhile: empty, as
+    /// [`Mpmc::try_claim_read`] would report it.
+    Empty,
+    /// Anything else (a group, a stale hint, a lost race, a length that does not fit the slot):
+    /// nothing was taken; the general path ([`Mpmc::claim_read`]) decides.
+    Other,
+}
+
+/// A committed single-slot message at the head, seen but not claimed: [`Mpmc::take_one`] hands it
+/// to its caller to copy out before it frees the slot. Its bytes may already belong to the next
+/// lap (another consumer took the message first and a producer is writing); then the copy is
+/// discarded, and the copy is made so that this is no data race (see [`copy_from_shared`]).
+pub(crate) struct Unclaimed<'r> {
+    ring: &'r Mpmc,
+    idx: u64,
+    len: usize,
+}
+
+impl Unclaimed<'_> {
+    /// The message's length, read once and checked against the slot size.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The slot's index (the loom models keep payloads beside the ring, by index).
+    #[cfg(loom)]
+    pub fn idx(&self) -> u64 {
+        self.idx
+    }
+
+    /// Copies the first `dst.len()` bytes (at most the slot size; more panics) of the message
+    /// into `dst`.
+    #[inline]
+    pub fn copy_out(&self, dst: &mut [u8]) {
+        assert!(dst.len() <= self.ring.mem.slot_size, "a read outside the slot");
+        // SAFETY: `idx` is below the capacity (checked in `take_one`) and `dst.len() <=
+        // slot_size`: the source lies inside the slot's payload. A producer of the next lap may
+        // write it meanwhile; `copy_from_shared` makes that no data race, and `take_one` then
+        // discards the copy.
+        unsafe { copy_from_shared(self.ring.mem.payload(self.idx), dst) }
+    }
+}
+
+impl Mpmc {
+    /// Takes the message at the head without a read claim, if it is a committed single-slot
+    /// message: reads its length (once, checked), lets `copy` copy it out, then frees the slot
+    /// for the next lap with one CAS from exactly the stamp it saw, `FULL(h)` → `EMPTY(h + lap)`.
+    /// The CAS succeeding proves that nobody took the message meanwhile and that no producer
+    /// could have started the next lap's write (it waits for the stamp the CAS writes), so the
+    /// copy is the message; if the CAS fails the copy is dropped and `Other` returned.
+    ///
+    /// One atomic write per message instead of a claim and a release: under contention the
+    /// slot's cache line is taken from its reader once, not between the claim and the release.
+    /// A process killed at any point leaves either the message in place (before the CAS) or the
+    /// message taken, as a read claim released; there is nothing for recovery to repair.
+    #[inline]
+    pub(crate) fn take_one<T>(&self, copy: impl FnOnce(&Unclaimed<'_>) -> T) -> Took<T> {
+        let ctrl = self.mem.ctrl();
+        let h = ctrl.head.load(Ordering::Relaxed);
+        let idx = h & (self.one_lap - 1);
+        // A hint above the position range is left to the general path, which reports it.
+        if h > POS_MASK || idx >= self.mem.capacity {
+            return Took::Other;
+        }
+        let slot = self.mem.slot(idx);
+        // ORDERING: Acquire, pairs with the Release store in `commit`. SYNC POINT:
+        // slot-published: the length and payload written before it are visible to the copy.
+        let s = slot.stamp.load(Ordering::Acquire);
+        if s != stamp(FULL, 0, h) || slot.aux.load(Ordering::Relaxed) != 0 {
+            if s == stamp(EMPTY, 0, h) && ctrl.head.load(Ordering::Relaxed) == h {
+                return Took::Empty;
+            }
+            return Took::Other;
+        }
+        let len = slot.len.load(Ordering::Relaxed) as usize;
+        if len > self.mem.slot_size {
+            return Took::Other;
+        }
+        let v = copy(&Unclaimed { ring: self, idx, len });
+        let next_lap = (h + self.one_lap) & POS_MASK;
+        // ORDERING: Release on success, pairs with the Acquire loads and CASes of the stamp in
+        // the write claims. SYNC POINT: slot-released: the copy above happens before the next
+        // lap's write of the payload. Failure: Relaxed, the copy is dropped.
+        if slot.stamp.compare_exchange(s, stamp(EMPTY, 0, next_lap), Ordering::Release, Ordering::Relaxed).is_err() {
+            return Took::Other;
+        }
+        // Best effort, as in the claims: if this fails, someone already moved the hint on.
+        let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
+        doorbell::ring(&ctrl.not_full);
+        Took::Message(v)
+    }
+}
+
 /// A write claim that owns its slot (or the `count` consecutive slots of a group) until it is
 /// committed. Dropping it uncommitted gives the slots up: consumers skip them.
 ///
