@@ -32,71 +32,6 @@ impl Queue {
         self.claim_get_slow(Wait::Never, RecvError::Empty)
     }
 
-    /// The direct take (see [`Mpmc::take_one`]): a plain consumer (not of a joinable queue, whose
-    /// takes are journaled through read claims) takes a committed single-slot message at the
-    /// head with `copy`, without a read claim. `Took::Other` for everyone else.
-    #[inline]
-    fn take_direct<T>(&self, copy: impl FnOnce(&Unclaimed<'_>) -> T) -> Took<T> {
-        if self.joinable || self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0 {
-            return Took::Other;
-        }
-        self.ring.take_one(copy)
-    }
-
-    /// The general path after a direct take that took nothing: a poll that found the queue
-    /// empty answers as `try_get_empty` does, everything else claims.
-    #[inline]
-    fn claim_after<T>(&self, wait: Wait, took: &Took<T>) -> Result<ReadClaim<'_>, RecvError> {
-        if matches!((wait, took), (Wait::Never, Took::Empty)) {
-            return self.try_get_empty();
-        }
-        self.claim_get(wait)
-    }
-
-    /// Takes a message as an owned [`Message`].
-    #[inline]
-    fn get_message(&self, wait: Wait) -> Result<Message, RecvError> {
-        let took = self.take_direct(|m| Message::with_len(m.len(), |b| m.copy_out(b)));
-        if let Took::Message(m) = took {
-            return Ok(m);
-        }
-        self.claim_after(wait, &took).and_then(Self::take)
-    }
-
-    /// Takes a message into `buf` (see [`Queue::get_into`]).
-    #[inline]
-    fn get_message_into(&self, wait: Wait, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        let took = self.take_direct(|m| {
-            buf.clear();
-            buf.resize(m.len(), 0);
-            m.copy_out(buf);
-            buf.len()
-        });
-        if let Took::Message(n) = took {
-            return Ok(n);
-        }
-        self.claim_after(wait, &took).and_then(|c| Self::take_into(c, buf))
-    }
-
-    /// Takes a message as a `T` (see [`Queue::get_value`]).
-    #[inline]
-    fn get_message_value<T: Pod>(&self, wait: Wait) -> Result<T, RecvError> {
-        let expected = std::mem::size_of::<T>();
-        let took = self.take_direct(|m| {
-            if m.len() != expected {
-                // Consumed and reported, as the general path does.
-                return Err(RecvError::SizeMismatch { len: m.len(), expected });
-            }
-            let mut value = T::zeroed();
-            m.copy_out(bytemuck::bytes_of_mut(&mut value));
-            Ok(value)
-        });
-        if let Took::Message(v) = took {
-            return v;
-        }
-        self.claim_after(wait, &took).and_then(Self::take_value)
-    }
-
     /// Everything `claim_get` does not do inline: empty, end of stream, waiting, errors. `first`
     /// is what the inline try found, so a poll that finds the queue empty looks at the head once.
     #[inline(never)]
@@ -201,14 +136,14 @@ impl Queue {
     ///
     /// Errors: `Closed` (end of stream), `WrongRole`, `Corrupt`, `Forked`.
     pub fn get(&self) -> Result<Message, RecvError> {
-        self.get_message(Wait::Forever)
+        self.claim_get(Wait::Forever).and_then(Self::take)
     }
 
     /// As [`Queue::get`], blocking at most `timeout`.
     ///
     /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`, `Forked`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
-        self.get_message(Wait::after(timeout))
+        self.claim_get(Wait::after(timeout)).and_then(Self::take)
     }
 
     /// Takes the oldest message if there is one now (Python's `get_nowait`).
@@ -216,18 +151,18 @@ impl Queue {
     /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`, `Forked`.
     #[inline]
     pub fn try_get(&self) -> Result<Message, RecvError> {
-        self.get_message(Wait::Never)
+        self.claim_get(Wait::Never).and_then(Self::take)
     }
 
     /// As [`Queue::get`], into `buf` (cleared first; it grows as needed, so a buffer reused from
     /// call to call makes no allocation once it is large enough). Returns the message's length.
     pub fn get_into(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.get_message_into(Wait::Forever, buf)
+        self.claim_get(Wait::Forever).and_then(|c| Self::take_into(c, buf))
     }
 
     /// As [`Queue::try_get`], into `buf` (see [`Queue::get_into`]).
     pub fn try_get_into(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.get_message_into(Wait::Never, buf)
+        self.claim_get(Wait::Never).and_then(|c| Self::take_into(c, buf))
     }
 
     /// Takes the oldest message, blocking while the queue is empty, and lends its bytes in place:
@@ -251,17 +186,17 @@ impl Queue {
     /// may have any alignment. A message of another size is consumed and reported as
     /// [`RecvError::SizeMismatch`].
     pub fn get_value<T: Pod>(&self) -> Result<T, RecvError> {
-        self.get_message_value(Wait::Forever)
+        self.claim_get(Wait::Forever).and_then(Self::take_value)
     }
 
     /// As [`Queue::get_value`], blocking at most `timeout`.
     pub fn get_value_timeout<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
-        self.get_message_value(Wait::after(timeout))
+        self.claim_get(Wait::after(timeout)).and_then(Self::take_value)
     }
 
     /// As [`Queue::get_value`], if there is a message now.
     pub fn try_get_value<T: Pod>(&self) -> Result<T, RecvError> {
-        self.get_message_value(Wait::Never)
+        self.claim_get(Wait::Never).and_then(Self::take_value)
     }
 
     /// Messages until end of stream, each taken with [`Queue::get`] (crossbeam's `iter`,

@@ -19,7 +19,7 @@ use crate::error::{RecvError, SendError};
 use crate::ring::doorbell;
 use crate::ring::ends::{self, Ended, Refused};
 use crate::ring::mem::HeapRing;
-use crate::ring::mpmc::{self, Mpmc};
+use crate::ring::mpmc::Mpmc;
 use crate::ring::spsc;
 use crate::ring::TableMembers;
 use crate::segment::layout::{Participant, RingCtrl, ROLE_CONSUMER, ROLE_PRODUCER};
@@ -374,114 +374,6 @@ fn loom_mpmc_sleeping_producer_sees_consumers_gone() {
         };
         t.leave(q.ctrl(), 1, C);
         assert_eq!(p.join().unwrap(), Err(SendError::Closed));
-    });
-}
-
-// ----- MPMC: the direct take (no read claim) -----
-
-/// A ring whose payloads are atomics: the direct take copies a slot before it knows the message
-/// is its own, and that copy may overlap the next lap's write (the library copies with atomics,
-/// `copy_from_shared`). The models check that a take that succeeds read the value written.
-struct QA {
-    _heap: HeapRing,
-    m: Mpmc,
-    data: Vec<loom::sync::atomic::AtomicU64>,
-}
-
-impl QA {
-    fn new(cap: u64) -> Arc<QA> {
-        let heap = HeapRing::new(cap, 8);
-        let m = Mpmc::new(heap.mem);
-        m.init();
-        let data = (0..cap).map(|_| loom::sync::atomic::AtomicU64::new(0)).collect();
-        Arc::new(QA { _heap: heap, m, data })
-    }
-
-    fn try_put(&self, v: u64) -> Result<(), SendError> {
-        let c = self.m.try_claim_write(1, true)?;
-        // ORDERING: Relaxed: published by the commit's Release store, as the payload bytes are.
-        self.data[c.idx as usize].store(v, loom::sync::atomic::Ordering::Relaxed);
-        self.m.commit(c, 8);
-        Ok(())
-    }
-
-    fn put_spinning(&self, v: u64) {
-        while let Err(e) = self.try_put(v) {
-            assert_eq!(e, SendError::Full);
-            thread::yield_now();
-        }
-    }
-
-    /// One direct take: `Some(Ok(v))` taken, `Some(Err(Empty))` empty, `None` anything else.
-    fn take(&self) -> Option<Result<u64, RecvError>> {
-        // ORDERING: Relaxed: ordered after the commit by the Acquire load of the stamp in
-        // `take_one`.
-        let took = self.m.take_one(|u| {
-            assert_eq!(u.len(), 8);
-            self.data[u.idx() as usize].load(loom::sync::atomic::Ordering::Relaxed)
-        });
-        match took {
-            mpmc::Took::Message(v) => Some(Ok(v)),
-            mpmc::Took::Empty => Some(Err(RecvError::Empty)),
-            mpmc::Took::Other => None,
-        }
-    }
-
-    /// A get through a read claim.
-    fn try_get(&self) -> Result<u64, RecvError> {
-        let c = self.m.try_claim_read(2)?;
-        // ORDERING: Relaxed, as in `take`: after the claim's Acquire.
-        let v = self.data[c.idx as usize].load(loom::sync::atomic::Ordering::Relaxed);
-        self.m.release(c);
-        Ok(v)
-    }
-}
-
-#[test]
-fn loom_mpmc_two_direct_takes_for_one_item() {
-    loom::model(|| {
-        let q = QA::new(1);
-        q.try_put(7).unwrap();
-        let spawn = || {
-            let q = q.clone();
-            thread::spawn(move || q.take())
-        };
-        let (a, b) = (spawn(), spawn());
-        let got: Vec<_> = [a.join().unwrap(), b.join().unwrap()].into_iter().flatten().filter_map(Result::ok).collect();
-        assert_eq!(got, [7], "exactly one take gets the item");
-        // The slot was freed for the next lap.
-        q.try_put(8).unwrap();
-        assert_eq!(q.take(), Some(Ok(8)));
-        assert_eq!(q.take(), Some(Err(RecvError::Empty)));
-    });
-}
-
-#[test]
-fn loom_mpmc_direct_take_races_a_claim_across_a_lap() {
-    loom::model(|| {
-        // One slot: a direct take that loses the first message to the claiming consumer may copy
-        // the slot while the producer writes the second lap into it.
-        let q = QA::new(1);
-        q.try_put(1).unwrap();
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || q.try_put(2).is_ok())
-        };
-        let claimer = {
-            let q = q.clone();
-            thread::spawn(move || q.try_get().ok())
-        };
-        let taken = q.take().and_then(Result::ok);
-        let claimed = claimer.join().unwrap();
-        let second = p.join().unwrap();
-        let mut got: Vec<u64> = [taken, claimed].into_iter().flatten().collect();
-        while let Ok(v) = q.try_get() {
-            got.push(v);
-        }
-        got.sort_unstable();
-        let expected: &[u64] = if second { &[1, 2] } else { &[1] };
-        assert_eq!(got, expected, "each message once, as written");
-        assert_eq!(q.m.len(), 0);
     });
 }
 

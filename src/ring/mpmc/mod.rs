@@ -19,13 +19,7 @@
 //!   |                                 SKIPPED(p)  --consumer CAS-->  EMPTY(p + one_lap)
 //!   |
 //!   +--release, Release--  READING(p, me)  <--consumer CAS--  FULL(p)
-//!   |                                                              |
-//!   +------------- direct take: copy out, then CAS, Release -------+
 //! ```
-//!
-//! The direct take ([`Mpmc::take_one`]) reads a single-slot message without a claim: it copies
-//! the message, then CASes `FULL(p)` to `EMPTY(p + one_lap)`; the CAS proves the copy was the
-//! message. Read claims remain for groups, in-place reads and joinable queues.
 //!
 //! A live producer that gives a claim up frees the slot for the next lap itself; only recovery,
 //! which cannot know whether consumers are already past the position, leaves `SKIPPED` for them.
@@ -48,7 +42,7 @@ mod group;
 mod repair;
 
 #[cfg_attr(loom, allow(unused_imports))]
-pub(crate) use claim::{ReadClaim, Took, Unclaimed, WriteClaim};
+pub(crate) use claim::{ReadClaim, WriteClaim};
 
 use crate::error::{RecvError, SendError};
 use crate::ring::doorbell;
@@ -299,66 +293,6 @@ mod tests {
         let v = unsafe { (m.mem.payload(c.idx) as *const u64).read() };
         m.release(c);
         Ok(v)
-    }
-
-    /// One direct take of a u64.
-    fn take(m: &Mpmc) -> Took<u64> {
-        m.take_one(|u| {
-            let mut b = [0u8; 8];
-            u.copy_out(&mut b[..u.len()]);
-            u64::from_le_bytes(b)
-        })
-    }
-
-    #[test]
-    fn a_direct_take_frees_the_slot_and_moves_the_head() {
-        let (_h, m) = ring(2);
-        assert!(matches!(take(&m), Took::Empty));
-        for v in 1..=5 {
-            put(&m, v).unwrap();
-            assert!(matches!(take(&m), Took::Message(x) if x == v));
-            assert_eq!(m.len(), 0);
-        }
-        // Interleaved with claims, across laps, in order.
-        put(&m, 6).unwrap();
-        put(&m, 7).unwrap();
-        assert_eq!(put(&m, 8), Err(SendError::Full));
-        assert_eq!(get(&m), Ok(6));
-        assert!(matches!(take(&m), Took::Message(7)));
-        assert!(matches!(take(&m), Took::Empty));
-        assert_eq!(get(&m), Err(RecvError::Empty));
-    }
-
-    #[test]
-    fn a_direct_take_that_loses_its_message_takes_nothing() {
-        let (_h, m) = ring(1);
-        put(&m, 1).unwrap();
-        // Another consumer takes the message, and a producer writes the next lap, while this take
-        // copies: its CAS fails and its copy is dropped.
-        let took = m.take_one(|_| {
-            assert_eq!(get(&m), Ok(1));
-            put(&m, 2).unwrap();
-        });
-        assert!(matches!(took, Took::Other));
-        assert!(matches!(take(&m), Took::Message(2)));
-        assert!(matches!(take(&m), Took::Empty));
-    }
-
-    #[test]
-    fn a_direct_take_leaves_groups_claims_and_bad_lengths_to_the_general_path() {
-        let (_h, m) = ring(4);
-        // A message being read under a claim: the hint is stale until the claim moves it.
-        put(&m, 1).unwrap();
-        let c = m.try_claim_read(2).unwrap();
-        m.mem.ctrl().head.store(0, O::Relaxed);
-        assert!(matches!(take(&m), Took::Other));
-        m.release(c);
-        m.mem.ctrl().head.store(1, O::Relaxed);
-        // A length longer than the slot (a hostile peer): not taken, left for the claim to report.
-        put(&m, 2).unwrap();
-        m.mem.slot(1).len.store(9, O::Relaxed);
-        assert!(matches!(take(&m), Took::Other));
-        assert!(matches!(get(&m), Err(RecvError::Corrupt(_))));
     }
 
     #[test]
