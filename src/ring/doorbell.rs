@@ -46,6 +46,11 @@ use crate::sys::{clock, futex, membarrier};
 /// (docs/BENCHMARKS.md, seed demo).
 pub const YIELD_EVERY: u32 = 32;
 
+/// A spinner with a deadline nearer than this does not yield: the process it would let run may
+/// keep the core for a whole time slice (a few milliseconds), which would overrun a short
+/// timeout by as much.
+pub const YIELD_MIN_LEFT_NS: u64 = 4_000_000;
+
 /// Longest single futex sleep before the condition is re-checked regardless.
 pub const SLICE_NS: u64 = 25_000_000;
 
@@ -128,7 +133,8 @@ fn wake(bell: &DoorbellWords, n: i32) {
 /// (absolute [`clock::now`] nanoseconds) and returns `None`.
 ///
 /// `spin` bounds the busy-polling before the first sleep (0: sleep at once); every
-/// [`YIELD_EVERY`]th poll gives up the core instead of pausing. `attempt` is the whole
+/// [`YIELD_EVERY`]th poll looks at the clock (a deadline passed ends the wait) and gives up the
+/// core instead of pausing, unless the deadline is nearer than [`YIELD_MIN_LEFT_NS`]. `attempt` is the whole
 /// operation (it claims the message itself), so a re-check that succeeds is never wasted.
 /// `on_idle` runs before each sleep and before the last attempt at the deadline, each time
 /// followed by an attempt: crash recovery hooks in here, and decides by the handle's
@@ -146,12 +152,19 @@ pub fn block_on<T>(
     }
     #[cfg(not(loom))]
     for i in 0..spin {
-        if i % 64 == 63 && deadline.is_some_and(|d| clock::now() >= d) {
-            on_idle();
-            return attempt();
-        }
         if i % YIELD_EVERY == YIELD_EVERY - 1 {
-            std::thread::yield_now();
+            // Every YIELD_EVERY polls: past the deadline, the last attempt; else give the core
+            // up, unless the deadline is too near for another process's time slice to fit.
+            let left = deadline.map(|d| d.saturating_sub(clock::now()));
+            if left == Some(0) {
+                on_idle();
+                return attempt();
+            }
+            if left.is_none_or(|l| l > YIELD_MIN_LEFT_NS) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         } else {
             std::hint::spin_loop();
         }
