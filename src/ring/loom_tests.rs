@@ -111,7 +111,7 @@ impl Q {
     }
 
     fn ctrl(&self) -> &RingCtrl {
-        &self.heap.ctrl
+        self.heap.ctrl()
     }
 
     fn try_put(&self, v: u64) -> Result<(), SendError> {
@@ -390,7 +390,7 @@ impl Pipe {
     }
 
     fn ctrl(&self) -> &RingCtrl {
-        &self.heap.ctrl
+        self.heap.ctrl()
     }
 
     fn ends(&self) -> (spsc::Producer, spsc::Consumer) {

@@ -148,35 +148,71 @@ pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
     }
 }
 
-/// Heap memory shaped like a ring, for unit tests and loom models.
+/// Heap memory shaped like a ring, for unit tests and loom models. The allocations are held as
+/// raw pointers and freed on drop, so that moving the `HeapRing` (into an `Arc`, say) never
+/// re-asserts unique ownership of memory that `mem`'s pointers still reach.
 #[cfg(test)]
 pub(crate) struct HeapRing {
-    pub ctrl: Box<RingCtrl>,
-    pub hdrs: Box<[SlotHeader]>,
-    /// Owns the payload bytes `mem` points at.
-    pub _data: Box<[u64]>,
+    ctrl: *mut RingCtrl,
+    hdrs: *mut [SlotHeader],
+    /// The payload words `mem` points at.
+    data: *mut [u64],
     pub mem: RingMem,
 }
 
 #[cfg(test)]
 impl HeapRing {
     pub fn new(capacity: u64, slot_size: usize) -> Self {
-        let ctrl = Box::<RingCtrl>::default();
-        let hdrs: Box<[SlotHeader]> = (0..capacity).map(|_| SlotHeader::default()).collect();
+        let ctrl = Box::into_raw(Box::<RingCtrl>::default());
+        let hdrs = Box::into_raw((0..capacity).map(|_| SlotHeader::default()).collect::<Box<[SlotHeader]>>());
         let words = slot_size.div_ceil(8);
-        let mut data = vec![0u64; words * capacity as usize].into_boxed_slice();
+        let data = Box::into_raw(vec![0u64; words * capacity as usize].into_boxed_slice());
         let mem = RingMem {
-            ctrl: &*ctrl,
-            hdr: hdrs.as_ptr() as *const u8,
+            ctrl,
+            hdr: hdrs as *const u8,
             hdr_stride: std::mem::size_of::<SlotHeader>(),
-            pay: data.as_mut_ptr() as *mut u8,
+            pay: data as *mut u8,
             pay_stride: words * 8,
             capacity,
             slot_size,
             // As a pipe's ring of 16-byte slots would be (bit-reversed for powers of two).
             order: SlotOrder::new(capacity, std::mem::size_of::<SlotHeader>()),
         };
-        HeapRing { ctrl, hdrs, _data: data, mem }
+        HeapRing { ctrl, hdrs, data, mem }
+    }
+
+    /// The control block.
+    pub fn ctrl(&self) -> &RingCtrl {
+        // SAFETY: allocated by `new`, freed only when `self` drops.
+        unsafe { &*self.ctrl }
+    }
+
+    /// The slot headers.
+    pub fn hdrs(&self) -> &[SlotHeader] {
+        // SAFETY: as in `ctrl`.
+        unsafe { &*self.hdrs }
+    }
+}
+
+// SAFETY: `data` is the payload allocation `mem` points at; it is reached only through `mem`,
+// under the same rules as a segment's payloads (see `RingMem`'s Send and Sync), and freed on drop.
+#[cfg(test)]
+unsafe impl Send for HeapRing {}
+// SAFETY: as for Send.
+#[cfg(test)]
+unsafe impl Sync for HeapRing {}
+
+#[cfg(test)]
+impl Drop for HeapRing {
+    fn drop(&mut self) {
+        // SAFETY: the three allocations were leaked by `new` and are freed once, here; the
+        // `RingMem` made from them (and every copy of it) is the test's and is not used after
+        // the `HeapRing` that owns the memory is dropped.
+        unsafe {
+            drop(Box::from_raw(self.ctrl));
+            drop(Box::from_raw(self.hdrs));
+            drop(Box::from_raw(self.data));
+        }
     }
 }
 
@@ -184,12 +220,15 @@ impl HeapRing {
 mod tests {
     #[test]
     fn copy_from_shared_copies_exactly_the_bytes_at_every_alignment_and_length() {
-        let src: Vec<u8> = (1..=100).collect();
+        let mut src: Vec<u8> = (1..=100).collect();
+        // Derived from a mutable borrow, as a mapping's pointer is: the atomic loads need a
+        // pointer that allows shared mutation.
+        let base = src.as_mut_ptr();
         for start in 0..9 {
             for n in 0..=80 {
                 let mut dst = vec![0u8; n];
                 // SAFETY: `src[start..start + n]` is readable and only read.
-                unsafe { super::copy_from_shared(src[start..].as_ptr(), &mut dst) };
+                unsafe { super::copy_from_shared(base.add(start), &mut dst) };
                 assert_eq!(dst, &src[start..start + n], "start {start} length {n}");
             }
         }

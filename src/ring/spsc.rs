@@ -384,14 +384,14 @@ mod tests {
     fn out_of_range_counters_are_corruption() {
         let h = HeapRing::new(4, 8);
         let mut c = Consumer::new(h.mem).unwrap();
-        h.ctrl.tail.store(5, Ordering::Relaxed);
+        h.ctrl().tail.store(5, Ordering::Relaxed);
         assert!(c.available_all().is_err(), "more published than the ring holds");
-        h.hdrs[0].stamp.store(7, Ordering::Relaxed);
+        h.hdrs()[0].stamp.store(7, Ordering::Relaxed);
         assert_eq!(c.available(), Ok(0), "a stamp is trusted only if it is the next position");
-        h.ctrl.tail.store(1, Ordering::Relaxed);
+        h.ctrl().tail.store(1, Ordering::Relaxed);
         assert_eq!(c.available_all(), Ok(1));
-        h.hdrs[0].stamp.store(1, Ordering::Relaxed);
-        h.hdrs[0].len.store(9, Ordering::Relaxed);
+        h.hdrs()[0].stamp.store(1, Ordering::Relaxed);
+        h.hdrs()[0].len.store(9, Ordering::Relaxed);
         assert_eq!(c.available(), Ok(1));
         assert!(c.peek(0).is_err(), "a length beyond the slot");
     }

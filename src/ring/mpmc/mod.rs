@@ -472,9 +472,9 @@ mod tests {
     #[test]
     fn corrupt_tail_is_reported_not_followed() {
         let (h, m) = ring(3);
-        h.ctrl.tail.store(3, O::Relaxed); // index 3 of a 3-slot ring (one_lap is 4)
+        h.ctrl().tail.store(3, O::Relaxed); // index 3 of a 3-slot ring (one_lap is 4)
         assert_eq!(put(&m, 1), Err(SendError::Corrupt("tail index out of range")));
-        h.ctrl.head.store(3, O::Relaxed);
+        h.ctrl().head.store(3, O::Relaxed);
         assert_eq!(get(&m), Err(RecvError::Corrupt("head index out of range")));
     }
 
@@ -482,8 +482,8 @@ mod tests {
     fn len_stays_within_bounds_when_hints_are_garbage() {
         let (h, m) = ring(5);
         for (t, hd) in [(0u64, 1u64 << 40), (1 << 40, 0), (u64::MAX, 0), (7, 3)] {
-            h.ctrl.tail.store(t, O::Relaxed);
-            h.ctrl.head.store(hd, O::Relaxed);
+            h.ctrl().tail.store(t, O::Relaxed);
+            h.ctrl().head.store(hd, O::Relaxed);
             assert!(m.len() <= 5);
         }
     }
