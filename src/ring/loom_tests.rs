@@ -625,7 +625,7 @@ fn loom_mpmc_dead_readers_continuation_is_retired_once() {
     loom::model(|| {
         let q = Q::new(2);
         try_put_group(&q, [10, 11]).unwrap();
-        let first = &q.heap.hdrs[0].stamp;
+        let first = &q.heap.hdrs()[0].stamp;
         let (_, _, p) = unpack(first.load(loom::sync::atomic::Ordering::Relaxed));
         first.store(stamp(READING, 7, p), loom::sync::atomic::Ordering::Relaxed);
         let reaper = {
