@@ -68,7 +68,6 @@ mod error;
 pub mod fuzzing;
 #[cfg(all(feature = "inspect", not(loom)))]
 pub mod inspect;
-#[cfg(not(loom))]
 mod message;
 #[cfg(not(loom))]
 pub mod pipe;
@@ -90,7 +89,6 @@ pub use aio::{PipeSink, PipeStream, QueueSink, QueueStream};
 /// with this crate's re-export, so that the versions match.
 pub use bytemuck;
 pub use error::{Error, JoinError, RecvError, SendError};
-#[cfg(not(loom))]
 pub use message::{Message, INLINE_BYTES};
 #[cfg(not(loom))]
 pub use pipe::{channel, pipe, Connection, Handover, PipeBuilder, Receiver, Sender};

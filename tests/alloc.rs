@@ -3,8 +3,8 @@
 //! After warm-up, sending (`put`, `try_put`, `put_value`, `send`, `try_send`, `send_value`) and
 //! receiving (`get`, `try_get`, `get_value`, `recv`, `try_recv`, `recv_value`, and `get_into` /
 //! `recv_into` into a reused `Vec`) make no heap allocation, with one exception that is the
-//! owned [`Message`]'s design: a message longer than [`INLINE_BYTES`] (126) is held in a `Vec`,
-//! so an owned receive of a larger message allocates exactly once (its `*_value` and `*_into`
+//! owned [`Message`]'s design: a message longer than [`INLINE_BYTES`] (22) is held in its own
+//! allocation, so an owned receive of a larger message allocates exactly once (its `*_value` and `*_into`
 //! receives do not).
 //!
 //! Only allocations made by the measuring thread while it measures are counted (a thread-local
@@ -164,7 +164,7 @@ fn check(results: Vec<(String, u64, u64)>) {
 
 #[test]
 fn queue_sends_and_receives_allocate_nothing_per_message_after_warm_up() {
-    assert_eq!(INLINE_BYTES, 126, "the expectations below assume 126-byte inline messages");
+    assert_eq!(INLINE_BYTES, 22, "the expectations below assume 22-byte inline messages");
     let q = Queue::builder().capacity(CAPACITY).slot_size(64).create_anonymous().unwrap();
     // Warm-up: every path once over, so that anything done on first use is done.
     let _ = queue_paths::<8>(&q);

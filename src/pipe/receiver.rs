@@ -4,6 +4,7 @@ use super::{corrupt_recv, End};
 use crate::ring::doorbell::{self, IdleCheck, Wait};
 use crate::ring::ends;
 use crate::ring::spsc::{self, Corrupt};
+use crate::ring::took::Took;
 use crate::{Message, RecvError};
 use bytemuck::Pod;
 use std::cell::Cell;
@@ -108,21 +109,28 @@ impl Receiver {
     /// Errors: `Closed` (end of file: the sender has gone and the pipe is drained), `Corrupt`.
     #[inline]
     pub fn recv(&mut self) -> Result<Message, RecvError> {
-        if let Now::Ready(body) = self.now() {
-            return Ok(InPlace { rx: self, body }.into_message());
+        match self.take_now() {
+            Took::Message(r) => r,
+            Took::Empty | Took::Other => self.recv_in(Wait::Forever).map(InPlace::into_message),
         }
-        self.recv_in(Wait::Forever).map(InPlace::into_message)
     }
 
     /// As [`Receiver::recv`], blocking at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        self.recv_in(Wait::after(timeout)).map(InPlace::into_message)
+        match self.take_now() {
+            Took::Message(r) => r,
+            Took::Empty | Took::Other => self.recv_in(Wait::after(timeout)).map(InPlace::into_message),
+        }
     }
 
     /// Receives the next message if there is one now (`Empty` otherwise).
     #[inline]
     pub fn try_recv(&mut self) -> Result<Message, RecvError> {
-        self.try_recv_in_place().map(InPlace::into_message)
+        match self.take_now() {
+            Took::Message(r) => r,
+            Took::Empty => self.try_recv_empty().map(InPlace::into_message),
+            Took::Other => self.recv_in(Wait::Never).map(InPlace::into_message),
+        }
     }
 
     /// As [`Receiver::recv`], into `buf` (cleared first; it grows as needed, so a buffer reused
@@ -176,6 +184,19 @@ impl Receiver {
     /// it to do it at once, or to learn how many were reaped.
     pub fn recover(&self) -> usize {
         self.end.recover()
+    }
+
+    /// The common receive in one pass (see `spsc::Consumer::take_now`), on a healthy pipe whose
+    /// sender is there (end of stream and errors are the general path's).
+    #[inline]
+    fn take_now(&mut self) -> Took {
+        if self.dead.is_some() {
+            return Took::Other;
+        }
+        match self.ring.take_now() {
+            Took::Empty if ends::producers_gone(self.ring.mem.ctrl()) => Took::Other,
+            took => took,
+        }
     }
 
     /// The fast path of every receive, inlined into the caller: on a healthy pipe, the next

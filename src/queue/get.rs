@@ -20,6 +20,17 @@ impl Queue {
         self.claim_get_slow(wait, first)
     }
 
+    /// The common receive in one pass (see `Mpmc::take_now`): a single-slot message at the head,
+    /// taken by a consumer handle of a queue that is not joinable (a joinable queue's receive
+    /// also moves the task into this entry's count: the general path's).
+    #[inline]
+    fn take_now(&self) -> Took {
+        if self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0 || self.joinable {
+            return Took::Other;
+        }
+        self.ring.take_now(self.reg.owner())
+    }
+
     /// A poll found the queue empty: `Empty`, unless there is more to say (end of stream, a
     /// broken handle, a look for a dead producer that is due), which the general path says. The
     /// common answer costs a few loads and a read of the coarse clock.
@@ -135,15 +146,22 @@ impl Queue {
     /// is copied out and its slot freed before this returns.
     ///
     /// Errors: `Closed` (end of stream), `WrongRole`, `Corrupt`, `Forked`.
+    #[inline]
     pub fn get(&self) -> Result<Message, RecvError> {
-        self.claim_get(Wait::Forever).and_then(Self::take)
+        match self.take_now() {
+            Took::Message(r) => r,
+            Took::Empty | Took::Other => self.claim_get(Wait::Forever).and_then(Self::take),
+        }
     }
 
     /// As [`Queue::get`], blocking at most `timeout`.
     ///
     /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`, `Forked`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
-        self.claim_get(Wait::after(timeout)).and_then(Self::take)
+        match self.take_now() {
+            Took::Message(r) => r,
+            Took::Empty | Took::Other => self.claim_get(Wait::after(timeout)).and_then(Self::take),
+        }
     }
 
     /// Takes the oldest message if there is one now (Python's `get_nowait`).
@@ -151,7 +169,11 @@ impl Queue {
     /// Errors: `Empty`, `Closed`, `WrongRole`, `Corrupt`, `Forked`.
     #[inline]
     pub fn try_get(&self) -> Result<Message, RecvError> {
-        self.claim_get(Wait::Never).and_then(Self::take)
+        match self.take_now() {
+            Took::Message(r) => r,
+            Took::Empty => self.try_get_empty().and_then(Self::take),
+            Took::Other => self.claim_get(Wait::Never).and_then(Self::take),
+        }
     }
 
     /// As [`Queue::get`], into `buf` (cleared first; it grows as needed, so a buffer reused from

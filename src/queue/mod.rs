@@ -6,6 +6,7 @@ use crate::ring::doorbell::{self, IdleCheck, Wait};
 use crate::ring::ends::{self, Ended, Refused, Sync};
 use crate::ring::mem::RingMem;
 use crate::ring::mpmc::{self, Mpmc, ReadClaim, WriteClaim};
+use crate::ring::took::Took;
 use crate::ring::SegmentRings;
 use crate::segment::geometry::Geometry;
 use crate::segment::layout::{FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};

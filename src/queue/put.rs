@@ -15,14 +15,16 @@ impl Queue {
         }
     }
 
+    /// A write claim of one slot for a message of `len` bytes. `eager`: whether the first try may
+    /// claim eagerly (see `Mpmc::try_claim_write`); `false` when the caller has just made that try.
     #[inline]
-    pub(super) fn claim_put(&self, len: usize, wait: Wait) -> Result<WriteClaim<'_>, SendError> {
+    pub(super) fn claim_put(&self, len: usize, wait: Wait, eager: bool) -> Result<WriteClaim<'_>, SendError> {
         self.may_put()?;
         if len > self.geometry.slot_size as usize {
             return Err(SendError::TooLarge { len, max: self.geometry.slot_size as usize });
         }
         // The common case, inlined: the consumers are there and the slot at the tail is free.
-        if !ends::consumers_gone(self.ring.mem.ctrl()) {
+        if eager && !ends::consumers_gone(self.ring.mem.ctrl()) {
             if let Ok(c) = self.ring.claim_write(self.reg.owner(), true) {
                 return Ok(c);
             }
@@ -62,7 +64,14 @@ impl Queue {
 
     #[inline]
     pub(super) fn put_bytes(&self, msg: &[u8], wait: Wait) -> Result<(), SendError> {
-        let mut c = self.claim_put(msg.len(), wait)?;
+        // The common case in one pass (see `Mpmc::put_now`): a producer handle of a queue that
+        // is not joinable (whose puts are counted: the general path's), consumers there, the
+        // slot at the tail free.
+        let plain = self.roles.load(Ordering::Relaxed) & ROLE_PRODUCER != 0 && !self.joinable;
+        if plain && !ends::consumers_gone(self.ring.mem.ctrl()) && self.ring.put_now(self.reg.owner(), msg) {
+            return Ok(());
+        }
+        let mut c = self.claim_put(msg.len(), wait, !plain)?;
         c.write(msg);
         self.commit(c, msg.len());
         Ok(())
@@ -176,12 +185,12 @@ impl Queue {
     /// Write into [`Reservation::buf`], then [`Reservation::commit`] the length. Dropping the
     /// reservation uncommitted gives the slot up: consumers skip it.
     pub fn reserve(&self) -> Result<Reservation<'_>, SendError> {
-        self.claim_put(0, Wait::Forever).map(|claim| Reservation::new(self, claim))
+        self.claim_put(0, Wait::Forever, true).map(|claim| Reservation::new(self, claim))
     }
 
     /// As [`Queue::reserve`], but fails with `Full` instead of blocking.
     pub fn try_reserve(&self) -> Result<Reservation<'_>, SendError> {
-        self.claim_put(0, Wait::Never).map(|claim| Reservation::new(self, claim))
+        self.claim_put(0, Wait::Never, true).map(|claim| Reservation::new(self, claim))
     }
 
     /// Reserves a slot, lets `write` fill it and return the length, and commits.

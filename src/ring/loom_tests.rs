@@ -1248,3 +1248,100 @@ mod task_models {
         }
     }
 }
+
+// ----- one-pass put and take (`Mpmc::put_now`, `Mpmc::take_now`, `spsc::Consumer::take_now`) -----
+
+/// A one-pass take of an 8-byte value (through the ring's own payload memory).
+fn take_value(took: crate::ring::took::Took) -> Option<u64> {
+    match took {
+        crate::ring::took::Took::Message(m) => Some(m.expect("an 8-byte message").to_value::<u64>().expect("8 bytes")),
+        _ => None,
+    }
+}
+
+#[test]
+fn loom_mpmc_one_pass_put_and_take_across_a_lap_boundary() {
+    loom::model(|| {
+        let q = Q::new(1);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                for v in 1..=2u64 {
+                    while !q.m.put_now(1, &v.to_ne_bytes()) {
+                        thread::yield_now();
+                    }
+                }
+            })
+        };
+        for v in 1..=2u64 {
+            loop {
+                if let Some(got) = take_value(q.m.take_now(2)) {
+                    assert_eq!(got, v);
+                    break;
+                }
+                thread::yield_now();
+            }
+        }
+        p.join().unwrap();
+        assert!(matches!(q.m.take_now(2), crate::ring::took::Took::Empty));
+        assert_eq!(q.m.len(), 0);
+    });
+}
+
+#[test]
+fn loom_mpmc_one_pass_puts_race_for_the_last_slot_and_takes_race_for_it() {
+    loom::model(|| {
+        let q = Q::new(2);
+        assert!(q.m.put_now(1, &10u64.to_ne_bytes()));
+        let put = |v: u64| {
+            let q = q.clone();
+            thread::spawn(move || q.m.put_now(1, &v.to_ne_bytes()))
+        };
+        let (a, b) = (put(11), put(12));
+        let winner = match (a.join().unwrap(), b.join().unwrap()) {
+            (true, false) => 11,
+            (false, true) => 12,
+            other => panic!("exactly one producer must win: {other:?}"),
+        };
+        assert_eq!(take_value(q.m.take_now(2)), Some(10));
+        let take = || {
+            let q = q.clone();
+            thread::spawn(move || take_value(q.m.take_now(2)))
+        };
+        let (a, b) = (take(), take());
+        match (a.join().unwrap(), b.join().unwrap()) {
+            (Some(v), None) | (None, Some(v)) => assert_eq!(v, winner),
+            other => panic!("exactly one consumer must take the message: {other:?}"),
+        }
+        assert!(matches!(q.m.take_now(2), crate::ring::took::Took::Empty));
+    });
+}
+
+#[test]
+fn loom_spsc_one_pass_take_in_order_across_a_wrap() {
+    loom::model(|| {
+        let pipe = Pipe::new(1);
+        let (mut p, mut c) = pipe.ends();
+        let tx = thread::spawn(move || {
+            for v in 0..2u64 {
+                while p.room().unwrap() == 0 {
+                    thread::yield_now();
+                }
+                p.write(0, &v.to_ne_bytes());
+                p.set_len(0, 8);
+                p.publish(1);
+            }
+        });
+        for v in 0..2u64 {
+            loop {
+                if let Some(got) = take_value(c.take_now()) {
+                    assert_eq!(got, v);
+                    break;
+                }
+                thread::yield_now();
+            }
+        }
+        tx.join().unwrap();
+        assert!(matches!(c.take_now(), crate::ring::took::Took::Empty));
+    });
+}

@@ -7,6 +7,7 @@
 //! - [`doorbell`]: sleeping on a futex until a ring changes, with no system call on the fast path.
 //! - [`spsc`]: the single-producer single-consumer ring of pipes.
 //! - [`mpmc`]: the multi-producer multi-consumer ring of queues (claims, groups, repair).
+//! - [`took`]: what a one-pass receive found (the common receive of both rings).
 //!
 //! [`SegmentRings`] connects this layer to the segment's participant table and crash recovery.
 
@@ -16,6 +17,7 @@ pub(crate) mod mem;
 pub(crate) mod mpmc;
 pub(crate) mod slot_order;
 pub(crate) mod spsc;
+pub(crate) mod took;
 
 #[cfg(all(test, loom))]
 mod loom_tests;

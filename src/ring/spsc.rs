@@ -15,7 +15,9 @@
 
 use crate::ring::doorbell;
 use crate::ring::mem::{copy_from_shared, copy_to, RingMem};
+use crate::ring::took::Took;
 use crate::sys::atomic::Ordering;
+use crate::Message;
 
 /// Slot header `aux` bit: the message continues in the next slot (messages larger than a slot
 /// travel as consecutive fragments published together).
@@ -284,6 +286,30 @@ impl Consumer {
         // SAFETY: `idx < capacity` (`nth_slot` of `n < capacity`) and `dst.len() <= slot_size`:
         // the source lies inside the slot's payload, which this process only reads.
         unsafe { copy_from_shared(self.mem.payload(idx), dst) }
+    }
+
+    /// Takes the next message if it is ready and fits one slot, in one pass: the length check,
+    /// the copy into a [`Message`] and the release, with no guard in between (the round trip of
+    /// a busy-polling pair is made of little else).
+    #[inline]
+    pub fn take_now(&mut self) -> Took {
+        match self.available() {
+            Ok(0) => return Took::Empty,
+            Ok(_) => {}
+            Err(_) => return Took::Other,
+        }
+        let (idx, len, more) = match self.peek(0) {
+            Ok(found) => found,
+            Err(_) => return Took::Other,
+        };
+        if more {
+            return Took::Other;
+        }
+        // SAFETY: `peek` checked `len <= slot_size`, and `idx < capacity` (`nth_slot` of 0): the
+        // source lies inside the slot's payload, published and not yet released, only read here.
+        let m = Message::with_len(len, |b| unsafe { copy_from_shared(self.mem.payload(idx), b) });
+        self.release(1);
+        Took::Message(Ok(m))
     }
 
     /// Frees the next `n` messages for the producer and wakes it if it sleeps.

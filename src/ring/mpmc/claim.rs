@@ -5,6 +5,8 @@
 
 use super::*;
 use crate::ring::mem::{copy_from_shared, copy_to};
+use crate::ring::took::Took;
+use crate::Message;
 
 impl Mpmc {
     /// Claims the next free slot for writing, tagged with `owner`.
@@ -23,32 +25,34 @@ impl Mpmc {
     #[inline]
     pub(in crate::ring) fn try_claim_write(&self, owner: u16, eager: bool) -> Result<Claim, SendError> {
         if eager {
-            let ctrl = self.mem.ctrl();
-            let t = ctrl.tail.load(Ordering::Relaxed);
-            let idx = t & (self.one_lap - 1);
-            // A hint above the position range is left to the slow path, which reports it.
-            if t <= POS_MASK && idx < self.mem.capacity {
-                // ORDERING: Acquire on success, as for the CAS in the slow path (slot-released).
-                // On failure nothing is read: the slow path loads the stamp again.
-                if self
-                    .mem
-                    .slot(idx)
-                    .stamp
-                    .compare_exchange(
-                        stamp(EMPTY, 0, t),
-                        stamp(WRITING, owner, t),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    // Best effort: if this fails, someone already advanced the hint for us.
-                    let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
-                    return Ok(Claim { idx, pos: t, count: 1 });
-                }
+            if let Some(c) = self.claim_write_eager(owner) {
+                return Ok(c);
             }
         }
         self.claim_write_slow(owner)
+    }
+
+    /// The eager try of [`Self::try_claim_write`]: one CAS on the stamp of the slot the tail
+    /// names, expecting it empty; `None` (nothing changed) if it is not.
+    #[inline]
+    fn claim_write_eager(&self, owner: u16) -> Option<Claim> {
+        let ctrl = self.mem.ctrl();
+        let t = ctrl.tail.load(Ordering::Relaxed);
+        let idx = t & (self.one_lap - 1);
+        // A hint above the position range is left to the slow path, which reports it.
+        if t > POS_MASK || idx >= self.mem.capacity {
+            return None;
+        }
+        // ORDERING: Acquire on success, as for the CAS in the slow path (slot-released). On
+        // failure nothing is read: the slow path loads the stamp again.
+        self.mem
+            .slot(idx)
+            .stamp
+            .compare_exchange(stamp(EMPTY, 0, t), stamp(WRITING, owner, t), Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // Best effort: if this fails, someone already advanced the hint for us.
+        let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
+        Some(Claim { idx, pos: t, count: 1 })
     }
 
     /// The general write claim: loads each stamp before claiming it, helps stale hints on,
@@ -203,36 +207,43 @@ impl Mpmc {
     /// to [`Self::claim_read_slow`], which gives the same answer for the same state.
     #[inline]
     pub(in crate::ring) fn try_claim_read(&self, owner: u16) -> Result<Claim, RecvError> {
+        match self.claim_read_fast(owner) {
+            Fast::Claimed(c) => Ok(c),
+            Fast::Empty => Err(RecvError::Empty),
+            Fast::Other => self.claim_read_slow(owner),
+        }
+    }
+
+    /// The two common cases of [`Self::try_claim_read`], without its loop.
+    #[inline]
+    fn claim_read_fast(&self, owner: u16) -> Fast {
         let ctrl = self.mem.ctrl();
         let h = ctrl.head.load(Ordering::Relaxed);
         let idx = h & (self.one_lap - 1);
         // A hint above the position range is left to the slow path, which reports it. (The
         // checks of `hint` and `index` are written out here: their `Option`s cost more in this
         // inlined path.)
-        if h <= POS_MASK && idx < self.mem.capacity {
-            let slot = self.mem.slot(idx);
-            // ORDERING: Acquire, pairs with the Release store in `commit`. SYNC POINT:
-            // slot-published.
-            let s = slot.stamp.load(Ordering::Acquire);
-            // A committed message of one slot at exactly this position (commit writes owner 0
-            // and clears `aux`; anything else in `aux` is a group's slot: the slow path's).
-            if s == stamp(FULL, 0, h) && slot.aux.load(Ordering::Relaxed) == 0 {
-                // ORDERING: Acquire on success, as in the slow path.
-                if slot
-                    .stamp
-                    .compare_exchange(s, stamp(READING, owner, h), Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
-                    return Ok(Claim { idx, pos: h, count: 1 });
-                }
-            } else if s == stamp(EMPTY, 0, h) && ctrl.head.load(Ordering::Relaxed) == h {
-                // Not written yet, and the hint did not move meanwhile: empty (the slow path's
-                // last branch, taken without its loop).
-                return Err(RecvError::Empty);
-            }
+        if h > POS_MASK || idx >= self.mem.capacity {
+            return Fast::Other;
         }
-        self.claim_read_slow(owner)
+        let slot = self.mem.slot(idx);
+        // ORDERING: Acquire, pairs with the Release store in `commit`. SYNC POINT:
+        // slot-published.
+        let s = slot.stamp.load(Ordering::Acquire);
+        // A committed message of one slot at exactly this position (commit writes owner 0
+        // and clears `aux`; anything else in `aux` is a group's slot: the slow path's).
+        if s == stamp(FULL, 0, h) && slot.aux.load(Ordering::Relaxed) == 0 {
+            // ORDERING: Acquire on success, as in the slow path.
+            if slot.stamp.compare_exchange(s, stamp(READING, owner, h), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
+                return Fast::Claimed(Claim { idx, pos: h, count: 1 });
+            }
+        } else if s == stamp(EMPTY, 0, h) && ctrl.head.load(Ordering::Relaxed) == h {
+            // Not written yet, and the hint did not move meanwhile: empty (the slow path's
+            // last branch, taken without its loop).
+            return Fast::Empty;
+        }
+        Fast::Other
     }
 
     /// The general read claim: helps stale hints on, takes groups, retires skipped writes and
@@ -345,6 +356,55 @@ impl Mpmc {
         // slot-released: our reads of the payload happen before the next write of it.
         self.mem.slot(c.idx).stamp.store(stamp(EMPTY, 0, next_lap), Ordering::Release);
         doorbell::ring(&self.mem.ctrl().not_full);
+    }
+}
+
+/// What the inlined fast case of a read claim found.
+enum Fast {
+    /// A single-slot message, now claimed.
+    Claimed(Claim),
+    /// Nothing published at the head, and the head did not move.
+    Empty,
+    /// Anything else: the general path decides.
+    Other,
+}
+
+impl Mpmc {
+    /// Puts `msg` into the slot the tail names if it is free now, in one pass: the eager claim,
+    /// the copy and the commit, with no claim object in between (the round trip of a busy-polling
+    /// pair is made of little else). `false` when the slot is not free or `msg` does not fit a
+    /// slot: nothing was claimed, and the caller takes the general path.
+    #[inline]
+    pub fn put_now(&self, owner: u16, msg: &[u8]) -> bool {
+        if msg.len() > self.mem.slot_size {
+            return false;
+        }
+        let Some(c) = self.claim_write_eager(owner) else { return false };
+        // SAFETY: `claim_write_eager` checked `c.idx < capacity`; the payload holds `slot_size
+        // >= msg.len()` bytes (checked above), ours until the commit below.
+        unsafe { copy_to(msg, self.mem.payload(c.idx)) };
+        self.commit(c, msg.len() as u32);
+        true
+    }
+
+    /// Takes the message at the head if it is a committed single-slot one, in one pass: the
+    /// claim, the length check, the copy into a [`Message`] and the release, with no claim
+    /// object in between.
+    #[inline]
+    pub fn take_now(&self, owner: u16) -> Took {
+        let c = match self.claim_read_fast(owner) {
+            Fast::Claimed(c) => c,
+            Fast::Empty => return Took::Empty,
+            Fast::Other => return Took::Other,
+        };
+        let r = self.claimed_len(c).map(|len| {
+            // SAFETY: `claim_read_fast` checked `c.idx < capacity` and `claimed_len` that
+            // `len <= slot_size`: the source lies inside the slot's payload, which we claimed
+            // and only read.
+            Message::with_len(len, |b| unsafe { copy_from_shared(self.mem.payload(c.idx), b) })
+        });
+        self.release(c);
+        Took::Message(r)
     }
 }
 
