@@ -110,16 +110,26 @@ impl Receiver {
     #[inline]
     pub fn recv(&mut self) -> Result<Message, RecvError> {
         match self.take_now() {
-            Took::Message(r) => r,
+            Took::Message(m) => Ok(m),
+            Took::Corrupt(e) => Err(e),
             Took::Empty | Took::Other => self.recv_in(Wait::Forever).map(InPlace::into_message),
         }
+    }
+
+    /// Everything an owned receive does not do in one pass (waiting, fragments, end of stream,
+    /// errors), out of line: the one-pass receive stays small enough to be inlined into the
+    /// caller, where the returned `Message` never has to go through memory.
+    #[inline(never)]
+    fn recv_message(&mut self, wait: Wait) -> Result<Message, RecvError> {
+        self.recv_in(wait).map(InPlace::into_message)
     }
 
     /// As [`Receiver::recv`], blocking at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
         match self.take_now() {
-            Took::Message(r) => r,
-            Took::Empty | Took::Other => self.recv_in(Wait::after(timeout)).map(InPlace::into_message),
+            Took::Message(m) => Ok(m),
+            Took::Corrupt(e) => Err(e),
+            Took::Empty | Took::Other => self.recv_message(Wait::after(timeout)),
         }
     }
 
@@ -127,9 +137,10 @@ impl Receiver {
     #[inline]
     pub fn try_recv(&mut self) -> Result<Message, RecvError> {
         match self.take_now() {
-            Took::Message(r) => r,
+            Took::Message(m) => Ok(m),
+            Took::Corrupt(e) => Err(e),
             Took::Empty => self.try_recv_empty().map(InPlace::into_message),
-            Took::Other => self.recv_in(Wait::Never).map(InPlace::into_message),
+            Took::Other => self.recv_message(Wait::Never),
         }
     }
 
@@ -188,7 +199,7 @@ impl Receiver {
 
     /// The common receive in one pass (see `spsc::Consumer::take_now`), on a healthy pipe whose
     /// sender is there (end of stream and errors are the general path's).
-    #[inline]
+    #[inline(always)]
     fn take_now(&mut self) -> Took {
         if self.dead.is_some() {
             return Took::Other;

@@ -23,7 +23,7 @@ impl Queue {
     /// The common receive in one pass (see `Mpmc::take_now`): a single-slot message at the head,
     /// taken by a consumer handle of a queue that is not joinable (a joinable queue's receive
     /// also moves the task into this entry's count: the general path's).
-    #[inline]
+    #[inline(always)]
     fn take_now(&self) -> Took {
         if self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0 || self.joinable {
             return Took::Other;
@@ -149,9 +149,18 @@ impl Queue {
     #[inline]
     pub fn get(&self) -> Result<Message, RecvError> {
         match self.take_now() {
-            Took::Message(r) => r,
+            Took::Message(m) => Ok(m),
+            Took::Corrupt(e) => Err(e),
             Took::Empty | Took::Other => self.claim_get(Wait::Forever).and_then(Self::take),
         }
+    }
+
+    /// Everything an owned receive does not do in one pass (waiting, groups, joinable queues,
+    /// end of stream, errors), out of line: the one-pass receive stays small enough to be inlined
+    /// into the caller, where the returned `Message` never has to go through memory.
+    #[inline(never)]
+    fn get_message(&self, wait: Wait) -> Result<Message, RecvError> {
+        self.claim_get(wait).and_then(Self::take)
     }
 
     /// As [`Queue::get`], blocking at most `timeout`.
@@ -159,8 +168,9 @@ impl Queue {
     /// Errors: `Timeout`, `Closed`, `WrongRole`, `Corrupt`, `Forked`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Message, RecvError> {
         match self.take_now() {
-            Took::Message(r) => r,
-            Took::Empty | Took::Other => self.claim_get(Wait::after(timeout)).and_then(Self::take),
+            Took::Message(m) => Ok(m),
+            Took::Corrupt(e) => Err(e),
+            Took::Empty | Took::Other => self.get_message(Wait::after(timeout)),
         }
     }
 
@@ -170,9 +180,10 @@ impl Queue {
     #[inline]
     pub fn try_get(&self) -> Result<Message, RecvError> {
         match self.take_now() {
-            Took::Message(r) => r,
+            Took::Message(m) => Ok(m),
+            Took::Corrupt(e) => Err(e),
             Took::Empty => self.try_get_empty().and_then(Self::take),
-            Took::Other => self.claim_get(Wait::Never).and_then(Self::take),
+            Took::Other => self.get_message(Wait::Never),
         }
     }
 

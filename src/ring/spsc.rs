@@ -291,7 +291,7 @@ impl Consumer {
     /// Takes the next message if it is ready and fits one slot, in one pass: the length check,
     /// the copy into a [`Message`] and the release, with no guard in between (the round trip of
     /// a busy-polling pair is made of little else).
-    #[inline]
+    #[inline(always)]
     pub fn take_now(&mut self) -> Took {
         match self.available() {
             Ok(0) => return Took::Empty,
@@ -309,7 +309,7 @@ impl Consumer {
         // source lies inside the slot's payload, published and not yet released, only read here.
         let m = Message::with_len(len, |b| unsafe { copy_from_shared(self.mem.payload(idx), b) });
         self.release(1);
-        Took::Message(Ok(m))
+        Took::Message(m)
     }
 
     /// Frees the next `n` messages for the producer and wakes it if it sleeps.

@@ -215,7 +215,7 @@ impl Mpmc {
     }
 
     /// The two common cases of [`Self::try_claim_read`], without its loop.
-    #[inline]
+    #[inline(always)]
     fn claim_read_fast(&self, owner: u16) -> Fast {
         let ctrl = self.mem.ctrl();
         let h = ctrl.head.load(Ordering::Relaxed);
@@ -390,21 +390,24 @@ impl Mpmc {
     /// Takes the message at the head if it is a committed single-slot one, in one pass: the
     /// claim, the length check, the copy into a [`Message`] and the release, with no claim
     /// object in between.
-    #[inline]
+    #[inline(always)]
     pub fn take_now(&self, owner: u16) -> Took {
         let c = match self.claim_read_fast(owner) {
             Fast::Claimed(c) => c,
             Fast::Empty => return Took::Empty,
             Fast::Other => return Took::Other,
         };
-        let r = self.claimed_len(c).map(|len| {
-            // SAFETY: `claim_read_fast` checked `c.idx < capacity` and `claimed_len` that
-            // `len <= slot_size`: the source lies inside the slot's payload, which we claimed
-            // and only read.
-            Message::with_len(len, |b| unsafe { copy_from_shared(self.mem.payload(c.idx), b) })
-        });
+        let took = match self.claimed_len(c) {
+            Ok(len) => Took::Message(Message::with_len(len, |b| {
+                // SAFETY: `claim_read_fast` checked `c.idx < capacity` and `claimed_len` that
+                // `len <= slot_size`: the source lies inside the slot's payload, which we
+                // claimed and only read.
+                unsafe { copy_from_shared(self.mem.payload(c.idx), b) }
+            })),
+            Err(e) => Took::Corrupt(e),
+        };
         self.release(c);
-        Took::Message(r)
+        took
     }
 }
 
