@@ -58,6 +58,15 @@ impl Message {
         Message(Repr::Heap(v))
     }
 
+    /// An 8-byte message, from the word that holds it (a receive's common case: built from a
+    /// register, with no copy loop).
+    #[inline(always)]
+    pub(crate) fn from_word(word: u64) -> Message {
+        let mut bytes = [0u8; INLINE_BYTES];
+        bytes[..8].copy_from_slice(&word.to_ne_bytes());
+        Message(Repr::Inline { len: 8, bytes })
+    }
+
     /// A message whose bytes are already in a `Vec`.
     pub(crate) fn from_vec(v: Vec<u8>) -> Message {
         Message(Repr::Heap(v.into_boxed_slice()))
@@ -139,6 +148,7 @@ mod tests {
             assert_eq!(m.clone().into_vec(), src);
         }
         assert_eq!(Message::with_len(8, |b| b.copy_from_slice(&7u64.to_ne_bytes())).to_value::<u64>(), Some(7));
+        assert_eq!(&*Message::from_word(u64::from_ne_bytes(*b"12345678")), b"12345678");
         assert_eq!(Message::with_len(4, |b| b.fill(0)).to_value::<u64>(), None);
         // Three words: receives return it by value through several layers, and a larger inline
         // buffer makes every one of those moves cost more than the copy out of the slot.

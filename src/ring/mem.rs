@@ -112,6 +112,18 @@ pub(crate) unsafe fn copy_to(src: &[u8], dst: *mut u8) {
     }
 }
 
+/// Reads the 8 bytes at `src` with one relaxed atomic load: the word [`copy_from_shared`] would
+/// read, for the common 8-byte message, without its loops.
+///
+/// # Safety
+/// `src` is 8-byte aligned and valid for 8 bytes of reads for the duration of the call, and this
+/// process makes no non-atomic write to them meanwhile.
+#[inline(always)]
+pub(crate) unsafe fn load_word_shared(src: *const u8) -> u64 {
+    // SAFETY: the caller's contract: aligned, readable, no non-atomic access from this process.
+    unsafe { std::sync::atomic::AtomicU64::from_ptr(src as *mut u64) }.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Copies `dst.len()` bytes from `src` into `dst`, where `src` is memory another process may be
 /// writing at the same moment (a slot a hostile peer rewrites while we read it).
 ///

@@ -14,7 +14,7 @@
 //! on every reload, and a slot's length is read once and checked against the slot size.
 
 use crate::ring::doorbell;
-use crate::ring::mem::{copy_from_shared, copy_to, RingMem};
+use crate::ring::mem::{copy_from_shared, copy_to, load_word_shared, RingMem};
 use crate::ring::took::Took;
 use crate::sys::atomic::Ordering;
 use crate::Message;
@@ -305,9 +305,16 @@ impl Consumer {
         if more {
             return Took::Other;
         }
-        // SAFETY: `peek` checked `len <= slot_size`, and `idx < capacity` (`nth_slot` of 0): the
-        // source lies inside the slot's payload, published and not yet released, only read here.
-        let m = Message::with_len(len, |b| unsafe { copy_from_shared(self.mem.payload(idx), b) });
+        let payload = self.mem.payload(idx);
+        let m = if len == 8 && payload as usize % 8 == 0 {
+            // SAFETY: `peek` checked `8 == len <= slot_size`, and `idx < capacity` (`nth_slot` of
+            // 0): 8 aligned bytes of the slot's payload, published and not yet released, only
+            // read here.
+            Message::from_word(unsafe { load_word_shared(payload) })
+        } else {
+            // SAFETY: as above, `len <= slot_size` bytes of that payload.
+            Message::with_len(len, |b| unsafe { copy_from_shared(payload, b) })
+        };
         self.release(1);
         Took::Message(m)
     }

@@ -4,7 +4,7 @@
 //! stamps.
 
 use super::*;
-use crate::ring::mem::{copy_from_shared, copy_to};
+use crate::ring::mem::{copy_from_shared, copy_to, load_word_shared};
 use crate::ring::took::Took;
 use crate::Message;
 
@@ -397,12 +397,18 @@ impl Mpmc {
             Fast::Empty => return Took::Empty,
             Fast::Other => return Took::Other,
         };
+        let payload = self.mem.payload(c.idx);
         let took = match self.claimed_len(c) {
+            Ok(8) if payload as usize % 8 == 0 => {
+                // SAFETY: `claim_read_fast` checked `c.idx < capacity`, and the payload holds
+                // `slot_size >= 8` bytes (`claimed_len` checked `len <= slot_size`), here
+                // 8-aligned; the slot is ours and only read.
+                let word = unsafe { load_word_shared(payload) };
+                Took::Message(Message::from_word(word))
+            }
             Ok(len) => Took::Message(Message::with_len(len, |b| {
-                // SAFETY: `claim_read_fast` checked `c.idx < capacity` and `claimed_len` that
-                // `len <= slot_size`: the source lies inside the slot's payload, which we
-                // claimed and only read.
-                unsafe { copy_from_shared(self.mem.payload(c.idx), b) }
+                // SAFETY: as above, `len <= slot_size` bytes of the claimed slot's payload.
+                unsafe { copy_from_shared(payload, b) }
             })),
             Err(e) => Took::Corrupt(e),
         };
