@@ -117,8 +117,8 @@ impl Receiver {
     }
 
     /// Everything an owned receive does not do in one pass (waiting, fragments, end of stream,
-    /// errors), out of line: the one-pass receive stays small enough to be inlined into the
-    /// caller, where the returned `Message` never has to go through memory.
+    /// errors), out of line, so that `try_recv` and `recv_timeout` stay small enough to be
+    /// inlined into the caller with their one-pass take. (`recv` keeps its general path inline.)
     #[inline(never)]
     fn recv_message(&mut self, wait: Wait) -> Result<Message, RecvError> {
         self.recv_in(wait).map(InPlace::into_message)

@@ -156,8 +156,9 @@ impl Queue {
     }
 
     /// Everything an owned receive does not do in one pass (waiting, groups, joinable queues,
-    /// end of stream, errors), out of line: the one-pass receive stays small enough to be inlined
-    /// into the caller, where the returned `Message` never has to go through memory.
+    /// end of stream, errors), out of line, so that `try_get` and `get_timeout` stay small enough
+    /// to be inlined into the caller with their one-pass take. (`get` keeps its general path
+    /// inline.)
     #[inline(never)]
     fn get_message(&self, wait: Wait) -> Result<Message, RecvError> {
         self.claim_get(wait).and_then(Self::take)
