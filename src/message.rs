@@ -36,26 +36,35 @@ enum Repr {
 }
 
 impl Message {
-    /// A message of `len` bytes, filled by `fill` (which writes every byte of the slice).
+    /// A message of `len` bytes, written by `fill` at the pointer it is given.
+    ///
+    /// # Safety
+    /// `fill` writes every one of the `len` bytes at the pointer (which may point at
+    /// uninitialised memory: it must not read them).
     #[inline(always)]
-    pub(crate) fn with_len(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
+    pub(crate) unsafe fn with_len(len: usize, fill: impl FnOnce(*mut u8)) -> Message {
         if len <= INLINE_BYTES {
-            let mut m = Message(Repr::Inline { len: len as u8, bytes: [0u8; INLINE_BYTES] });
-            if let Repr::Inline { bytes, .. } = &mut m.0 {
-                fill(&mut bytes[..len]);
-            }
-            m
+            let mut bytes = [0u8; INLINE_BYTES];
+            fill(bytes.as_mut_ptr());
+            Message(Repr::Inline { len: len as u8, bytes })
         } else {
-            Self::heap(len, fill)
+            // SAFETY: the caller's contract, passed on.
+            unsafe { Self::heap(len, fill) }
         }
     }
 
-    /// A message longer than [`INLINE_BYTES`], in its own allocation.
+    /// A message longer than [`INLINE_BYTES`], in its own allocation (not zeroed first: `fill`
+    /// writes it all).
+    ///
+    /// # Safety
+    /// As for [`Message::with_len`].
     #[inline(never)]
-    fn heap(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
-        let mut v = vec![0u8; len].into_boxed_slice();
-        fill(&mut v);
-        Message(Repr::Heap(v))
+    unsafe fn heap(len: usize, fill: impl FnOnce(*mut u8)) -> Message {
+        let mut v = Vec::<u8>::with_capacity(len);
+        fill(v.as_mut_ptr());
+        // SAFETY: `fill` wrote all `len <= capacity` bytes (the caller's contract).
+        unsafe { v.set_len(len) };
+        Message(Repr::Heap(v.into_boxed_slice()))
     }
 
     /// An 8-byte message, from the word that holds it (a receive's common case: built from a
@@ -143,13 +152,17 @@ mod tests {
     fn inline_and_heap_messages_hold_exactly_their_bytes() {
         for len in [0, 1, 8, INLINE_BYTES, INLINE_BYTES + 1, 4096] {
             let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let m = Message::with_len(len, |b| b.copy_from_slice(&src));
+            // SAFETY: the copy writes all `len` bytes.
+            let m = unsafe { Message::with_len(len, |p| p.copy_from_nonoverlapping(src.as_ptr(), len)) };
             assert_eq!(&*m, &src[..]);
             assert_eq!(m.clone().into_vec(), src);
         }
-        assert_eq!(Message::with_len(8, |b| b.copy_from_slice(&7u64.to_ne_bytes())).to_value::<u64>(), Some(7));
+        // SAFETY: the write covers all 8 bytes.
+        let seven = unsafe { Message::with_len(8, |p| (p as *mut u64).write_unaligned(7)) };
+        assert_eq!(seven.to_value::<u64>(), Some(7));
         assert_eq!(&*Message::from_word(u64::from_ne_bytes(*b"12345678")), b"12345678");
-        assert_eq!(Message::with_len(4, |b| b.fill(0)).to_value::<u64>(), None);
+        // SAFETY: the write covers all 4 bytes.
+        assert_eq!(unsafe { Message::with_len(4, |p| p.write_bytes(0, 4)) }.to_value::<u64>(), None);
         // Three words: receives return it by value through several layers, and a larger inline
         // buffer makes every one of those moves cost more than the copy out of the slot.
         assert_eq!(std::mem::size_of::<Message>(), 24);

@@ -6,7 +6,7 @@
 //! empty" (rtrb's technique): most operations touch no cache line the other side writes.
 //!
 //! Position `p` lives in slot `mem.order.slot(p % capacity)`, a
-//! [`SlotOrder`](crate::segment::layout::SlotOrder): bit-reversed where the capacity allows and the creator
+//! [`SlotOrder`](crate::ring::slot_order::SlotOrder): bit-reversed where the capacity allows and the creator
 //! did not ask for sequence, so that consecutive messages are not in consecutive lines. Each side
 //! keeps the slot of its next position beside the index, so the fast paths compute no order.
 //!
@@ -14,7 +14,7 @@
 //! on every reload, and a slot's length is read once and checked against the slot size.
 
 use crate::ring::doorbell;
-use crate::ring::mem::{copy_from_shared, copy_to, load_word_shared, RingMem};
+use crate::ring::mem::{copy_from_shared, copy_from_shared_raw, copy_to, load_word_shared, RingMem};
 use crate::ring::took::Took;
 use crate::sys::atomic::Ordering;
 use crate::Message;
@@ -31,7 +31,7 @@ pub(crate) struct Corrupt(pub &'static str);
 pub(crate) struct Producer {
     pub mem: RingMem,
     tail: u64,
-    /// `tail % capacity`: the position's index, before [`SlotOrder`](crate::segment::layout::SlotOrder).
+    /// `tail % capacity`: the position's index, before [`SlotOrder`](crate::ring::slot_order::SlotOrder).
     idx: u64,
     /// The slot that position goes to (`mem.order`).
     slot0: u64,
@@ -42,7 +42,7 @@ pub(crate) struct Producer {
 pub(crate) struct Consumer {
     pub mem: RingMem,
     head: u64,
-    /// `head % capacity`: the position's index, before [`SlotOrder`](crate::segment::layout::SlotOrder).
+    /// `head % capacity`: the position's index, before [`SlotOrder`](crate::ring::slot_order::SlotOrder).
     idx: u64,
     /// The slot that position goes to (`mem.order`).
     slot0: u64,
@@ -288,6 +288,18 @@ impl Consumer {
         unsafe { copy_from_shared(self.mem.payload(idx), dst) }
     }
 
+    /// The first `len` bytes (at most the slot size; more panics) of the `n`th unread message
+    /// (`n < available()`), copied out as by [`Consumer::copy_out`] into a [`Message`].
+    #[inline]
+    pub fn message_out(&self, n: u64, len: usize) -> Message {
+        assert!(n < self.mem.capacity && len <= self.mem.slot_size, "a read outside the ring");
+        let payload = self.mem.payload(self.slot(n));
+        // SAFETY: the slot index is below the capacity (`nth_slot` of `n < capacity`) and `len <=
+        // slot_size`: the source lies inside the slot's payload, which this process only reads;
+        // the copy writes all `len` bytes `with_len` hands out.
+        unsafe { Message::with_len(len, |p| copy_from_shared_raw(payload, p, len)) }
+    }
+
     /// Takes the next message if it is ready and fits one slot, in one pass: the length check,
     /// the copy into a [`Message`] and the release, with no guard in between (the round trip of
     /// a busy-polling pair is made of little else).
@@ -312,8 +324,9 @@ impl Consumer {
             // read here.
             Message::from_word(unsafe { load_word_shared(payload) })
         } else {
-            // SAFETY: as above, `len <= slot_size` bytes of that payload.
-            Message::with_len(len, |b| unsafe { copy_from_shared(payload, b) })
+            // SAFETY: as above, `len <= slot_size` bytes of that payload, copied into all `len`
+            // bytes `with_len` hands out.
+            unsafe { Message::with_len(len, |p| copy_from_shared_raw(payload, p, len)) }
         };
         self.release(1);
         Took::Message(m)

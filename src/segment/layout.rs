@@ -304,8 +304,9 @@ mod header {
 
     /// Header flag: puts count unfinished tasks (`task_done` / `join`).
     pub const FLAG_JOINABLE: u32 = 1;
-    /// Header flag (pipes): the rings visit their slots in sequence, not in [`SlotOrder`]'s
-    /// bit-reversed order (`PipeBuilder::sequential`).
+    /// Header flag (pipes): the rings visit their slots in sequence, not in
+    /// [`SlotOrder`](crate::ring::slot_order::SlotOrder)'s bit-reversed order
+    /// (`PipeBuilder::sequential`).
     pub const FLAG_SEQUENTIAL: u32 = 2;
     /// Every header flag this build knows.
     pub const KNOWN_FLAGS: u32 = FLAG_JOINABLE | FLAG_SEQUENTIAL;

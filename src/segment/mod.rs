@@ -5,7 +5,7 @@
 //!   control block, slot header) and their constants.
 //! - [`geometry`]: a segment's sizes and offsets, computed with checked arithmetic, and the
 //!   validation of a header read from a peer.
-//! - [`format`]: writing a new header and validating an opened one.
+//! - [`format`](mod@format): writing a new header and validating an opened one.
 //! - [`table`]: a participant entry's states and the transitions between them.
 //! - [`participants`]: registering a handle (an entry and its liveness lock).
 //! - [`tasks`]: the task accounting of joinable queues (`unfinished`, per-entry counters).
