@@ -36,34 +36,32 @@ enum Repr {
 }
 
 impl Message {
-    /// A message of `len` bytes, written by `fill` at the pointer it is given.
-    ///
-    /// # Safety
-    /// `fill` writes every one of the `len` bytes at the pointer (which may point at
-    /// uninitialised memory: it must not read them).
+    /// A message of `len` bytes, filled by `fill` (which writes every byte of the slice).
     #[inline(always)]
-    pub(crate) unsafe fn with_len(len: usize, fill: impl FnOnce(*mut u8)) -> Message {
+    pub(crate) fn with_len(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
         if len <= INLINE_BYTES {
-            let mut bytes = [0u8; INLINE_BYTES];
-            fill(bytes.as_mut_ptr());
-            Message(Repr::Inline { len: len as u8, bytes })
+            let mut m = Message(Repr::Inline { len: len as u8, bytes: [0u8; INLINE_BYTES] });
+            if let Repr::Inline { bytes, .. } = &mut m.0 {
+                fill(&mut bytes[..len]);
+            }
+            m
         } else {
-            // SAFETY: the caller's contract, passed on.
-            unsafe { Self::heap(len, fill) }
+            Self::heap(len, fill)
         }
     }
 
-    /// A message longer than [`INLINE_BYTES`], in its own allocation (not zeroed first: `fill`
-    /// writes it all).
+    /// A message longer than [`INLINE_BYTES`], in its own allocation.
     ///
-    /// # Safety
-    /// As for [`Message::with_len`].
+    /// Allocated, then zeroed with `memset`, rather than by `vec![0; len]`: glibc's `calloc`
+    /// bypasses the per-thread cache that `malloc` serves small blocks from, and `memset`'s wide
+    /// stores bring the buffer's lines in before `fill` stores into them word by word
+    /// (docs/BENCHMARKS.md, "Receiving messages longer than 22 bytes").
     #[inline(never)]
-    unsafe fn heap(len: usize, fill: impl FnOnce(*mut u8)) -> Message {
-        let mut v = Vec::<u8>::with_capacity(len);
-        fill(v.as_mut_ptr());
-        // SAFETY: `fill` wrote all `len <= capacity` bytes (the caller's contract).
-        unsafe { v.set_len(len) };
+    #[allow(clippy::slow_vector_initialization, reason = "malloc + memset, not calloc: see above")]
+    fn heap(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
+        let mut v = Vec::with_capacity(len);
+        v.resize(len, 0u8);
+        fill(&mut v);
         Message(Repr::Heap(v.into_boxed_slice()))
     }
 
@@ -152,17 +150,13 @@ mod tests {
     fn inline_and_heap_messages_hold_exactly_their_bytes() {
         for len in [0, 1, 8, INLINE_BYTES, INLINE_BYTES + 1, 4096] {
             let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            // SAFETY: the copy writes all `len` bytes.
-            let m = unsafe { Message::with_len(len, |p| p.copy_from_nonoverlapping(src.as_ptr(), len)) };
+            let m = Message::with_len(len, |b| b.copy_from_slice(&src));
             assert_eq!(&*m, &src[..]);
             assert_eq!(m.clone().into_vec(), src);
         }
-        // SAFETY: the write covers all 8 bytes.
-        let seven = unsafe { Message::with_len(8, |p| (p as *mut u64).write_unaligned(7)) };
-        assert_eq!(seven.to_value::<u64>(), Some(7));
+        assert_eq!(Message::with_len(8, |b| b.copy_from_slice(&7u64.to_ne_bytes())).to_value::<u64>(), Some(7));
         assert_eq!(&*Message::from_word(u64::from_ne_bytes(*b"12345678")), b"12345678");
-        // SAFETY: the write covers all 4 bytes.
-        assert_eq!(unsafe { Message::with_len(4, |p| p.write_bytes(0, 4)) }.to_value::<u64>(), None);
+        assert_eq!(Message::with_len(4, |b| b.fill(0)).to_value::<u64>(), None);
         // Three words: receives return it by value through several layers, and a larger inline
         // buffer makes every one of those moves cost more than the copy out of the slot.
         assert_eq!(std::mem::size_of::<Message>(), 24);

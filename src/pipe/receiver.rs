@@ -338,7 +338,7 @@ impl InPlace<'_> {
     pub(crate) fn into_message(mut self) -> Message {
         match self.body.owned.take() {
             Some(v) => Message::from_vec(v),
-            None => self.rx.ring.message_out(0, self.body.len),
+            None => Message::with_len(self.body.len, |b| self.rx.ring.copy_out(0, b)),
         }
     }
 

@@ -111,7 +111,7 @@ impl Queue {
             return Ok(Message::from_vec(v));
         }
         let len = claim.len()?;
-        Ok(claim.to_message(len))
+        Ok(Message::with_len(len, |b| claim.copy_out(b)))
     }
 
     /// Copies a claimed message into `buf` (cleared first); returns its length.

@@ -137,26 +137,14 @@ pub(crate) unsafe fn load_word_shared(src: *const u8) -> u64 {
 /// makes no non-atomic write to those bytes meanwhile.
 #[inline]
 pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
-    // SAFETY: `dst` is a live, writable slice of `dst.len()` bytes; the caller's contract covers
-    // `src`.
-    unsafe { copy_from_shared_raw(src, dst.as_mut_ptr(), dst.len()) }
-}
-
-/// [`copy_from_shared`] into `n` bytes at `dst`, which may be uninitialised (a fresh
-/// allocation): every one of them is written.
-///
-/// # Safety
-/// As for [`copy_from_shared`] with `n` bytes; `dst` is valid for `n` bytes of writes and does
-/// not overlap `src`.
-#[inline]
-pub(crate) unsafe fn copy_from_shared_raw(src: *const u8, dst: *mut u8, n: usize) {
     use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+    let (n, out) = (dst.len(), dst.as_mut_ptr());
     // SAFETY: `i < n` (the loops' bounds), so `src + i` lies inside the caller's `n` readable
     // bytes; an `AtomicU8` needs no alignment, and the caller's contract rules out a non-atomic
     // access from this process.
     let byte = |i: usize| unsafe { AtomicU8::from_ptr(src.add(i) as *mut u8) }.load(Ordering::Relaxed);
-    // SAFETY: `i < n`, so `dst + i` lies inside the caller's `n` writable bytes.
-    let put = |i: usize, b: u8| unsafe { dst.add(i).write(b) };
+    // SAFETY: `i < n`, so `out + i` lies inside `dst` (every write goes through `out`).
+    let put = |i: usize, b: u8| unsafe { out.add(i).write(b) };
     let mut i = 0;
     while i < n && (src as usize + i) % 8 != 0 {
         put(i, byte(i));
@@ -164,11 +152,11 @@ pub(crate) unsafe fn copy_from_shared_raw(src: *const u8, dst: *mut u8, n: usize
     }
     while i + 8 <= n {
         // SAFETY: `src + i` is 8-byte aligned (the loop above) with 8 readable bytes after it
-        // (`i + 8 <= n`), and `dst + i` has 8 writable ones (unaligned write); no non-atomic
-        // access to `src` from this process (the caller's contract).
+        // (`i + 8 <= n`), and `out + i` has 8 writable bytes of `dst` (an unaligned write); no
+        // non-atomic access to `src` from this process (the caller's contract).
         unsafe {
             let word = AtomicU64::from_ptr(src.add(i) as *mut u64).load(Ordering::Relaxed);
-            (dst.add(i) as *mut u64).write_unaligned(word);
+            (out.add(i) as *mut u64).write_unaligned(word);
         }
         i += 8;
     }

@@ -14,7 +14,7 @@
 //! on every reload, and a slot's length is read once and checked against the slot size.
 
 use crate::ring::doorbell;
-use crate::ring::mem::{copy_from_shared, copy_from_shared_raw, copy_to, load_word_shared, RingMem};
+use crate::ring::mem::{copy_from_shared, copy_to, load_word_shared, RingMem};
 use crate::ring::took::Took;
 use crate::sys::atomic::Ordering;
 use crate::Message;
@@ -288,18 +288,6 @@ impl Consumer {
         unsafe { copy_from_shared(self.mem.payload(idx), dst) }
     }
 
-    /// The first `len` bytes (at most the slot size; more panics) of the `n`th unread message
-    /// (`n < available()`), copied out as by [`Consumer::copy_out`] into a [`Message`].
-    #[inline]
-    pub fn message_out(&self, n: u64, len: usize) -> Message {
-        assert!(n < self.mem.capacity && len <= self.mem.slot_size, "a read outside the ring");
-        let payload = self.mem.payload(self.slot(n));
-        // SAFETY: the slot index is below the capacity (`nth_slot` of `n < capacity`) and `len <=
-        // slot_size`: the source lies inside the slot's payload, which this process only reads;
-        // the copy writes all `len` bytes `with_len` hands out.
-        unsafe { Message::with_len(len, |p| copy_from_shared_raw(payload, p, len)) }
-    }
-
     /// Takes the next message if it is ready and fits one slot, in one pass: the length check,
     /// the copy into a [`Message`] and the release, with no guard in between (the round trip of
     /// a busy-polling pair is made of little else).
@@ -324,9 +312,8 @@ impl Consumer {
             // read here.
             Message::from_word(unsafe { load_word_shared(payload) })
         } else {
-            // SAFETY: as above, `len <= slot_size` bytes of that payload, copied into all `len`
-            // bytes `with_len` hands out.
-            unsafe { Message::with_len(len, |p| copy_from_shared_raw(payload, p, len)) }
+            // SAFETY: as above, `len <= slot_size` bytes of that payload.
+            Message::with_len(len, |b| unsafe { copy_from_shared(payload, b) })
         };
         self.release(1);
         Took::Message(m)

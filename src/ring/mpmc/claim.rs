@@ -4,7 +4,7 @@
 //! stamps.
 
 use super::*;
-use crate::ring::mem::{copy_from_shared, copy_from_shared_raw, copy_to, load_word_shared};
+use crate::ring::mem::{copy_from_shared, copy_to, load_word_shared};
 use crate::ring::took::Took;
 use crate::Message;
 
@@ -406,9 +406,10 @@ impl Mpmc {
                 let word = unsafe { load_word_shared(payload) };
                 Took::Message(Message::from_word(word))
             }
-            // SAFETY: as above, `len <= slot_size` bytes of the claimed slot's payload, copied
-            // into all `len` bytes `with_len` hands out.
-            Ok(len) => Took::Message(unsafe { Message::with_len(len, |p| copy_from_shared_raw(payload, p, len)) }),
+            Ok(len) => Took::Message(Message::with_len(len, |b| {
+                // SAFETY: as above, `len <= slot_size` bytes of the claimed slot's payload.
+                unsafe { copy_from_shared(payload, b) }
+            })),
             Err(e) => Took::Corrupt(e),
         };
         self.release(c);
@@ -546,18 +547,6 @@ impl<'r> ReadClaim<'r> {
         // SAFETY: the claim's index is below the capacity (checked when it was claimed) and
         // `dst.len() <= slot_size`: the source lies inside the slot's payload, only read here.
         unsafe { copy_from_shared(self.ring.mem.payload(self.claim.idx), dst) }
-    }
-
-    /// The first `len` bytes (at most the slot size; more panics) of a single-slot message,
-    /// copied out as by [`ReadClaim::copy_out`] into a [`Message`].
-    #[inline]
-    pub fn to_message(&self, len: usize) -> Message {
-        assert!(len <= self.ring.mem.slot_size, "a read outside the slot");
-        let payload = self.ring.mem.payload(self.claim.idx);
-        // SAFETY: the claim's index is below the capacity (checked when it was claimed) and
-        // `len <= slot_size`: the source lies inside the slot's payload, only read here; the copy
-        // writes all `len` bytes `with_len` hands out.
-        unsafe { Message::with_len(len, |p| copy_from_shared_raw(payload, p, len)) }
     }
 
     /// Appends every fragment of the message, in order, to `out` (copied as by
