@@ -162,10 +162,11 @@ pub fn run(data: &[u8]) {
     let payload = vec![0xA5u8; slot + 1];
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let mut scribbler = None;
         if !input.scribble.is_empty() {
             let (qseg, pseg, qlay, play, stop) = (&qseg, &pseg, &qlay, &play, &stop);
             let scribble = &input.scribble[..input.scribble.len().min(64)];
-            s.spawn(move || {
+            scribbler = Some(s.spawn(move || {
                 let mut rounds = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < 1_000_000 {
                     for sc in scribble {
@@ -179,7 +180,7 @@ pub fn run(data: &[u8]) {
                     }
                     rounds += 1;
                 }
-            });
+            }));
         }
 
         for op in input.ops.iter().take(200) {
@@ -278,5 +279,11 @@ pub fn run(data: &[u8]) {
             }
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Joined explicitly: the scope's own wait ends when the closure returns, before the
+        // thread has finished exiting (its thread-local teardown frees memory), and libFuzzer's
+        // leak check after this input would see that teardown half done.
+        if let Some(h) = scribbler {
+            let _ = h.join();
+        }
     });
 }
