@@ -52,10 +52,10 @@ impl Message {
 
     /// A message longer than [`INLINE_BYTES`], in its own allocation.
     ///
-    /// Allocated, then zeroed with `memset`, rather than by `vec![0; len]`: glibc's `calloc`
-    /// bypasses the per-thread cache that `malloc` serves small blocks from, and `memset`'s wide
-    /// stores bring the buffer's lines in before `fill` stores into them word by word
-    /// (docs/BENCHMARKS.md, "Receiving messages longer than 22 bytes").
+    /// Allocated with `malloc`, then zeroed with `memset`, rather than by `vec![0; len]`
+    /// (glibc's `calloc`, which bypasses the per-thread cache that serves small `malloc`s) or left
+    /// unzeroed for `fill` to write (slower for long messages): chosen by measurement, see
+    /// docs/BENCHMARKS.md, "Receiving messages longer than 22 bytes".
     #[inline(never)]
     #[allow(clippy::slow_vector_initialization, reason = "malloc + memset, not calloc: see above")]
     fn heap(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
