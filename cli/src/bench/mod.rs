@@ -82,6 +82,16 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MS", default_value_t = 200, requires = "sweep",
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     cell_ms: u64,
+    /// With --sweep: the message size in bytes (the throughput rows' sizes).
+    #[arg(long, value_name = "BYTES", default_value_t = 8, requires = "sweep", value_parser = parse_sweep_size)]
+    size: usize,
+}
+
+fn parse_sweep_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ (8 | 64 | 1024)) => Ok(n),
+        _ => Err(format!("{s:?} is not one of the sizes 8, 64, 1024")),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -408,7 +418,7 @@ fn run_sweep(args: &BenchArgs) -> Result<(), String> {
         seed_messages: 0,
     };
     let json_out = args.json.as_deref().map(|p| report::OutFile::open(p, "--json")).transpose()?;
-    sweep::run(&ctx, usize::from(args.max), json_out)
+    sweep::run(&ctx, usize::from(args.max), args.size, json_out)
 }
 
 /// `shmq __bench-child`: side B of one row.

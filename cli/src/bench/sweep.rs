@@ -1,7 +1,7 @@
 //! `shmq bench --sweep`: MPMC throughput as the producers × consumers grow. Each cell runs the
 //! shmq queue with P producer and C consumer processes, then crossbeam's `ArrayQueue` with the
-//! same numbers of threads, for one short run each (8-byte messages, 1024 slots, every message
-//! counted), and the matrices of M msg/s and of their ratio are printed (and written as JSON).
+//! same numbers of threads, for one short run each (8-byte messages unless `--size` says 64 or
+//! 1024, 1024 slots, every message counted), and the matrices of M msg/s and of their ratio are printed (and written as JSON).
 //!
 //! Placement: in each cell the producers and then the consumers take the cores this process may
 //! use in order, one each, so on a machine with at least P + C cores every process (or thread)
@@ -12,9 +12,6 @@ use super::{baselines, harness, shmq_rows, Ctx, Measured, RowError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-
-/// Message size of every cell.
-const SIZE: usize = 8;
 
 /// One measurement of a cell: messages received per second, or why there is none.
 type Rate = Result<(u64, f64), String>;
@@ -46,7 +43,7 @@ fn rate(m: Result<Measured, RowError>) -> Rate {
 }
 
 /// Runs every cell from 1 × 1 to `max` × `max` (each run lasts `ctx.duration`).
-pub fn run(ctx: &Ctx, max: usize, json_out: Option<OutFile>) -> Result<(), String> {
+pub fn run(ctx: &Ctx, max: usize, size: usize, json_out: Option<OutFile>) -> Result<(), String> {
     let cores = harness::allowed_cores();
     if cores.is_empty() {
         return Err("no core is available to this process".into());
@@ -63,16 +60,20 @@ pub fn run(ctx: &Ctx, max: usize, json_out: Option<OutFile>) -> Result<(), Strin
         for consumers in 1..=max {
             pb.set_message(format!("{producers} producers x {consumers} consumers"));
             // The two in a row, so that their ratio compares like with like.
-            let shmq = rate(shmq_rows::queue_throughput_on(ctx, SIZE, producers, consumers, &core_of));
-            let crossbeam = rate(baselines::crossbeam_mpmc(ctx, producers, consumers, &core_of));
+            let shmq = rate(shmq_rows::queue_throughput_on(ctx, size, producers, consumers, &core_of));
+            let crossbeam = rate(match size {
+                64 => baselines::crossbeam_mpmc::<64>(ctx, producers, consumers, &core_of),
+                1024 => baselines::crossbeam_mpmc::<1024>(ctx, producers, consumers, &core_of),
+                _ => baselines::crossbeam_mpmc::<8>(ctx, producers, consumers, &core_of),
+            });
             cells.push(Cell { producers, consumers, shmq, crossbeam });
             pb.inc(1);
         }
     }
     pb.finish_and_clear();
-    print!("{}", table(&cells, max, ctx, &cores));
+    print!("{}", table(&cells, max, size, ctx, &cores));
     if let Some(out) = json_out {
-        out.write(&json(&cells, max, ctx, &cores))?;
+        out.write(&json(&cells, max, size, ctx, &cores))?;
     }
     let failed = cells.iter().filter(|c| c.shmq.is_err() || c.crossbeam.is_err()).count();
     if failed == 0 {
@@ -97,11 +98,11 @@ fn ranges(cores: &[usize]) -> String {
     out.join(",")
 }
 
-fn table(cells: &[Cell], max: usize, ctx: &Ctx, cores: &[usize]) -> String {
+fn table(cells: &[Cell], max: usize, size: usize, ctx: &Ctx, cores: &[usize]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "MPMC throughput sweep: {SIZE}-byte messages through 1024 slots, {:?} per run, every message counted",
+        "MPMC throughput sweep: {size}-byte messages through 1024 slots, {:?} per run, every message counted",
         ctx.duration
     );
     let _ = writeln!(
@@ -156,13 +157,13 @@ fn table(cells: &[Cell], max: usize, ctx: &Ctx, cores: &[usize]) -> String {
     o
 }
 
-fn json(cells: &[Cell], max: usize, ctx: &Ctx, cores: &[usize]) -> String {
+fn json(cells: &[Cell], max: usize, size: usize, ctx: &Ctx, cores: &[usize]) -> String {
     let mut o = String::new();
     let cores: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
     let _ = writeln!(o, "{{");
     let _ = writeln!(
         o,
-        "  \"sweep\": true,\n  \"max\": {max},\n  \"cell_ms\": {},\n  \"msg_size\": {SIZE},\n  \"capacity\": 1024,\n  \"cores\": [{}],",
+        "  \"sweep\": true,\n  \"max\": {max},\n  \"cell_ms\": {},\n  \"msg_size\": {size},\n  \"capacity\": 1024,\n  \"cores\": [{}],",
         ctx.duration.as_millis(),
         cores.join(", ")
     );

@@ -95,19 +95,19 @@ pub fn crossbeam_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
     )
 }
 
-/// crossbeam's `ArrayQueue` (capacity 1024) of 8-byte messages between `producers` producer
+/// crossbeam's `ArrayQueue` (capacity 1024) of `N`-byte messages between `producers` producer
 /// threads and `consumers` consumer threads, thread `k` (producers first) pinned to `core_of(k)`;
 /// producers push for `ctx.duration`, consumers pop until the producers are done and the queue
 /// is empty, and the counts must match. A thread that finds the queue full or empty spins a
 /// little and then yields (as crossbeam's `Backoff::snooze` does), so that more threads than
 /// cores still make progress, as the shmq processes do by sleeping.
-pub fn crossbeam_mpmc(
+pub fn crossbeam_mpmc<const N: usize>(
     ctx: &Ctx,
     producers: usize,
     consumers: usize,
     core_of: &dyn Fn(usize) -> usize,
 ) -> Result<Measured, RowError> {
-    let q = crossbeam_queue::ArrayQueue::<[u8; 8]>::new(1024);
+    let q = crossbeam_queue::ArrayQueue::<[u8; N]>::new(1024);
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let barrier = Barrier::new(producers + consumers + 1);
     let (sent, received, elapsed) = std::thread::scope(|s| {
@@ -119,7 +119,7 @@ pub fn crossbeam_mpmc(
                     let _ = harness::pin_to(core);
                     barrier.wait();
                     let n = for_duration(ctx.duration, |i| {
-                        let mut m = message::<8>(i);
+                        let mut m = message::<N>(i);
                         let mut step = 0;
                         while let Err(back) = q.push(m) {
                             m = back;
@@ -170,7 +170,7 @@ pub fn crossbeam_mpmc(
     if sent != received {
         return Err(RowError::Failed(format!("sent {sent} but received {received}")));
     }
-    Ok(Measured::Throughput { size: 8, messages: received, elapsed, context_switches: None })
+    Ok(Measured::Throughput { size: N, messages: received, elapsed, context_switches: None })
 }
 
 /// Waits a little longer each time: spins 1, 2, 4, ... 32 times, then yields the core.
