@@ -470,6 +470,28 @@ fn sweep_measures_every_cell_of_the_matrix() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--size` and `--capacity` reach every cell of the sweep (shmq and crossbeam alike) and the
+/// JSON; sizes other than the rows' and a zero capacity are usage errors.
+#[test]
+fn sweep_takes_the_message_size_and_the_capacity() {
+    let dir = std::env::temp_dir().join(format!("shmq-cli-sweep-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("sweep.json");
+    let args = ["bench", "--sweep", "--max", "1", "--cell-ms", "30", "--size", "64", "--capacity", "32"];
+    let out = ok(&[&args[..], &["--json", json.to_str().unwrap()]].concat());
+    assert!(out.contains("64-byte messages through 32 slots"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!((v["msg_size"].as_u64(), v["capacity"].as_u64()), (Some(64), Some(32)));
+    let c = &v["cells"][0];
+    assert!(c["shmq_error"].is_null() && c["crossbeam_error"].is_null(), "{c}");
+    for bad in [&["--size", "7"][..], &["--capacity", "0"][..]] {
+        let (code, out, err) = fails(&[&["bench", "--sweep", "--max", "1"][..], bad].concat());
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(bad[0]) && out.is_empty(), "{err} {out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bench_refuses_zero_rounds_as_a_usage_error() {
     let (code, out, err) = fails(&["bench", "--rounds", "0", "--rows", "atomic-limit"]);

@@ -57,6 +57,12 @@ pub struct BenchArgs {
     /// 20000 quick, 100000 full.
     #[arg(long, value_name = "N", value_parser = parse_seed_messages)]
     seed_messages: Option<u64>,
+    /// Slots of the ring in every throughput row and sweep cell (the shmq queue and pipe,
+    /// crossbeam's `ArrayQueue`, rtrb). How the ring sits in the caches moves these rows:
+    /// compare capacities on your own machine.
+    #[arg(long, value_name = "SLOTS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    capacity: u32,
     /// Kill a row's processes and report it failed after this many seconds.
     /// Default: 20 quick, 180 full.
     #[arg(long, value_name = "SECS")]
@@ -174,6 +180,8 @@ pub struct Ctx {
     row_timeout: Duration,
     /// Messages in all of each seed-demo row.
     seed_messages: u64,
+    /// Slots of the ring in each throughput row.
+    capacity: usize,
 }
 
 impl Ctx {
@@ -344,6 +352,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         duration: Duration::from_millis(if args.quick { 250 } else { 2_000 }),
         row_timeout: Duration::from_secs(args.row_timeout.unwrap_or(if args.quick { 20 } else { 180 }).max(1)),
         seed_messages: args.seed_messages.unwrap_or(if args.quick { 20_000 } else { 100_000 }),
+        capacity: args.capacity as usize,
     };
 
     let pb = if std::io::stderr().is_terminal() {
@@ -384,6 +393,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         warmup: ctx.warmup,
         duration: ctx.duration,
         seed_messages: ctx.seed_messages,
+        capacity: ctx.capacity,
     };
     print!("{}", report::table(&results, &meta));
     if let Some(out) = json_out {
@@ -416,6 +426,7 @@ fn run_sweep(args: &BenchArgs) -> Result<(), String> {
         duration: Duration::from_millis(args.cell_ms),
         row_timeout: Duration::from_secs(args.row_timeout.unwrap_or(20).max(1)),
         seed_messages: 0,
+        capacity: args.capacity as usize,
     };
     let json_out = args.json.as_deref().map(|p| report::OutFile::open(p, "--json")).transpose()?;
     sweep::run(&ctx, usize::from(args.max), args.size, json_out)

@@ -210,6 +210,8 @@ pub struct Meta {
     pub duration: Duration,
     /// Messages in all of each seed-demo row.
     pub seed_messages: u64,
+    /// Slots of the ring in each throughput row.
+    pub capacity: usize,
 }
 
 fn ns(v: u64) -> String {
@@ -283,8 +285,8 @@ pub fn table(results: &[RowResult], meta: &Meta) -> String {
         }
         let _ = writeln!(
             o,
-            "throughput: {:?} per row; processes (shmq) or threads (crossbeam, rtrb) pinned to cores {},{}",
-            meta.duration, meta.cores[0], meta.cores[1]
+            "throughput: {:?} per row, {} slots; processes (shmq) or threads (crossbeam, rtrb) pinned to cores {},{}",
+            meta.duration, meta.capacity, meta.cores[0], meta.cores[1]
         );
         let _ = writeln!(
             o,
@@ -375,14 +377,15 @@ pub fn json(results: &[RowResult], meta: &Meta) -> String {
     let _ = writeln!(o, "{{");
     let _ = writeln!(
         o,
-        "  \"cores\": [{}, {}],\n  \"quick\": {},\n  \"rounds\": {},\n  \"warmup\": {},\n  \"throughput_duration_ms\": {},\n  \"seed_demo_messages\": {},",
+        "  \"cores\": [{}, {}],\n  \"quick\": {},\n  \"rounds\": {},\n  \"warmup\": {},\n  \"throughput_duration_ms\": {},\n  \"seed_demo_messages\": {},\n  \"capacity\": {},",
         meta.cores[0],
         meta.cores[1],
         meta.quick,
         meta.rounds,
         meta.warmup,
         meta.duration.as_millis(),
-        meta.seed_messages
+        meta.seed_messages,
+        meta.capacity
     );
     let _ = writeln!(o, "  \"rows\": [");
     for (k, r) in results.iter().enumerate() {
@@ -557,8 +560,15 @@ mod tests {
         ];
         rs[1].adjacent_limit = Some(200);
         add_ratios(&mut rs);
-        let meta =
-            Meta { cores: [0, 1], quick: true, rounds: 1, warmup: 0, duration: Duration::ZERO, seed_messages: 0 };
+        let meta = Meta {
+            cores: [0, 1],
+            quick: true,
+            rounds: 1,
+            warmup: 0,
+            duration: Duration::ZERO,
+            seed_messages: 0,
+            capacity: 1024,
+        };
         let t = table(&rs, &meta);
         assert!(t.contains("1.50x atomic-limit (200 ns)"), "{t}");
         assert!(t.contains("1.50x atomic-limit (100 ns, the limit's row)"), "{t}");

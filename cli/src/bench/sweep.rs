@@ -1,7 +1,8 @@
 //! `shmq bench --sweep`: MPMC throughput as the producers × consumers grow. Each cell runs the
 //! shmq queue with P producer and C consumer processes, then crossbeam's `ArrayQueue` with the
 //! same numbers of threads, for one short run each (8-byte messages unless `--size` says 64 or
-//! 1024, 1024 slots, every message counted), and the matrices of M msg/s and of their ratio are printed (and written as JSON).
+//! 1024, `--capacity` slots, every message counted), and the matrices of M msg/s and of their
+//! ratio are printed (and written as JSON).
 //!
 //! Placement: in each cell the producers and then the consumers take the cores this process may
 //! use in order, one each, so on a machine with at least P + C cores every process (or thread)
@@ -102,8 +103,8 @@ fn table(cells: &[Cell], max: usize, size: usize, ctx: &Ctx, cores: &[usize]) ->
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "MPMC throughput sweep: {size}-byte messages through 1024 slots, {:?} per run, every message counted",
-        ctx.duration
+        "MPMC throughput sweep: {size}-byte messages through {} slots, {:?} per run, every message counted",
+        ctx.capacity, ctx.duration
     );
     let _ = writeln!(
         o,
@@ -163,8 +164,9 @@ fn json(cells: &[Cell], max: usize, size: usize, ctx: &Ctx, cores: &[usize]) -> 
     let _ = writeln!(o, "{{");
     let _ = writeln!(
         o,
-        "  \"sweep\": true,\n  \"max\": {max},\n  \"cell_ms\": {},\n  \"msg_size\": {size},\n  \"capacity\": 1024,\n  \"cores\": [{}],",
+        "  \"sweep\": true,\n  \"max\": {max},\n  \"cell_ms\": {},\n  \"msg_size\": {size},\n  \"capacity\": {},\n  \"cores\": [{}],",
         ctx.duration.as_millis(),
+        ctx.capacity,
         cores.join(", ")
     );
     let _ = writeln!(o, "  \"cells\": [");

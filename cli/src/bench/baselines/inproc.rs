@@ -66,7 +66,7 @@ pub(super) fn for_duration(duration: Duration, mut step: impl FnMut(u64)) -> u64
 }
 
 pub fn crossbeam_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
-    let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; N]>::new(1024));
+    let q = Arc::new(crossbeam_queue::ArrayQueue::<[u8; N]>::new(ctx.capacity));
     let (qp, qc) = (q.clone(), q);
     two_threads(
         ctx,
@@ -95,7 +95,7 @@ pub fn crossbeam_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
     )
 }
 
-/// crossbeam's `ArrayQueue` (capacity 1024) of `N`-byte messages between `producers` producer
+/// crossbeam's `ArrayQueue` (`ctx.capacity` slots) of `N`-byte messages between `producers` producer
 /// threads and `consumers` consumer threads, thread `k` (producers first) pinned to `core_of(k)`;
 /// producers push for `ctx.duration`, consumers pop until the producers are done and the queue
 /// is empty, and the counts must match. A thread that finds the queue full or empty spins a
@@ -107,7 +107,7 @@ pub fn crossbeam_mpmc<const N: usize>(
     consumers: usize,
     core_of: &dyn Fn(usize) -> usize,
 ) -> Result<Measured, RowError> {
-    let q = crossbeam_queue::ArrayQueue::<[u8; N]>::new(1024);
+    let q = crossbeam_queue::ArrayQueue::<[u8; N]>::new(ctx.capacity);
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let barrier = Barrier::new(producers + consumers + 1);
     let (sent, received, elapsed) = std::thread::scope(|s| {
@@ -186,7 +186,7 @@ pub(super) fn snooze(step: &mut u32) {
 }
 
 pub fn rtrb_row<const N: usize>(ctx: &Ctx) -> Result<Measured, RowError> {
-    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(1024);
+    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(ctx.capacity);
     two_threads(
         ctx,
         N,

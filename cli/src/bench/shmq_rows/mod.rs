@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 const PINGPONG_CAPACITY: usize = 64;
 /// Slot size for the latency rows (messages are 8 bytes).
 const PINGPONG_SLOT: usize = 64;
-/// Slots of the throughput queue.
-const TPUT_CAPACITY: usize = 1024;
+/// Slots of the seed demo's results queue (the consumers hand every job back on it).
+const RESULTS_CAPACITY: usize = 1024;
 /// How long one blocking wait lasts before side A looks at the abort flag again.
 const SLICE: Duration = Duration::from_millis(100);
 

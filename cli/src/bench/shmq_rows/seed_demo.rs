@@ -30,7 +30,7 @@ pub fn seed_demo(ctx: &Ctx) -> Result<Measured, RowError> {
         .create_anonymous()
         .map_err(err("creating queue"))?;
     let results = Queue::builder()
-        .capacity(TPUT_CAPACITY)
+        .capacity(RESULTS_CAPACITY)
         .slot_size(8)
         .role(Role::Consumer)
         .create_anonymous()

@@ -96,7 +96,7 @@ pub fn queue_throughput_on(
     // The bench holds a producer role until every child is running, so that no consumer can
     // see end of stream before the last producer has even attached.
     let q = Queue::builder()
-        .capacity(TPUT_CAPACITY)
+        .capacity(ctx.capacity)
         .slot_size(size)
         .role(Role::Producer)
         .create_anonymous()
@@ -117,7 +117,7 @@ pub fn queue_throughput_on(
 pub fn pipe_throughput(ctx: &Ctx, size: usize) -> Result<Measured, RowError> {
     let (tx, rx) = PipeBuilder::new()
         .duplex(false)
-        .capacity(TPUT_CAPACITY)
+        .capacity(ctx.capacity)
         .slot_size(size)
         .create_anonymous()
         .map_err(err("creating pipe"))?;
