@@ -4,9 +4,7 @@
 //! stamps.
 
 use super::*;
-use crate::ring::mem::{copy_from_shared, copy_to, load_word_shared};
-use crate::ring::took::Took;
-use crate::Message;
+use crate::ring::mem::{copy_from_shared, copy_to};
 
 impl Mpmc {
     /// Claims the next free slot for writing, tagged with `owner`.
@@ -35,7 +33,7 @@ impl Mpmc {
     /// The eager try of [`Self::try_claim_write`]: one CAS on the stamp of the slot the tail
     /// names, expecting it empty; `None` (nothing changed) if it is not.
     #[inline]
-    fn claim_write_eager(&self, owner: u16) -> Option<Claim> {
+    pub(super) fn claim_write_eager(&self, owner: u16) -> Option<Claim> {
         let ctrl = self.mem.ctrl();
         let t = ctrl.tail.load(Ordering::Relaxed);
         let idx = t & (self.one_lap - 1);
@@ -216,7 +214,7 @@ impl Mpmc {
 
     /// The two common cases of [`Self::try_claim_read`], without its loop.
     #[inline(always)]
-    fn claim_read_fast(&self, owner: u16) -> Fast {
+    pub(super) fn claim_read_fast(&self, owner: u16) -> Fast {
         let ctrl = self.mem.ctrl();
         let h = ctrl.head.load(Ordering::Relaxed);
         let idx = h & (self.one_lap - 1);
@@ -360,61 +358,13 @@ impl Mpmc {
 }
 
 /// What the inlined fast case of a read claim found.
-enum Fast {
+pub(super) enum Fast {
     /// A single-slot message, now claimed.
     Claimed(Claim),
     /// Nothing published at the head, and the head did not move.
     Empty,
     /// Anything else: the general path decides.
     Other,
-}
-
-impl Mpmc {
-    /// Puts `msg` into the slot the tail names if it is free now, in one pass: the eager claim,
-    /// the copy and the commit, with no claim object in between (the round trip of a busy-polling
-    /// pair is made of little else). `false` when the slot is not free or `msg` does not fit a
-    /// slot: nothing was claimed, and the caller takes the general path.
-    #[inline]
-    pub fn put_now(&self, owner: u16, msg: &[u8]) -> bool {
-        if msg.len() > self.mem.slot_size {
-            return false;
-        }
-        let Some(c) = self.claim_write_eager(owner) else { return false };
-        // SAFETY: `claim_write_eager` checked `c.idx < capacity`; the payload holds `slot_size
-        // >= msg.len()` bytes (checked above), ours until the commit below.
-        unsafe { copy_to(msg, self.mem.payload(c.idx)) };
-        self.commit(c, msg.len() as u32);
-        true
-    }
-
-    /// Takes the message at the head if it is a committed single-slot one, in one pass: the
-    /// claim, the length check, the copy into a [`Message`] and the release, with no claim
-    /// object in between.
-    #[inline(always)]
-    pub fn take_now(&self, owner: u16) -> Took {
-        let c = match self.claim_read_fast(owner) {
-            Fast::Claimed(c) => c,
-            Fast::Empty => return Took::Empty,
-            Fast::Other => return Took::Other,
-        };
-        let payload = self.mem.payload(c.idx);
-        let took = match self.claimed_len(c) {
-            Ok(8) if payload as usize % 8 == 0 => {
-                // SAFETY: `claim_read_fast` checked `c.idx < capacity`, and the payload holds
-                // `slot_size >= 8` bytes (`claimed_len` checked `len <= slot_size`), here
-                // 8-aligned; the slot is ours and only read.
-                let word = unsafe { load_word_shared(payload) };
-                Took::Message(Message::from_word(word))
-            }
-            Ok(len) => Took::Message(Message::with_len(len, |b| {
-                // SAFETY: as above, `len <= slot_size` bytes of the claimed slot's payload.
-                unsafe { copy_from_shared(payload, b) }
-            })),
-            Err(e) => Took::Corrupt(e),
-        };
-        self.release(c);
-        took
-    }
 }
 
 /// A write claim that owns its slot (or the `count` consecutive slots of a group) until it is

@@ -39,6 +39,7 @@
 
 mod claim;
 mod group;
+mod now;
 mod repair;
 
 #[cfg_attr(loom, allow(unused_imports))]
