@@ -190,7 +190,7 @@ fn shmq_pipe(rounds: u64, awaited: bool) -> Res<Hist> {
     let (mut a, b) = PipeBuilder::new().capacity(64).slot_size(8).spin(0).create_anonymous()?;
     let mut handover = None;
     let mut child = spawn_echo("pipe", if awaited { "async" } else { "block" }, |cmd| {
-        handover = Some(b.share_with(cmd, "PIPE"));
+        handover = Some(b.hand_over(cmd, "PIPE"));
     })?;
     drop(handover);
     let mut rec = Recorder::new(rounds)?;
@@ -221,7 +221,7 @@ fn shmq_queue(rounds: u64, awaited: bool) -> Res<Hist> {
     let ping = Queue::builder().capacity(64).slot_size(8).spin(0).role(Role::Producer).create_anonymous()?;
     let pong = Queue::builder().capacity(64).slot_size(8).spin(0).role(Role::Consumer).create_anonymous()?;
     let mut child = spawn_echo("queue", if awaited { "async" } else { "block" }, |cmd| {
-        (ping.share_with(cmd, "PING"), pong.share_with(cmd, "PONG"))
+        (ping.share_with(cmd, "PING", Role::Both), pong.share_with(cmd, "PONG", Role::Both))
     })?;
     let mut rec = Recorder::new(rounds)?;
     if awaited {

@@ -121,7 +121,7 @@ fn main() -> Res<()> {
     let mut reply_pipes = Vec::new();
     for _ in 0..n_workers {
         let (tx, rx) = PipeBuilder::new().duplex(false).capacity(256).slot_size(MAX_LINE + 8).create_anonymous()?;
-        let w = Worker::this_program()?.arg("worker").queue_as("JOBS", &jobs, Role::Consumer).pipe("REPLY", tx);
+        let w = Worker::this_program()?.arg("worker").queue("JOBS", &jobs, Role::Consumer).pipe("REPLY", tx);
         workers.push(w.spawn()?);
         reply_pipes.push(rx.into_receiver().ok_or("end 0 of a one-way pipe receives")?);
     }

@@ -69,8 +69,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|w| {
             Worker::this_program()?
                 .args(["worker", &w.to_string()])
-                .queue("INPUTS", &inputs)
-                .queue("VERDICTS", &verdicts)
+                .queue("INPUTS", &inputs, Role::Both)
+                .queue("VERDICTS", &verdicts, Role::Both)
                 .spawn()
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if block {
         cmd.arg("--block");
     }
-    let handover = b.share_with(&mut cmd, "PIPE");
+    let handover = b.hand_over(&mut cmd, "PIPE");
     let mut child = cmd.spawn()?;
     drop(handover);
     pin(0);

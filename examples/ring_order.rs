@@ -46,7 +46,7 @@ fn measure(capacity: usize, rounds: u64) -> Result<f64, Box<dyn std::error::Erro
     let (mut a, b) = PipeBuilder::new().duplex(true).capacity(capacity).slot_size(64).create_anonymous()?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("echo");
-    let handover = b.share_with(&mut cmd, "RING");
+    let handover = b.hand_over(&mut cmd, "RING");
     let mut child = cmd.spawn()?;
     drop(handover);
     pin(0);

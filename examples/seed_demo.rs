@@ -29,8 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(args);
         // Each handover holds what the child inherits until it has been spawned.
-        let _jobs = jobs.share_with(&mut cmd, "JOBS");
-        let _results = results.share_with(&mut cmd, "RESULTS");
+        let _jobs = jobs.share_with(&mut cmd, "JOBS", Role::Both);
+        let _results = results.share_with(&mut cmd, "RESULTS", Role::Both);
         cmd.spawn()
     };
 

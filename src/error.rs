@@ -18,7 +18,7 @@ pub enum Error {
     #[error("no shmq segment named {0:?} (create it first, or open it with open_or_create, or with open_timeout to wait for its creator)")]
     NotFound(String),
     /// A segment of that name already exists (names are created exclusively).
-    #[error("a segment named {0:?} already exists")]
+    #[error("a segment named {0:?} already exists (open it, create it with open_or_create, or remove a leftover with `shmq rm`)")]
     AlreadyExists(String),
     /// The operating system refused access to the segment.
     #[error("permission denied for segment {0:?}")]
@@ -107,7 +107,9 @@ pub enum SendError {
     Timeout,
     /// Nobody will ever receive: every consumer has gone (broken pipe), or this handle was
     /// closed for sending.
-    #[error("closed: every receiver has gone, or this handle was closed for sending")]
+    #[error(
+        "closed: every receiver has gone (broken pipe, final; create a queue persistent to let consumers come and go), or this handle was closed for sending"
+    )]
     Closed,
     /// The message is larger than the call can carry (a slot, or for calls that split messages,
     /// every slot of the ring).
@@ -147,7 +149,9 @@ pub enum RecvError {
     Timeout,
     /// End of stream (end of file for a pipe): every sender has gone and everything they sent
     /// has been received. Final: it never turns back into messages.
-    #[error("end of stream: every sender has gone and everything sent was received")]
+    #[error(
+        "end of stream: every sender has gone and everything sent was received (final; create a queue persistent to let producers come and go)"
+    )]
     Closed,
     /// The value asked for has a different size from the message (typed receive only).
     #[error("message of {len} bytes cannot be read as a value of {expected} bytes")]

@@ -14,7 +14,7 @@
 //!   the caller's, `*_value` reads a `bytemuck::Pod` value; `get_in_place`/`recv_in_place` read
 //!   without a copy, holding the slot, and `reserve` writes in place.
 //! - Named segments (`/name`, in `/dev/shm`) for unrelated processes; anonymous ones (memfd) for
-//!   children ([`Queue::share_with`], [`Connection::share_with`], [`Worker`]).
+//!   children ([`Queue::share_with`], [`Connection::hand_over`], [`Worker`]).
 //! - End of stream and broken pipe are counted from the handles attached with each role, and are
 //!   final once reached; a killed process is detected through a lock the kernel releases, and
 //!   what it held is repaired by the survivors.
@@ -37,7 +37,7 @@
 //! A pipe, Python style:
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let (mut a, mut b) = shmq::pipe()?; // hand `b` to a child with `b.share_with(&mut cmd, "KEY")`
+//! let (mut a, mut b) = shmq::pipe()?; // hand `b` to a child with `b.hand_over(&mut cmd, "KEY")`
 //! a.send(b"ping")?;
 //! assert_eq!(&*b.recv()?, b"ping");
 //! drop(a);

@@ -8,7 +8,7 @@
 //! for _ in 0..4 {
 //!     // The child runs this program with the argument "worker" and opens the queue with
 //!     // `Queue::from_env("JOBS")`, as a consumer: the role is the parent's choice.
-//!     workers.push(Worker::this_program()?.arg("worker").queue_as("JOBS", &jobs, Role::Consumer).spawn()?);
+//!     workers.push(Worker::this_program()?.arg("worker").queue("JOBS", &jobs, Role::Consumer).spawn()?);
 //! }
 //! for n in 0..100u32 {
 //!     jobs.put_value(&n)?;
@@ -72,29 +72,23 @@ impl Worker {
         &mut self.cmd
     }
 
-    /// Hands the worker a queue under `key` (the queue stays usable here too); the worker's
-    /// `Queue::from_env(key)` opens it as producer and consumer unless it asks for a role. The
-    /// worker counts as attached from this call (see [`Queue::share_with`]): a `close` right after
-    /// the spawn does not end the stream under a worker that has not opened the queue yet.
-    pub fn queue(self, key: &str, queue: &Queue) -> Worker {
-        self.queue_as(key, queue, Role::Both)
-    }
-
-    /// Hands the worker a queue under `key` with the role its `Queue::from_env(key)` takes,
-    /// counted from this call (see [`Queue::share_with_role`]): end of stream counts producers,
-    /// so a worker that only gets should be a `Consumer`. Should the worker die, even before it
-    /// opens the queue, or never start, its role is uncounted as for any dead peer.
-    pub fn queue_as(mut self, key: &str, queue: &Queue, role: Role) -> Worker {
-        let h = queue.share_with_role(&mut self.cmd, key, role);
+    /// Hands the worker a queue under `key` (the queue stays usable here too) with the role its
+    /// `Queue::from_env(key)` takes, counted from this call (see [`Queue::share_with`]): a
+    /// `close` right after the spawn does not end the stream under a worker that has not opened
+    /// the queue yet. End of stream counts producers, so a worker that only gets is a
+    /// [`Role::Consumer`]. Should the worker die, even before it opens the queue, or never start,
+    /// its role is uncounted as for any dead peer.
+    pub fn queue(mut self, key: &str, queue: &Queue, role: Role) -> Worker {
+        let h = queue.share_with(&mut self.cmd, key, role);
         self.handovers.push(h);
         self
     }
 
     /// Hands the worker a pipe end under `key` (the end moves to the worker). Should the worker
     /// die, even before it takes the end, the peer sees end of file or a broken pipe as for any
-    /// dead peer (see [`Connection::share_with`]), as it does if the worker cannot be spawned.
+    /// dead peer (see [`Connection::hand_over`]), as it does if the worker cannot be spawned.
     pub fn pipe(mut self, key: &str, end: Connection) -> Worker {
-        let h = end.share_with(&mut self.cmd, key);
+        let h = end.hand_over(&mut self.cmd, key);
         self.handovers.push(h);
         self
     }
@@ -103,7 +97,7 @@ impl Worker {
     /// [`Sender::from_env`](crate::Sender::from_env)). `InvalidArgument` while the other half of a
     /// split duplex end is still in use.
     pub fn sender(mut self, key: &str, tx: crate::Sender) -> Result<Worker, crate::Error> {
-        let h = tx.share_with(&mut self.cmd, key)?;
+        let h = tx.hand_over(&mut self.cmd, key)?;
         self.handovers.push(h);
         Ok(self)
     }
@@ -111,7 +105,7 @@ impl Worker {
     /// Hands the worker the receiving half of a pipe under `key` (it takes it with
     /// [`Receiver::from_env`](crate::Receiver::from_env)).
     pub fn receiver(mut self, key: &str, rx: crate::Receiver) -> Result<Worker, crate::Error> {
-        let h = rx.share_with(&mut self.cmd, key)?;
+        let h = rx.hand_over(&mut self.cmd, key)?;
         self.handovers.push(h);
         Ok(self)
     }

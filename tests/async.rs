@@ -447,7 +447,7 @@ fn a_timed_out_recv_takes_nothing() {
 #[test]
 fn a_killed_sender_wakes_an_awaiting_recv_with_end_of_file() {
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
-    let peer = Peer::start("pipe-sender", |cmd| Some(tx.share_with(cmd, "P")));
+    let peer = Peer::start("pipe-sender", |cmd| Some(tx.hand_over(cmd, "P")));
     let mut rx = rx.into_receiver().unwrap();
     run(async {
         assert_eq!(&*rx.recv_async().await.unwrap(), b"last");
@@ -462,7 +462,7 @@ fn a_killed_sender_wakes_an_awaiting_recv_with_end_of_file() {
 #[test]
 fn a_killed_receiver_wakes_an_awaiting_send_with_a_broken_pipe() {
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
-    let peer = Peer::start("pipe-receiver", |cmd| Some(rx.share_with(cmd, "P")));
+    let peer = Peer::start("pipe-receiver", |cmd| Some(rx.hand_over(cmd, "P")));
     let mut tx = tx.into_sender().unwrap();
     run(async {
         while tx.try_send(b"fill").is_ok() {}
@@ -477,7 +477,7 @@ fn a_killed_receiver_wakes_an_awaiting_send_with_a_broken_pipe() {
 #[test]
 fn a_killed_producer_wakes_an_awaiting_get_with_end_of_stream() {
     let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).create_anonymous().unwrap();
-    let peer = Peer::start("queue-producer", |cmd| Some(q.share_with(cmd, "Q")));
+    let peer = Peer::start("queue-producer", |cmd| Some(q.share_with(cmd, "Q", Role::Both)));
     run(async {
         assert_eq!(&*q.get_async().await.unwrap(), b"last");
         let killer = peer.kill_after(KILL_AFTER);
@@ -495,7 +495,7 @@ fn a_stream_over_a_pipe_yields_every_message_until_end_of_file() {
     const N: u64 = 2000;
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(8).slot_size(8).create_anonymous().unwrap();
     let mut cmd = child("child_entry", &format!("pipe-streamer:{N}"));
-    let handover = tx.share_with(&mut cmd, "P");
+    let handover = tx.hand_over(&mut cmd, "P");
     let streamer = cmd.spawn().unwrap();
     drop(handover);
     let got = run(async {

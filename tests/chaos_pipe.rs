@@ -66,7 +66,7 @@ impl Rng {
 
 fn spawn(job: &str, end: Connection) -> Child {
     let mut cmd = child("child_entry", job);
-    let handover = end.share_with(&mut cmd, "P");
+    let handover = end.hand_over(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
     drop(handover);
     c

@@ -150,7 +150,7 @@ fn broken_pipe_when_the_last_consumer_dies() {
 fn pipe_sender_death_is_end_of_file_after_the_drain() {
     let (tx, mut rx) = PipeBuilder::new().duplex(false).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "pipe-sender-dies");
-    let h = tx.share_with(&mut cmd, "P");
+    let h = tx.hand_over(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
     drop(h);
     finish_killed(c, LIMIT);
@@ -163,7 +163,7 @@ fn pipe_sender_death_is_end_of_file_after_the_drain() {
 fn pipe_receiver_death_is_a_broken_pipe() {
     let (mut tx, rx) = shmq::PipeBuilder::new().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "pipe-receiver-dies");
-    let h = rx.share_with(&mut cmd, "P");
+    let h = rx.hand_over(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
     drop(h);
     tx.send(b"m").unwrap();

@@ -183,7 +183,7 @@ fn until<T>(mut step: impl FnMut() -> Option<T>) -> (T, Instant) {
 /// A one-way pipe whose sending end a child holds (it has sent "last"); the receiving end here.
 fn pipe_with_dying_sender() -> (Connection, Peer) {
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
-    let peer = Peer::start("pipe-sender", |cmd| Some(tx.share_with(cmd, "P")));
+    let peer = Peer::start("pipe-sender", |cmd| Some(tx.hand_over(cmd, "P")));
     (rx, peer)
 }
 
@@ -268,7 +268,7 @@ fn regression_recv_batch_in_a_loop_sees_a_dead_sender() {
 fn full_pipe_with_dying_receiver() -> (Connection, Peer) {
     let (mut tx, rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
     while tx.try_send(b"fill").is_ok() {}
-    let peer = Peer::start("pipe-receiver", |cmd| Some(rx.share_with(cmd, "P")));
+    let peer = Peer::start("pipe-receiver", |cmd| Some(rx.hand_over(cmd, "P")));
     (tx, peer)
 }
 
@@ -317,7 +317,7 @@ fn regression_send_batch_in_a_loop_sees_a_dead_receiver() {
 /// A queue whose only producer is a child (it has put "last"); a consumer here.
 fn queue_with_dying_producer() -> (Queue, Peer) {
     let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).create_anonymous().unwrap();
-    let peer = Peer::start("queue-producer", |cmd| Some(q.share_with(cmd, "Q")));
+    let peer = Peer::start("queue-producer", |cmd| Some(q.share_with(cmd, "Q", Role::Both)));
     (q, peer)
 }
 
@@ -364,7 +364,7 @@ fn blocking_get_sees_the_last_producer_die() {
 /// A full queue whose only consumer is a child; a producer here.
 fn full_queue_with_dying_consumer() -> (Queue, Peer) {
     let q = Queue::builder().capacity(2).slot_size(16).role(Role::Producer).create_anonymous().unwrap();
-    let peer = Peer::start("queue-consumer", |cmd| Some(q.share_with(cmd, "Q")));
+    let peer = Peer::start("queue-consumer", |cmd| Some(q.share_with(cmd, "Q", Role::Both)));
     while q.try_put(b"fill").is_ok() {}
     (q, peer)
 }
@@ -398,7 +398,7 @@ fn blocking_put_sees_the_last_consumer_die() {
 #[test]
 fn regression_a_child_killed_before_it_takes_its_end_is_end_of_file_at_once() {
     let (tx, mut rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
-    let peer = Peer::start("never-opens", |cmd| Some(tx.share_with(cmd, "P")));
+    let peer = Peer::start("never-opens", |cmd| Some(tx.hand_over(cmd, "P")));
     // Alive (it holds the inherited end) while it runs, even though it never opened it.
     assert_eq!(rx.recv_timeout(ALIVE_FOR).unwrap_err(), RecvError::Timeout);
     let killed = peer.kill();
@@ -410,7 +410,7 @@ fn regression_a_child_killed_before_it_takes_its_end_is_end_of_file_at_once() {
 fn regression_a_child_killed_before_it_takes_its_end_is_a_broken_pipe_at_once() {
     let (mut tx, rx) = PipeBuilder::new().duplex(false).capacity(2).slot_size(16).create_anonymous().unwrap();
     while tx.try_send(b"fill").is_ok() {}
-    let peer = Peer::start("never-opens", |cmd| Some(rx.share_with(cmd, "P")));
+    let peer = Peer::start("never-opens", |cmd| Some(rx.hand_over(cmd, "P")));
     let killed = peer.kill();
     assert_eq!(tx.send_timeout(b"x", GIVE_UP).unwrap_err(), SendError::Closed);
     check("handover, child killed before from_env (sender side)", killed.elapsed());
@@ -420,7 +420,7 @@ fn regression_a_child_killed_before_it_takes_its_end_is_a_broken_pipe_at_once() 
 fn an_end_handed_to_a_command_never_spawned_is_closed_at_once() {
     let (tx, mut rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "never-opens");
-    let handover = tx.share_with(&mut cmd, "P");
+    let handover = tx.hand_over(&mut cmd, "P");
     drop(cmd);
     let t = Instant::now();
     drop(handover);
@@ -441,7 +441,7 @@ fn an_end_handed_to_a_worker_that_cannot_start_is_closed_at_once() {
 fn an_adopted_end_is_close_on_exec_and_adopted_once() {
     let (mut a, b) = PipeBuilder::new().capacity(4).slot_size(16).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "adopt-and-report");
-    let handover = b.share_with(&mut cmd, "P");
+    let handover = b.hand_over(&mut cmd, "P");
     // The same command spawned twice: both children inherit the end, only one may take it.
     let first = cmd.spawn().unwrap();
     let first = Peer::attach(first);
@@ -465,7 +465,7 @@ fn an_adopted_end_is_close_on_exec_and_adopted_once() {
 #[test]
 fn regression_pipes_have_recover() {
     let (tx, mut rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
-    let peer = Peer::start("pipe-sender", |cmd| Some(tx.share_with(cmd, "P")));
+    let peer = Peer::start("pipe-sender", |cmd| Some(tx.hand_over(cmd, "P")));
     assert_eq!(rx.recover(), 0, "a live peer is never reaped");
     peer.kill();
     assert_eq!(rx.recover(), 1, "the dead sender is reaped on request");
@@ -475,7 +475,7 @@ fn regression_pipes_have_recover() {
 
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
     let mut tx = tx.into_sender().unwrap();
-    let peer = Peer::start("pipe-receiver", |cmd| Some(rx.share_with(cmd, "P")));
+    let peer = Peer::start("pipe-receiver", |cmd| Some(rx.hand_over(cmd, "P")));
     assert_eq!(tx.recover(), 0);
     peer.kill();
     assert_eq!(tx.recover(), 1);
@@ -483,7 +483,7 @@ fn regression_pipes_have_recover() {
 
     let (a, b) = PipeBuilder::new().capacity(4).slot_size(16).create_anonymous().unwrap();
     let (Some(mut tx), Some(mut rx)) = a.split() else { panic!("a duplex end has both halves") };
-    let peer = Peer::start("pipe-receiver", |cmd| Some(b.share_with(cmd, "P")));
+    let peer = Peer::start("pipe-receiver", |cmd| Some(b.hand_over(cmd, "P")));
     assert_eq!(rx.recover(), 0);
     peer.kill();
     assert_eq!(rx.recover(), 1);

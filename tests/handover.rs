@@ -53,7 +53,7 @@ fn worker(job: &str) -> Worker {
 fn regression_close_right_after_spawning_producers_does_not_end_the_stream() {
     let q = Queue::builder().capacity(64).slot_size(8).create_anonymous().unwrap();
     let workers: Vec<_> =
-        (0..3).map(|_| worker("produce-ten").queue_as("Q", &q, Role::Producer).spawn().unwrap().into_child()).collect();
+        (0..3).map(|_| worker("produce-ten").queue("Q", &q, Role::Producer).spawn().unwrap().into_child()).collect();
     q.close(); // our producer role: the workers' keep the stream open
     let mut got = 0;
     loop {
@@ -75,7 +75,7 @@ fn regression_close_right_after_spawning_producers_does_not_end_the_stream() {
 fn regression_a_queue_dropped_before_the_spawn_is_still_the_one_the_child_opens() {
     let first = Queue::builder().capacity(4).slot_size(8).create_anonymous().unwrap();
     first.put(b"first").unwrap();
-    let w = worker("which").queue("Q", &first);
+    let w = worker("which").queue("Q", &first, Role::Both);
     drop(first);
     let second = Queue::builder().capacity(4).slot_size(8).create_anonymous().unwrap();
     second.put(b"second").unwrap();
@@ -90,7 +90,7 @@ fn a_handover_holds_the_shared_queue_until_the_spawn() {
     let first = Queue::builder().capacity(4).slot_size(8).create_anonymous().unwrap();
     first.put(b"first").unwrap();
     let mut cmd = child("child_entry", "which");
-    let handover = first.share_with(&mut cmd, "Q");
+    let handover = first.share_with(&mut cmd, "Q", Role::Both);
     drop(first);
     let second = Queue::builder().capacity(4).slot_size(8).create_anonymous().unwrap();
     second.put(b"second").unwrap();
@@ -104,7 +104,7 @@ fn a_handover_holds_the_shared_queue_until_the_spawn() {
 #[test]
 fn regression_from_env_marks_the_inherited_descriptor_close_on_exec() {
     let q = Queue::builder().capacity(4).slot_size(8).create_anonymous().unwrap();
-    let out = finish(worker("cloexec").queue("Q", &q).spawn().unwrap().into_child(), LIMIT);
+    let out = finish(worker("cloexec").queue("Q", &q, Role::Both).spawn().unwrap().into_child(), LIMIT);
     assert_eq!(tagged(&out, "cloexec"), ["true"]);
 }
 
@@ -114,12 +114,12 @@ fn regression_from_env_marks_the_inherited_descriptor_close_on_exec() {
 #[test]
 fn a_worker_that_never_starts_is_uncounted_and_ends_nothing() {
     let q = Queue::builder().capacity(4).slot_size(8).role(Role::Consumer).create_anonymous().unwrap();
-    let w = Worker::new("/nonexistent/shmq-worker").queue_as("Q", &q, Role::Producer);
+    let w = Worker::new("/nonexistent/shmq-worker").queue("Q", &q, Role::Producer);
     assert_eq!(q.producer_count(), 1, "counted from the share");
     assert!(w.spawn().is_err());
     assert_eq!(q.get_timeout(Duration::from_millis(50)).unwrap_err(), RecvError::Timeout);
     assert_eq!(q.producer_count(), 0, "uncounted once its handover was dropped");
-    let w = worker("produce-ten").queue_as("Q", &q, Role::Producer).spawn().unwrap().into_child();
+    let w = worker("produce-ten").queue("Q", &q, Role::Producer).spawn().unwrap().into_child();
     for i in 0..10u64 {
         assert_eq!(q.get_value::<u64>().unwrap(), i);
     }

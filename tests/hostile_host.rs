@@ -550,7 +550,7 @@ fn regression_an_end_in_handover_counts_as_live() {
     // child) holds the description that holds the entry's lock.
     let mut cmd = Command::new("true");
     cmd.stdin(Stdio::null());
-    let handover = end.share_with(&mut cmd, "P");
+    let handover = end.hand_over(&mut cmd, "P");
     let live = shmq::inspect::probe(&name).unwrap().live;
     let i = shmq::inspect::inspect(&name).unwrap();
     drop(handover);

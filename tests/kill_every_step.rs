@@ -255,7 +255,7 @@ fn a_handover_killed_at_every_step_of_the_adoption_is_exact() {
         "adopt",
         |_| "adopt".into(),
         queue_both,
-        |q, cmd| Some(q.share_with_role(cmd, "Q", Role::Consumer)),
+        |q, cmd| Some(q.share_with(cmd, "Q", Role::Consumer)),
         |q, at| {
             counts_are_exact(q, at);
             while q.try_get().is_ok() {}

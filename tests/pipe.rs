@@ -64,7 +64,7 @@ fn child_entry() {
 fn duplex_ping_pong_between_processes_checks_every_reply() {
     let (mut a, b) = PipeBuilder::new().capacity(4).slot_size(64).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "echo");
-    let handover = b.share_with(&mut cmd, "P");
+    let handover = b.hand_over(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
     drop(handover);
     const ROUNDS: u32 = 5_000;
@@ -83,7 +83,7 @@ fn duplex_ping_pong_between_processes_checks_every_reply() {
 fn end_of_file_after_drain_when_the_sender_process_exits() {
     let (tx, mut rx) = PipeBuilder::new().duplex(false).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "send-then-exit:500");
-    let h = tx.share_with(&mut cmd, "P");
+    let h = tx.hand_over(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
     drop(h);
     finish(c, LIMIT);
@@ -98,7 +98,7 @@ fn end_of_file_after_drain_when_the_sender_process_exits() {
 fn broken_pipe_when_the_receiver_process_exits() {
     let (mut tx, rx) = PipeBuilder::new().duplex(false).capacity(2).slot_size(8).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "recv-few-then-exit");
-    let h = rx.share_with(&mut cmd, "P");
+    let h = rx.hand_over(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
     drop(h);
     let r = loop {
@@ -275,7 +275,7 @@ fn messages_larger_than_a_slot_are_split_and_reassembled() {
 fn large_messages_cross_processes_intact() {
     let (mut a, b) = PipeBuilder::new().capacity(4).slot_size(64).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "echo");
-    let handover = b.share_with(&mut cmd, "P");
+    let handover = b.hand_over(&mut cmd, "P");
     let c = cmd.spawn().unwrap();
     drop(handover);
     for len in (1..=256).step_by(7) {
@@ -333,7 +333,89 @@ fn half_of_a_split_duplex_end_is_not_handed_over_alone() {
     let (a, _b) = pipe().unwrap();
     let (tx, rx) = a.split();
     let mut cmd = std::process::Command::new("true");
-    let r = tx.unwrap().share_with(&mut cmd, "P");
+    let r = tx.unwrap().hand_over(&mut cmd, "P");
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{:?}", r.err());
     drop(rx);
+}
+
+#[test]
+fn value_timeout_and_in_place_sends_match_the_queue_set() {
+    let short = Duration::from_millis(20);
+    let (mut s, mut r) = channel(2, 16).unwrap();
+    s.try_send_value(&1u64).unwrap();
+    s.send_value_timeout(&2u64, short).unwrap();
+    assert_eq!(s.try_send_value(&3u64), Err(SendError::Full));
+    assert_eq!(s.send_value_timeout(&3u64, short), Err(SendError::Timeout));
+    assert!(matches!(s.try_reserve(), Err(SendError::Full)));
+    assert_eq!(r.try_recv_value::<u64>(), Ok(1));
+    assert_eq!(r.recv_value_timeout::<u64>(short), Ok(2));
+    assert_eq!(r.try_recv_value::<u64>(), Err(RecvError::Empty));
+    assert_eq!(r.recv_value_timeout::<u64>(short), Err(RecvError::Timeout));
+
+    let mut res = s.try_reserve().unwrap();
+    res.buf()[..3].copy_from_slice(b"abc");
+    res.commit(3).unwrap();
+    s.send_with(|buf| {
+        buf[..2].copy_from_slice(b"de");
+        2
+    })
+    .unwrap();
+    assert_eq!(&*r.recv().unwrap(), b"abc");
+    assert_eq!(&*r.recv().unwrap(), b"de");
+    assert_eq!(s.send_with(|_| 17), Err(SendError::TooLarge { len: 17, max: 16 }));
+    assert_eq!(r.try_recv().unwrap_err(), RecvError::Empty, "a refused send_with sends nothing");
+    drop(s);
+    assert_eq!(r.try_recv_value::<u64>(), Err(RecvError::Closed));
+    assert_eq!(r.recv_value_timeout::<u64>(short), Err(RecvError::Closed));
+}
+
+#[test]
+fn a_connection_reserves_sends_with_batches_and_values() {
+    let short = Duration::from_millis(20);
+    let (mut a, mut b) = PipeBuilder::new().capacity(4).slot_size(16).create_anonymous().unwrap();
+    let mut res = a.reserve().unwrap();
+    res.buf()[..2].copy_from_slice(b"r1");
+    res.commit(2).unwrap();
+    a.send_with(|buf| {
+        buf[..2].copy_from_slice(b"w1");
+        2
+    })
+    .unwrap();
+    assert_eq!(a.send_batch([&b"b1"[..], &b"b2"[..]]).unwrap(), 2);
+    assert!(matches!(a.try_reserve(), Err(SendError::Full)));
+    assert_eq!(a.try_send_value(&9u32), Err(SendError::Full));
+    assert_eq!(a.send_value_timeout(&9u32, short), Err(SendError::Timeout));
+    for want in [&b"r1"[..], b"w1", b"b1", b"b2"] {
+        assert_eq!(&*b.recv().unwrap(), want);
+    }
+    a.send_value_timeout(&9u32, short).unwrap();
+    a.try_send_value(&10u32).unwrap();
+    assert_eq!(b.recv_value_timeout::<u32>(short), Ok(9));
+    assert_eq!(b.try_recv_value::<u32>(), Ok(10));
+    assert_eq!(b.try_recv_value::<u32>(), Err(RecvError::Empty));
+    // The other direction of the same duplex pipe.
+    b.send_with(|buf| {
+        buf[0] = 7;
+        1
+    })
+    .unwrap();
+    assert_eq!(&*a.recv().unwrap(), &[7]);
+}
+
+#[test]
+fn error_texts_name_the_ring_and_say_what_happened() {
+    assert_eq!(SendError::Full.to_string(), "the ring is full");
+    assert_eq!(RecvError::Empty.to_string(), "the ring is empty");
+    assert!(RecvError::Closed.to_string().starts_with("end of stream"));
+    assert!(RecvError::Closed.to_string().contains("every sender has gone"), "pipes report it too");
+    assert_eq!(
+        SendError::TooLarge { len: 100, max: 64 }.to_string(),
+        "message of 100 bytes is larger than the 64 bytes this call can carry"
+    );
+    let (mut s, _r) = channel(4, 16).unwrap();
+    // A pipe's split messages carry up to capacity × slot size.
+    assert_eq!(
+        s.try_send(&[0; 65]).unwrap_err().to_string(),
+        "message of 65 bytes is larger than the 64 bytes this call can carry"
+    );
 }

@@ -463,3 +463,52 @@ fn an_abandoned_reservation_never_counts_as_a_message() {
     assert_eq!(q.len(), 0);
     q.try_put(b"again").unwrap();
 }
+
+#[test]
+fn errors_say_what_happened_and_name_the_way_out() {
+    // `put` after `close()` on a handle with both roles: closed, not "wrong role".
+    let q = Queue::anonymous(4, 16).unwrap();
+    q.close();
+    assert_eq!(q.try_put(b"x"), Err(SendError::Closed));
+    assert_eq!(q.put_timeout(b"x", Duration::from_millis(10)), Err(SendError::Closed));
+
+    // `put_large` names the most it carries: every slot of the ring, not one slot.
+    let q = Queue::anonymous(4, 16).unwrap();
+    let err = q.try_put_large(&[0; 65]).unwrap_err();
+    assert_eq!(err, SendError::TooLarge { len: 65, max: 64 });
+    assert_eq!(err.to_string(), "message of 65 bytes is larger than the 64 bytes this call can carry");
+    assert_eq!(
+        q.try_put(&[0; 17]).unwrap_err().to_string(),
+        "message of 17 bytes is larger than the 16 bytes this call can carry"
+    );
+
+    // A restarted producer on a queue whose consumers have gone is told how to avoid it.
+    let name = unique("restarted");
+    let p = Queue::builder().capacity(4).slot_size(8).role(Role::Producer).create(&name).unwrap();
+    let c = Queue::builder().role(Role::Consumer).open(&name).unwrap();
+    drop(c);
+    assert_eq!(p.try_put(b"x"), Err(SendError::Closed), "broken pipe");
+    drop(p);
+    let restarted = Queue::builder().role(Role::Producer).open(&name).unwrap();
+    let err = restarted.try_put(b"x").unwrap_err();
+    assert_eq!(err, SendError::Closed);
+    assert!(err.to_string().contains("broken pipe") && err.to_string().contains("persistent"), "{err}");
+    // Joining the side that ended is refused, with the same way out.
+    match Queue::builder().role(Role::Consumer).open(&name) {
+        Err(Error::Closed(why)) => assert!(why.contains("broken pipe") && why.contains("persistent"), "{why}"),
+        other => panic!("a consumer joined an ended side: {other:?}"),
+    }
+    // A name taken already says what to do.
+    let taken = Queue::builder().capacity(4).slot_size(8).create(&name).unwrap_err();
+    drop(restarted);
+    shmq::unlink(&name).unwrap();
+    assert!(taken.to_string().contains("open_or_create"), "{taken}");
+}
+
+#[test]
+fn put_value_timeout_waits_for_room_then_times_out() {
+    let q = Queue::anonymous(1, 8).unwrap();
+    q.put_value_timeout(&1u64, Duration::from_millis(10)).unwrap();
+    assert_eq!(q.put_value_timeout(&2u64, Duration::from_millis(10)), Err(SendError::Timeout));
+    assert_eq!(q.get_value::<u64>(), Ok(1));
+}

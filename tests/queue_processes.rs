@@ -129,7 +129,7 @@ fn ten_producers_ten_consumers_capacity_three_exactly_once() {
     let q = Queue::builder().capacity(3).slot_size(8).spin(256).create_anonymous().unwrap();
     let spawn = |job: String| {
         let mut cmd = child("child_entry", &job);
-        let handover = q.share_with(&mut cmd, "Q");
+        let handover = q.share_with(&mut cmd, "Q", Role::Both);
         let c = cmd.spawn().unwrap();
         drop(handover);
         c
@@ -196,7 +196,7 @@ fn producer_sees_closed_when_the_consumer_process_exits() {
 fn anonymous_queue_is_inherited_and_consumer_sees_end_of_stream() {
     let q = Queue::builder().capacity(4).slot_size(8).role(Role::Producer).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "drain-then-eof");
-    let handover = q.share_with(&mut cmd, "Q");
+    let handover = q.share_with(&mut cmd, "Q", Role::Both);
     let c = cmd.spawn().unwrap();
     drop(handover);
     for i in 0..100u64 {
@@ -225,7 +225,7 @@ fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
                 "-q",
             ]);
             w.command().env(common::JOB, "joinable-worker").stdout(std::process::Stdio::piped());
-            w.queue("Q", &q).spawn().unwrap().into_child()
+            w.queue("Q", &q, Role::Both).spawn().unwrap().into_child()
         })
         .collect();
     for i in 0..300u64 {
@@ -243,7 +243,7 @@ fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
 fn large_messages_cross_processes_whole_and_in_order() {
     let q = Queue::builder().capacity(8).slot_size(32).role(Role::Consumer).create_anonymous().unwrap();
     let mut cmd = child("child_entry", "put-large");
-    let handover = q.share_with(&mut cmd, "Q");
+    let handover = q.share_with(&mut cmd, "Q", Role::Both);
     let c = cmd.spawn().unwrap();
     drop(handover);
     for len in 1..=200usize {
@@ -308,7 +308,7 @@ fn seed_demo_ported_from_python_prints_every_item_exactly_once() {
             "-q",
         ]);
         w.command().env(common::JOB, job).stdout(std::process::Stdio::piped());
-        w.queue_as("Q", &q, role).spawn().unwrap()
+        w.queue("Q", &q, role).spawn().unwrap()
     };
     let consumers: Vec<_> = (0..10).map(|_| worker("seed-consumer".into(), Role::Consumer)).collect();
     let producers: Vec<_> = (0..10).map(|id| worker(format!("seed-producer:{id}"), Role::Producer)).collect();
@@ -323,5 +323,42 @@ fn seed_demo_ported_from_python_prints_every_item_exactly_once() {
         }
     }
     assert_eq!(seen.len() as u64, 10 * SEED_ITEMS, "every item printed");
+    assert!(seen.values().all(|&n| n == 1), "an item printed twice");
+}
+
+/// A parent that puts every item itself, on a queue of capacity 3, and reads its printing
+/// consumers' output only after the last put and `close`: it never waits on a consumer that is
+/// busy printing, because a consumer that has got an item holds no slot of the queue.
+#[test]
+fn a_parent_that_reads_its_workers_output_after_putting_everything_does_not_deadlock() {
+    const ITEMS: u64 = 3_000;
+    let q = Queue::builder().capacity(3).slot_size(32).create_anonymous().unwrap();
+    let consumers: Vec<_> = (0..10)
+        .map(|_| {
+            let mut w = shmq::Worker::this_program().unwrap().args([
+                "child_entry",
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ]);
+            w.command().env(common::JOB, "seed-consumer").stdout(std::process::Stdio::piped());
+            w.queue("Q", &q, Role::Consumer).spawn().unwrap()
+        })
+        .collect();
+    let t = Instant::now();
+    for i in 0..ITEMS {
+        assert!(q.put_timeout(format!("item {i}").as_bytes(), LIMIT).is_ok(), "put {i} waited {LIMIT:?}");
+    }
+    q.close();
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for c in consumers {
+        for item in tagged(&finish(c.into_child(), LIMIT), "got") {
+            *seen.entry(item.to_string()).or_default() += 1;
+        }
+    }
+    assert!(t.elapsed() < LIMIT * 2);
+    assert_eq!(seen.len() as u64, ITEMS, "every item printed");
     assert!(seen.values().all(|&n| n == 1), "an item printed twice");
 }

@@ -13,11 +13,12 @@ const LIMIT: Duration = Duration::from_secs(20);
 fn child_entry() {
     let Some(job) = job() else { return };
     match job.as_str() {
-        // The README's worker: loop on get + task_done until end of stream.
+        // The README's worker, as written.
         "readme-worker" => {
-            let jobs = Queue::from_env("JOBS").unwrap();
+            let jobs = Queue::from_env("JOBS").unwrap(); // in the role the parent chose
             for job in &jobs {
-                std::hint::black_box(job);
+                // until end of stream
+                println!("{}", String::from_utf8_lossy(&job));
                 jobs.task_done().unwrap();
             }
         }
@@ -28,13 +29,32 @@ fn child_entry() {
                 let _ = q.get_timeout(Duration::from_secs(60));
             }
         }
-        // The README's parent, filled in literally: starts 10 workers, puts jobs, joins, returns
-        // without waiting for the workers. It prints their pids first.
+        // The README's parent, as written (printing the workers' pids and exit statuses).
         "readme-parent" => {
             let jobs = Queue::builder().capacity(3).slot_size(64).joinable(true).create_anonymous().unwrap();
             let mut workers = Vec::new();
             for _ in 0..10 {
-                workers.push(worker("readme-worker").queue("JOBS", &jobs).spawn().unwrap());
+                workers.push(worker("readme-worker").queue("JOBS", &jobs, Role::Consumer).spawn().unwrap());
+            }
+            for w in &workers {
+                println!("pid {}", w.pid());
+            }
+            for n in 0..100 {
+                jobs.put(format!("job {n}").as_bytes()).unwrap();
+            }
+            jobs.join().unwrap(); // until every job is marked done
+            jobs.close(); // end of stream: each worker's loop ends
+            for w in workers {
+                println!("exit {}", w.join().unwrap().code().unwrap_or(-1)); // each worker exits by itself
+            }
+        }
+        // A parent that returns with its workers still blocked in `get` (it holds the producer
+        // role): dropping their `WorkerProcess`es kills them.
+        "parent-returns-early" => {
+            let jobs = Queue::builder().capacity(3).slot_size(64).joinable(true).create_anonymous().unwrap();
+            let mut workers = Vec::new();
+            for _ in 0..10 {
+                workers.push(worker("readme-worker").queue("JOBS", &jobs, Role::Consumer).spawn().unwrap());
             }
             for w in &workers {
                 println!("pid {}", w.pid());
@@ -43,12 +63,11 @@ fn child_entry() {
                 jobs.put(format!("job {n}").as_bytes()).unwrap();
             }
             jobs.join().unwrap();
-            // Returns here: the workers are blocked in `get` (this process is still a producer).
         }
         // A parent whose workers are stuck, and which exits without dropping them.
         "parent-exits-abruptly" => {
             let q = Queue::anonymous(2, 8).unwrap();
-            let w = worker("stuck-worker").queue("Q", &q).spawn().unwrap();
+            let w = worker("stuck-worker").queue("Q", &q, Role::Both).spawn().unwrap();
             println!("pid {}", w.pid());
             std::process::exit(0); // no destructors run
         }
@@ -91,8 +110,17 @@ fn pids_of(out: &str) -> Vec<u32> {
 }
 
 #[test]
-fn the_readme_worker_example_leaves_no_worker_behind() {
+fn the_readme_worker_example_runs_as_written() {
     let out = finish(child("child_entry", "readme-parent").spawn().unwrap(), LIMIT);
+    let pids = pids_of(&out);
+    assert_eq!(pids.len(), 10);
+    assert_eq!(tagged(&out, "exit"), vec!["0"; 10], "every worker ends its loop at end of stream and exits");
+    wait_exited(&pids, LIMIT);
+}
+
+#[test]
+fn workers_of_a_parent_that_returns_early_are_killed() {
+    let out = finish(child("child_entry", "parent-returns-early").spawn().unwrap(), LIMIT);
     let pids = pids_of(&out);
     assert_eq!(pids.len(), 10);
     wait_exited(&pids, LIMIT);
@@ -109,7 +137,7 @@ fn workers_die_when_their_parent_exits_without_cleaning_up() {
 #[test]
 fn is_alive_terminate_join_and_kill_on_drop() {
     let q = Queue::builder().capacity(2).slot_size(8).role(Role::Consumer).create_anonymous().unwrap();
-    let mut w: WorkerProcess = worker("stuck-worker").queue_as("Q", &q, Role::Consumer).spawn().unwrap();
+    let mut w: WorkerProcess = worker("stuck-worker").queue("Q", &q, Role::Consumer).spawn().unwrap();
     assert!(w.is_alive());
     assert_eq!(w.join_timeout(Duration::from_millis(50)).unwrap(), None);
     w.terminate().unwrap();
@@ -118,7 +146,7 @@ fn is_alive_terminate_join_and_kill_on_drop() {
     assert!(!w.is_alive());
     w.terminate().unwrap(); // a no-op once it has exited
 
-    let w = worker("stuck-worker").queue_as("Q", &q, Role::Consumer).spawn().unwrap();
+    let w = worker("stuck-worker").queue("Q", &q, Role::Consumer).spawn().unwrap();
     let pid = w.pid();
     drop(w);
     assert!(exited(pid), "a dropped WorkerProcess kills and reaps its worker");
@@ -128,7 +156,7 @@ fn is_alive_terminate_join_and_kill_on_drop() {
 #[test]
 fn outlive_parent_opts_out_of_kill_on_drop() {
     let q = Queue::anonymous(2, 8).unwrap();
-    let w = worker("stuck-worker").queue("Q", &q).outlive_parent(true).spawn().unwrap();
+    let w = worker("stuck-worker").queue("Q", &q, Role::Both).outlive_parent(true).spawn().unwrap();
     let pid = w.pid();
     let mut child = w.into_child();
     std::thread::sleep(Duration::from_millis(50));
@@ -140,7 +168,7 @@ fn outlive_parent_opts_out_of_kill_on_drop() {
 #[test]
 fn a_worker_opens_its_queue_in_the_role_the_parent_chose() {
     let q = Queue::builder().capacity(4).slot_size(16).role(Role::Consumer).create_anonymous().unwrap();
-    let mut w = worker("stuck-worker").queue_as("Q", &q, Role::Consumer).spawn().unwrap();
+    let mut w = worker("stuck-worker").queue("Q", &q, Role::Consumer).spawn().unwrap();
     let t = Instant::now();
     while q.consumer_count() < 2 {
         assert!(t.elapsed() < LIMIT, "the worker did not attach");

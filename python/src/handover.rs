@@ -1,5 +1,5 @@
 //! How a queue or a pipe end travels to another process, or is opened again in this one: the
-//! environment variables the library's `share_with` sets for a child, read back with [`Inherit`],
+//! environment variables the library's `share_with` and `hand_over` set for a child, read back with [`Inherit`],
 //! and set in this process's own environment around the library's `from_env`.
 
 use crate::errors::os_error;
@@ -17,7 +17,7 @@ pub(crate) const KEY: &str = "PYSHMQ";
 /// Serialises the calls that set shmq's variables in this process's environment.
 static ENV_LOCK: Mutex<()> = Mutex::new(());
 
-/// How a handle travels: the variables `share_with` sets for a child (their names and values, one
+/// How a handle travels: the variables `share_with` and `hand_over` set for a child (their names and values, one
 /// of them the descriptor's number), and the key `from_env` finds them under.
 #[derive(Clone, Debug)]
 pub(crate) struct Inherit {
@@ -29,7 +29,7 @@ pub(crate) struct Inherit {
 }
 
 impl Inherit {
-    /// Reads what `share_with` wrote into `cmd` (never spawned): the descriptor and the rest.
+    /// Reads what `share_with` or `hand_over` wrote into `cmd` (never spawned): the descriptor and the rest.
     pub(crate) fn capture(cmd: &Command) -> PyResult<(Inherit, RawFd)> {
         let mut fd = None;
         let mut extras = Vec::new();
@@ -44,7 +44,7 @@ impl Inherit {
         Ok((Inherit { key: KEY.to_owned(), fd_var, extras }, n))
     }
 
-    /// Runs `open` with the variables set as `share_with` set them for a child, but naming
+    /// Runs `open` with the variables set as `share_with` or `hand_over` set them for a child, but naming
     /// descriptor `fd` of this process; restores the environment afterwards.
     pub(crate) fn with_env<T>(&self, fd: RawFd, open: impl FnOnce(&str) -> T) -> T {
         let _g = gil_lock(&ENV_LOCK);

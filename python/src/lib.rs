@@ -4,7 +4,7 @@
 //!
 //! Only the library's public API is used. Two of its calls carry more than their names say:
 //!
-//! - A handle's descriptor is learnt from `share_with` on a `Command` that is never spawned: the
+//! - A handle's descriptor is learnt from `share_with` (`hand_over` for pipe ends) on a `Command` that is never spawned: the
 //!   library writes the descriptor's number (and, for a pipe end, which end it is) into the
 //!   command's environment, and `Inherit` reads them back.
 //! - A handle is opened from a descriptor with `from_env`, after setting those same variables in

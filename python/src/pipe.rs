@@ -165,7 +165,7 @@ impl EndCore {
 /// Makes an end of a new pipe adoptable by whichever process first uses it.
 fn unowned_end(conn: Connection, readable: bool, writable: bool, chunk: usize) -> PyResult<Arc<EndCore>> {
     let mut cmd = Command::new("shmq-handover");
-    let handover = conn.share_with(&mut cmd, KEY);
+    let handover = conn.hand_over(&mut cmd, KEY);
     let (inherit, fd) = Inherit::capture(&cmd)?;
     let state = EndState::Unowned { fd, _holder: FdHolder::Handover(handover) };
     Ok(EndCore::new(state, readable, writable, chunk, inherit))

@@ -48,7 +48,7 @@ pub(crate) struct QueueMeta {
 impl QueueCore {
     pub(crate) fn new(queue: Queue, joinable: bool, anchor_from: Option<OwnedFd>) -> PyResult<Arc<QueueCore>> {
         let mut cmd = Command::new("shmq-handover");
-        let handover = queue.share_with(&mut cmd, KEY);
+        let handover = queue.share_with(&mut cmd, KEY, shmq::Role::Both);
         let (mut inherit, fd) = Inherit::capture(&cmd)?;
         // The entry `share_with` made for a child is not used: children attach from a plain
         // description of the segment, so the entry's variable is dropped and the anchor is a new

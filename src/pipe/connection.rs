@@ -45,7 +45,7 @@ pub struct Connection {
 
 /// This process's hold on what it handed to a child (a pipe end, or a queue's entry for the
 /// child): keeps the descriptor the child inherits open until the child has been spawned. Drop it
-/// right after `spawn` (see [`Connection::share_with`], [`Queue::share_with`]): while it lives,
+/// right after `spawn` (see [`Connection::hand_over`], [`Queue::share_with`]): while it lives,
 /// the end or the child's queue roles count as attached even if the child has died.
 ///
 /// [`Queue::share_with`]: crate::Queue::share_with
@@ -142,7 +142,7 @@ impl Connection {
     /// once the `Handover` has been dropped. There is no grace period. A child that keeps running
     /// without taking the end keeps it open, as it would an inherited pipe descriptor; an end
     /// whose command is never spawned is closed when the `Handover` is dropped.
-    pub fn share_with(mut self, cmd: &mut Command, key: &str) -> Handover {
+    pub fn hand_over(mut self, cmd: &mut Command, key: &str) -> Handover {
         if let Some(tx) = &mut self.tx {
             tx.handed_over = true;
         }
@@ -161,7 +161,7 @@ impl Connection {
         Handover { _hold: Hold::End(self.end.clone()) }
     }
 
-    /// Takes the end a parent handed over with [`Connection::share_with`] under `key`.
+    /// Takes the end a parent handed over with [`Connection::hand_over`] under `key`.
     ///
     /// The inherited descriptor becomes this end's own (it holds the end's liveness lock) and is
     /// marked close-on-exec, so processes started from now on do not inherit it; until this call
@@ -247,6 +247,11 @@ impl Connection {
     /// See [`Sender::try_reserve`].
     pub fn try_reserve(&mut self) -> Result<Reservation<'_>, SendError> {
         self.tx()?.try_reserve()
+    }
+
+    /// See [`Sender::send_with`].
+    pub fn send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<(), SendError> {
+        self.tx()?.send_with(write)
     }
 
     /// See [`Receiver::recv`]. `WrongRole` on the sending end of a one-way pipe.
@@ -411,14 +416,14 @@ impl Connection {
 impl Sender {
     /// Gives this sending half to a child spawned from `cmd`, which takes it with
     /// [`Sender::from_env`]`(key)`; drop the returned [`Handover`] once `cmd` has been spawned (see
-    /// [`Connection::share_with`]). `InvalidArgument` while the receiving half of the same duplex
+    /// [`Connection::hand_over`]). `InvalidArgument` while the receiving half of the same duplex
     /// end is still in use: an end changes hands whole.
-    pub fn share_with(self, cmd: &mut Command, key: &str) -> Result<Handover, Error> {
-        Ok(Connection::of_half(Some(self), None)?.share_with(cmd, key))
+    pub fn hand_over(self, cmd: &mut Command, key: &str) -> Result<Handover, Error> {
+        Ok(Connection::of_half(Some(self), None)?.hand_over(cmd, key))
     }
 
-    /// Takes the sending half a parent handed over under `key` ([`Sender::share_with`], or a
-    /// send-only end's [`Connection::share_with`]).
+    /// Takes the sending half a parent handed over under `key` ([`Sender::hand_over`], or a
+    /// send-only end's [`Connection::hand_over`]).
     pub fn from_env(key: &str) -> Result<Sender, Error> {
         Connection::from_env(key)?.into_sender().ok_or_else(|| Error::NotInherited(format!("{key}: not a sending end")))
     }
@@ -426,9 +431,9 @@ impl Sender {
 
 impl Receiver {
     /// Gives this receiving half to a child spawned from `cmd`, which takes it with
-    /// [`Receiver::from_env`]`(key)` (see [`Sender::share_with`]).
-    pub fn share_with(self, cmd: &mut Command, key: &str) -> Result<Handover, Error> {
-        Ok(Connection::of_half(None, Some(self))?.share_with(cmd, key))
+    /// [`Receiver::from_env`]`(key)` (see [`Sender::hand_over`]).
+    pub fn hand_over(self, cmd: &mut Command, key: &str) -> Result<Handover, Error> {
+        Ok(Connection::of_half(None, Some(self))?.hand_over(cmd, key))
     }
 
     /// Takes the receiving half a parent handed over under `key`.

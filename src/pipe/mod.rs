@@ -36,8 +36,8 @@ pub fn pipe() -> Result<(Connection, Connection), Error> {
 }
 
 /// A one-way anonymous pipe of `capacity` messages of up to `slot_size` bytes, as its two halves
-/// `(Sender, Receiver)`. Either half can be handed to a child ([`Sender::share_with`],
-/// [`Receiver::share_with`], [`Worker::sender`](crate::Worker::sender)).
+/// `(Sender, Receiver)`. Either half can be handed to a child ([`Sender::hand_over`],
+/// [`Receiver::hand_over`], [`Worker::sender`](crate::Worker::sender)).
 pub fn channel(capacity: usize, slot_size: usize) -> Result<(Sender, Receiver), Error> {
     let (tx, rx) = PipeBuilder::new().duplex(false).capacity(capacity).slot_size(slot_size).create_anonymous()?;
     Ok((tx.into_sender().expect("end 1 sends"), rx.into_receiver().expect("end 0 receives")))
@@ -107,7 +107,7 @@ impl Drop for End {
     fn drop(&mut self) {
         let reg = self.reg.get_mut().unwrap_or_else(|e| e.into_inner());
         if self.handed_over.load(Ordering::Relaxed) {
-            reg.let_go(); // the child holds the entry's lock now (see `Connection::share_with`)
+            reg.let_go(); // the child holds the entry's lock now (see `Connection::hand_over`)
         } else {
             reg.release(self.seg.header());
         }

@@ -199,6 +199,14 @@ impl Sender {
         Ok(Reservation { tx: self })
     }
 
+    /// Reserves a slot, lets `write` fill it and return the length, and sends it (as
+    /// [`Queue::put_with`](crate::Queue::put_with)).
+    pub fn send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> Result<(), SendError> {
+        let mut r = self.reserve()?;
+        let len = write(r.buf());
+        r.commit(len)
+    }
+
     /// Slot size in bytes.
     pub fn slot_size(&self) -> usize {
         self.end.geometry.slot_size as usize

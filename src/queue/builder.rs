@@ -73,7 +73,7 @@ impl QueueBuilder {
     }
 
     /// Which ends this handle uses. Default [`Role::Both`]; for [`QueueBuilder::from_env`], the
-    /// role the parent chose ([`Worker::queue_as`](crate::Worker::queue_as)) if it chose one.
+    /// role the parent chose ([`Worker::queue`](crate::Worker::queue)) if it chose one.
     pub fn role(mut self, role: Role) -> Self {
         self.role = Some(role);
         self

@@ -37,8 +37,17 @@ pub use message::{InPlace, Iter, Reservation, TryIter};
 /// Which ends of a queue a handle uses.
 ///
 /// End of stream is decided by counting handles: once every handle with the producer role has
-/// been closed or dropped (and at least one existed), consumers get [`RecvError::Closed`] after
-/// draining; once every consumer has gone, producers get [`SendError::Closed`].
+/// been closed, dropped or has died (and at least one existed), consumers get
+/// [`RecvError::Closed`] after draining; once every consumer has gone, producers get
+/// [`SendError::Closed`] (broken pipe), a blocked `put` included.
+///
+/// Handles opened without a role are [`Role::Both`], as any Python `Queue` handle may put and
+/// get. A `Both` handle counts on both sides: its own `put` never sees a broken pipe while it is
+/// open (it could still get), and no `get` sees end of stream while it is open. Give handles
+/// that only put the `Producer` role, and handles that only get the `Consumer` role, where end of
+/// stream or broken pipe matters; a role handed to a child ([`Queue::share_with`],
+/// [`Worker::queue`](crate::Worker::queue)) is always stated. The README's "End of stream: the
+/// rules" has the whole set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Role {
     /// Puts only.
@@ -88,10 +97,12 @@ fn entry_var(key: &str) -> String {
 fn closed(refused: Refused) -> Error {
     Error::Closed(match refused {
         Refused::Ended(Ended::Producers) | Refused::Taken => {
-            "this queue has ended: every producer has gone (end of stream), and it takes no new one"
+            "this queue has ended: every producer has gone (end of stream), and it takes no new one; \
+             for producers that come and go, create the queue with QueueBuilder::persistent(true)"
         }
         Refused::Ended(Ended::Consumers) => {
-            "this queue has ended: every consumer has gone (broken pipe), and it takes no new one"
+            "this queue has ended: every consumer has gone (broken pipe), and it takes no new one; \
+             for consumers that come and go, create the queue with QueueBuilder::persistent(true)"
         }
     })
 }
@@ -226,16 +237,14 @@ impl Queue {
         &self.seg
     }
 
-    /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`, as
-    /// producer and consumer ([`Role::Both`]; see [`Queue::share_with_role`]). Drop the returned
-    /// [`Handover`] once `cmd` has been spawned.
-    pub fn share_with(&self, cmd: &mut Command, key: &str) -> Handover {
-        self.share_with_role(cmd, key, Role::Both)
-    }
-
     /// Lets a child spawned from `cmd` open this queue with [`Queue::from_env`]`(key)`, counted
-    /// in `role` from now on. Drop the returned [`Handover`] once `cmd` has been spawned.
-    /// Works for anonymous and named queues alike.
+    /// in `role` from now on; this handle stays usable here (a queue is shared, where a pipe end
+    /// is handed over: [`Connection::hand_over`](crate::Connection::hand_over)). Drop the returned
+    /// [`Handover`] once `cmd` has been spawned. Works for anonymous and named queues alike.
+    ///
+    /// End of stream counts producers and broken pipe consumers, so give a child the role it
+    /// plays: a child that only gets is a [`Role::Consumer`] (as [`Role::Both`] it would also
+    /// count as a producer, and the stream would not end while it runs).
     ///
     /// The child is attached from this call, not from the moment it opens the queue: a
     /// participant entry is made for it here, with `role` counted, and marked as handed over.
@@ -258,7 +267,7 @@ impl Queue {
     /// spawn fail, or the child's `from_env` refuse a descriptor that is not this queue's. If no
     /// entry can be made (the table is full, or the queue has ended), the child gets the queue
     /// as a plain descriptor and attaches when it opens it, reporting any error then.
-    pub fn share_with_role(&self, cmd: &mut Command, key: &str, role: Role) -> Handover {
+    pub fn share_with(&self, cmd: &mut Command, key: &str, role: Role) -> Handover {
         cmd.env(inherit::role_var(key), role.name());
         match self.hand_over(role) {
             Ok((lock, index, generation)) => {

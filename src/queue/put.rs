@@ -180,6 +180,11 @@ impl Queue {
         self.try_put(bytemuck::bytes_of(value))
     }
 
+    /// Puts a `Pod` value, blocking at most `timeout` while the queue is full.
+    pub fn put_value_timeout<T: Pod>(&self, value: &T, timeout: Duration) -> Result<(), SendError> {
+        self.put_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
     /// Reserves a slot to write a message in place (zero-copy), blocking while the queue is full.
     ///
     /// Write into [`Reservation::buf`], then [`Reservation::commit`] the length. Dropping the

@@ -43,7 +43,7 @@ pub fn queue_latency_async(ctx: &Ctx) -> Result<Measured, RowError> {
         let got = ba.get_async().await.map(|m: Message| copy_echo(&m, &mut echo));
         check_echo(i, got, &echo)
     });
-    run_awaited(ctx, spec, |cmd| (ab.share_with(cmd, "AB"), ba.share_with(cmd, "BA")), rounds)
+    run_awaited(ctx, spec, |cmd| (ab.share_with(cmd, "AB", Role::Both), ba.share_with(cmd, "BA", Role::Both)), rounds)
 }
 
 /// `shmq-pipe-async`: the duplex pipe of `shmq-pipe-block`; each side awaits `send_async` and
@@ -64,7 +64,7 @@ pub fn pipe_latency_async(ctx: &Ctx) -> Result<Measured, RowError> {
         let got = a.recv_async().await.map(|m: Message| copy_echo(&m, &mut echo));
         check_echo(i, got, &echo)
     });
-    run_awaited(ctx, spec, |cmd| b.share_with(cmd, "P"), rounds)
+    run_awaited(ctx, spec, |cmd| b.hand_over(cmd, "P"), rounds)
 }
 
 /// Side B of an awaited row: `echo` on a current-thread runtime, given up on at the child's

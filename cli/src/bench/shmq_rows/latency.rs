@@ -19,8 +19,8 @@ pub fn queue_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
     // The handovers hold what the child inherits until it has been spawned.
     let mut handovers = Vec::new();
     let peer = Peer::spawn(&spec, |cmd| {
-        handovers.push(ab.share_with(cmd, "AB"));
-        handovers.push(ba.share_with(cmd, "BA"));
+        handovers.push(ab.share_with(cmd, "AB", Role::Both));
+        handovers.push(ba.share_with(cmd, "BA", Role::Both));
     })
     .map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
     drop(handovers);
@@ -134,7 +134,7 @@ pub fn pipe_latency(ctx: &Ctx, mode: Mode) -> Result<Measured, RowError> {
         .map_err(err("creating pipe"))?;
     let spec = ctx.child_spec(row);
     let mut handover = None;
-    let peer = Peer::spawn(&spec, |cmd| handover = Some(b.share_with(cmd, "P")))
+    let peer = Peer::spawn(&spec, |cmd| handover = Some(b.hand_over(cmd, "P")))
         .map_err(|e| RowError::Failed(format!("spawn: {e}")))?;
     drop(handover);
     let dog = Watchdog::arm(ctx.row_timeout, vec![Victim::Pid(peer.pid())], None);

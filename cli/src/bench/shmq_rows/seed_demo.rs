@@ -50,9 +50,9 @@ pub fn seed_demo(ctx: &Ctx) -> Result<Measured, RowError> {
         spec.rounds = if producer { seed_share(total, spec.id) } else { 0 };
         let peer = Peer::spawn_worker(&spec, |w| {
             if producer {
-                w.queue_as("JOBS", &jobs, Role::Producer)
+                w.queue("JOBS", &jobs, Role::Producer)
             } else {
-                w.queue_as("JOBS", &jobs, Role::Consumer).queue_as("RESULTS", &results, Role::Producer)
+                w.queue("JOBS", &jobs, Role::Consumer).queue("RESULTS", &results, Role::Producer)
             }
         })
         .map_err(|e| RowError::Failed(format!("spawn: {e}")))?;

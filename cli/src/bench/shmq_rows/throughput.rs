@@ -108,7 +108,7 @@ pub fn queue_throughput_on(
         producers,
         consumers,
         core_of,
-        |cmd, _| Some(q.share_with(cmd, "Q")),
+        |cmd, _| Some(q.share_with(cmd, "Q", Role::Both)),
         || q.close(),
     )
 }
@@ -129,7 +129,7 @@ pub fn pipe_throughput(ctx: &Ctx, size: usize) -> Result<Measured, RowError> {
         1,
         1,
         &|k| ctx.cores[k],
-        |cmd, k| ends[k].take().map(|end| end.share_with(cmd, "P")),
+        |cmd, k| ends[k].take().map(|end| end.hand_over(cmd, "P")),
         || {},
     )
 }
