@@ -55,7 +55,7 @@ impl Message {
     /// Allocated with `malloc`, then zeroed with `memset`, rather than by `vec![0; len]`
     /// (glibc's `calloc`, which bypasses the per-thread cache that serves small `malloc`s) or left
     /// unzeroed for `fill` to write (slower for long messages): chosen by measurement, see
-    /// docs/BENCHMARKS.md, "Receiving messages longer than 22 bytes".
+    /// docs/EXPERIMENTS.md, "Receiving messages longer than 22 bytes".
     #[inline(never)]
     #[allow(clippy::slow_vector_initialization, reason = "malloc + memset, not calloc: see above")]
     fn heap(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {

@@ -87,8 +87,8 @@ impl PipeBuilder {
     /// side's hardware prefetcher out of the lines the other side is writing, which is what
     /// round trips and one-message-at-a-time streams want; streaming *batches* of small messages
     /// (`send_batch` / `recv_batch`) through a ring wants the prefetcher, and runs faster in
-    /// sequence (`docs/BENCHMARKS.md` has the figures). Recorded in the segment: openers follow
-    /// the creator's choice.
+    /// sequence (`docs/EXPERIMENTS.md`, "The pipe's slot order", has the figures). Recorded in
+    /// the segment: openers follow the creator's choice.
     pub fn sequential(mut self, yes: bool) -> Self {
         self.sequential = yes;
         self
@@ -104,7 +104,7 @@ impl PipeBuilder {
     }
 
     /// Creates an anonymous pipe and returns both ends; hand one to a child with
-    /// [`Connection::share_with`]. A one-way pipe's ends come as `(sending, receiving)`, in the
+    /// [`Connection::hand_over`]. A one-way pipe's ends come as `(sending, receiving)`, in the
     /// order of [`channel`](crate::channel).
     pub fn create_anonymous(self) -> Result<(Connection, Connection), Error> {
         let (seg, g) = self.make(Place::Anonymous)?;
@@ -113,7 +113,7 @@ impl PipeBuilder {
         Ok(if self.duplex { (end0, end1) } else { (end1, end0) })
     }
 
-    /// Takes the end a parent handed over with [`Connection::share_with`] under `key`, with these
+    /// Takes the end a parent handed over with [`Connection::hand_over`] under `key`, with these
     /// options' spin budget (the pipe's sizes are the creator's).
     pub fn from_env(self, key: &str) -> Result<Connection, Error> {
         Connection::from_env_with(key, self.spin)

@@ -43,7 +43,7 @@ use crate::sys::{clock, futex, membarrier};
 /// second queue) may be waiting for this very core; spinning through the rest of the time slice
 /// would only delay it. A yield lets it run, and returns at once when nothing else is runnable
 /// here, so on dedicated cores it costs one system call per this many polls of an idle wait
-/// (docs/BENCHMARKS.md, seed demo).
+/// (docs/EXPERIMENTS.md, "Spinning waiters that yield").
 pub const YIELD_EVERY: u32 = 32;
 
 /// A spinner with a deadline nearer than this does not yield: the process it would let run may

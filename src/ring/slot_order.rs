@@ -13,7 +13,7 @@ use crate::segment::layout::{Kind, FLAG_SEQUENTIAL};
 /// about to write into its own cache, and every hand-over then pays extra coherence traffic. With
 /// a power-of-two capacity, slots are visited in bit-reversed order, which never steps by a
 /// constant distance and puts consecutive messages at least a quarter of the ring apart
-/// (docs/BENCHMARKS.md, "The pipe's ring order", measures the effect). Slots smaller than a line
+/// (docs/EXPERIMENTS.md, "The pipe's slot order", measures the effect). Slots smaller than a line
 /// (16 or 32 bytes) keep sharing lines in sequence: only the line index is reversed. Other
 /// capacities are visited in sequence, and so are pipes created with `FLAG_SEQUENTIAL`:
 /// streaming batches through a ring larger than the cache wants the prefetchers.

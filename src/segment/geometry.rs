@@ -57,7 +57,7 @@ impl Geometry {
         // included) share lines, 2 or 4 to a line, but no slot straddles two lines: a stride of
         // 16, 32 or 64 bytes divides the line, a larger one is whole lines. (Packed at 16-byte
         // steps, one message in four of a 64-byte slot had its payload in the next line, and
-        // every slot shared lines with both neighbours, which docs/BENCHMARKS.md measures.)
+        // every slot shared lines with both neighbours.)
         let too_big = "segment would exceed 2^40 bytes";
         let raw = PAYLOAD_OFFSET as u64 + slot_size;
         let slot_stride = match kind {

@@ -1,6 +1,7 @@
 //! The lowest layer: operating-system calls, and nothing that knows a segment's format.
 //!
-//! Only this layer (and the mapping views above it) names `libc`.
+//! Every system call goes through this layer; above it, only the mapping views, `inspect`,
+//! `fuzzing` and the worker's signal numbers name `libc`.
 
 pub(crate) mod atomic;
 pub(crate) mod clock;
