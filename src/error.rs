@@ -108,7 +108,7 @@ pub enum SendError {
     /// Nobody will ever receive: every consumer has gone (broken pipe), or this handle was
     /// closed for sending.
     #[error(
-        "closed: every receiver has gone (broken pipe, final; create a queue persistent to let consumers come and go), or this handle was closed for sending"
+        "closed: every receiver has gone (broken pipe, final; queues created persistent never end), or this handle was closed for sending"
     )]
     Closed,
     /// The message is larger than the call can carry (a slot, or for calls that split messages,
@@ -150,7 +150,7 @@ pub enum RecvError {
     /// End of stream (end of file for a pipe): every sender has gone and everything they sent
     /// has been received. Final: it never turns back into messages.
     #[error(
-        "end of stream: every sender has gone and everything sent was received (final; create a queue persistent to let producers come and go)"
+        "end of stream: every sender has gone and everything sent was received (final; queues created persistent never end)"
     )]
     Closed,
     /// The value asked for has a different size from the message (typed receive only).

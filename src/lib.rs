@@ -105,7 +105,7 @@ pub use wait::{wait, Waitable};
 #[cfg(not(loom))]
 pub use worker::{Worker, WorkerProcess};
 
-/// The README's examples, compiled (and, where they need no other process, run) as doctests.
+/// The README's examples, run as doctests (those with child processes re-run the doctest binary).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;

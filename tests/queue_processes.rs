@@ -49,6 +49,16 @@ fn child_entry() {
                 println!("got {}", String::from_utf8_lossy(&item));
             }
         }
+        // A consumer that prints 2 KiB per item: its stdout pipe (64 KiB) fills long before the
+        // end, and it blocks in `println!` until the parent reads.
+        "verbose-consumer" => {
+            let q = Queue::from_env("Q").unwrap();
+            let padding = ".".repeat(2048);
+            for item in &q {
+                println!("got {}", String::from_utf8_lossy(&item));
+                println!("{padding}");
+            }
+        }
         "produce" => {
             let (id, n): (u64, u64) = (words.next().unwrap().parse().unwrap(), words.next().unwrap().parse().unwrap());
             let q = Queue::builder().role(Role::Producer).from_env("Q").unwrap();
@@ -327,14 +337,16 @@ fn seed_demo_ported_from_python_prints_every_item_exactly_once() {
 }
 
 /// A parent that puts every item itself, on a queue of capacity 3, and reads its printing
-/// consumers' output only after the last put and `close`: it never waits on a consumer that is
-/// busy printing, because a consumer that has got an item holds no slot of the queue.
+/// consumers' output only after the last put and `close`. One consumer prints 2 KiB per item, so
+/// it blocks in `println!` with its stdout pipe full long before the end; the other consumers
+/// keep the queue moving, because a consumer that has got an item holds no slot of the queue
+/// (a consumer that held its slot while blocked would stall every put after one lap).
 #[test]
 fn a_parent_that_reads_its_workers_output_after_putting_everything_does_not_deadlock() {
     const ITEMS: u64 = 3_000;
     let q = Queue::builder().capacity(3).slot_size(32).create_anonymous().unwrap();
     let consumers: Vec<_> = (0..10)
-        .map(|_| {
+        .map(|i| {
             let mut w = shmq::Worker::this_program().unwrap().args([
                 "child_entry",
                 "--exact",
@@ -343,7 +355,8 @@ fn a_parent_that_reads_its_workers_output_after_putting_everything_does_not_dead
                 "--test-threads=1",
                 "-q",
             ]);
-            w.command().env(common::JOB, "seed-consumer").stdout(std::process::Stdio::piped());
+            let job = if i == 0 { "verbose-consumer" } else { "seed-consumer" };
+            w.command().env(common::JOB, job).stdout(std::process::Stdio::piped());
             w.queue("Q", &q, Role::Consumer).spawn().unwrap()
         })
         .collect();

@@ -166,7 +166,9 @@ impl Queue {
         Queue::builder().open(name)
     }
 
-    /// Opens a queue inherited from the parent process under `key`, as producer and consumer.
+    /// Opens a queue inherited from the parent process under `key`, in the role the parent gave
+    /// ([`Queue::share_with`], [`Worker::queue`](crate::Worker::queue)); see
+    /// [`QueueBuilder::from_env`] to choose another.
     pub fn from_env(key: &str) -> Result<Queue, Error> {
         Queue::builder().from_env(key)
     }

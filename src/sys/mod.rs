@@ -1,7 +1,7 @@
 //! The lowest layer: operating-system calls, and nothing that knows a segment's format.
 //!
-//! Every system call goes through this layer; above it, only the mapping views, `inspect`,
-//! `fuzzing` and the worker's signal numbers name `libc`.
+//! The operating-system calls of the handles and rings go through this layer; above it, only the
+//! segment's mapping view, `inspect`, `fuzzing` and the worker's signal numbers name `libc`.
 
 pub(crate) mod atomic;
 pub(crate) mod clock;

@@ -120,7 +120,7 @@ impl Peer {
     }
 
     /// As [`Peer::spawn`], started as a [`shmq::Worker`] (which ties its life to this thread's
-    /// with `PR_SET_PDEATHSIG`, as `spawn` does): `hand` gives it its queues with `queue_as`, and
+    /// with `PR_SET_PDEATHSIG`, as `spawn` does): `hand` gives it its queues with `Worker::queue`, and
     /// the child opens them with `Queue::from_env`. `spec.fds` must be empty.
     pub fn spawn_worker(spec: &ChildSpec, hand: impl FnOnce(shmq::Worker) -> shmq::Worker) -> io::Result<Peer> {
         assert!(spec.fds.is_empty(), "a worker inherits queues, not descriptors");

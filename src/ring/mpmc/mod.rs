@@ -433,9 +433,9 @@ mod tests {
         assert_eq!(get(&m), Err(RecvError::Corrupt(HEAD_FAR_BEHIND)));
     }
 
-    /// Found in review: claims abandoned out of order left the read hint behind a free slot;
-    /// with no consumer, every later reserve-and-drop lapped the ring past it, and the next
-    /// reader walked the whole gap (past `MAX_SPINS`: a false `Corrupt`). Abandons walk the hint
+    /// Claims abandoned out of order must not leave the read hint behind a free slot: with no
+    /// consumer, every later reserve-and-drop would lap the ring past it, and the next reader
+    /// would walk the whole gap (past `MAX_SPINS`: a false `Corrupt`). Abandons walk the hint
     /// on, so it never lags.
     #[test]
     fn abandons_out_of_order_leave_no_lagging_read_hint() {

@@ -152,7 +152,7 @@ pub(super) fn done_count(p: &mut Peer) -> Result<u64, String> {
 /// A seed-demo child: a producer puts its share of `(id << 32) | i`; a consumer hands every
 /// message it gets back on the results queue until end of stream. Both report how many.
 pub(super) fn seed_demo_child(a: &ChildArgs) -> Result<(), String> {
-    // The roles are the bench's choice (`Worker::queue_as`).
+    // The roles are the bench's choice (`Worker::queue`).
     let jobs = Queue::from_env("JOBS").map_err(|e| format!("opening the job queue: {e}"))?;
     let n = match a.role.as_deref() {
         Some("producer") => {
