@@ -192,4 +192,7 @@ pub enum JoinError {
     /// Unfinished tasks remained at the deadline (`join_timeout`).
     #[error("timed out waiting for every task to be done")]
     Timeout,
+    /// Another process broke the task count's invariants; nothing was changed.
+    #[error("the shared task count is corrupt: {0}")]
+    Corrupt(&'static str),
 }

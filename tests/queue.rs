@@ -512,3 +512,42 @@ fn put_value_timeout_waits_for_room_then_times_out() {
     assert_eq!(q.put_value_timeout(&2u64, Duration::from_millis(10)), Err(SendError::Timeout));
     assert_eq!(q.get_value::<u64>(), Ok(1));
 }
+
+/// Regression (found by the `open_segment` fuzz target): a joinable queue's task count word
+/// tagged by a hostile peer as held by an operation in flight made `try_put` and `task_done`
+/// wait for ever. A tag naming the caller's own entry is refused at once, one naming a live
+/// participant after a bounded wait; nothing is published or counted.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn regression_a_task_count_held_for_ever_is_reported_not_waited_on() {
+    const UNFINISHED: usize = 128; // the header's second line: `join.unfinished`
+    let tag = |index: u64| ((index + 1) << 15 | 1) << 40;
+    let name = unique("stuck-count");
+    let q = Queue::builder().capacity(4).slot_size(8).joinable(true).unlink_on_drop(true).create(&name).unwrap();
+    q.put(b"one").unwrap();
+    let seg = shmq::fuzzing::queue_segment(&q);
+    let word = || u64::from_le_bytes(std::array::from_fn(|i| seg.read(UNFINISHED + i)));
+    assert_eq!(word(), 1, "the count word is where the test writes");
+
+    // Our own entry (the creator's is entry 0): no operation of ours is in flight.
+    seg.write(UNFINISHED, &(tag(0) | 1).to_le_bytes());
+    let t = Instant::now();
+    assert!(matches!(q.try_put(b"two"), Err(SendError::Corrupt(_))));
+    assert!(matches!(q.task_done(), Err(shmq::JoinError::Corrupt(_))));
+    assert!(t.elapsed() < Duration::from_secs(1), "refused at once");
+
+    // Another live participant's entry (a second handle, entry 1), held for ever.
+    let other = Queue::builder().role(Role::Consumer).open(&name).unwrap();
+    seg.write(UNFINISHED, &(tag(1) | 1).to_le_bytes());
+    let t = Instant::now();
+    assert!(matches!(q.try_put(b"two"), Err(SendError::Corrupt(_))));
+    assert!(t.elapsed() < Duration::from_secs(30), "a bounded wait");
+
+    // Nothing was published or counted: put back a sane word and the queue works on.
+    seg.write(UNFINISHED, &1u64.to_le_bytes());
+    assert_eq!(&*q.get().unwrap(), b"one");
+    assert_eq!(q.try_get().unwrap_err(), RecvError::Empty, "the refused puts left no message");
+    q.task_done().unwrap();
+    q.join().unwrap();
+    drop(other);
+}

@@ -83,8 +83,7 @@ impl<'q> Reservation<'q> {
         if len > max {
             return Err(SendError::TooLarge { len, max });
         }
-        self.q.commit(self.claim, len);
-        Ok(())
+        self.q.commit(self.claim, len)
     }
 }
 

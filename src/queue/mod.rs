@@ -12,7 +12,7 @@ use crate::segment::geometry::Geometry;
 use crate::segment::layout::{FLAG_JOINABLE, ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::segment::participants::{self, ParticipantInfo, Registration};
 use crate::segment::recover::{self, RecoveryStats};
-use crate::segment::tasks::TooMany;
+use crate::segment::tasks::NotDone;
 use crate::segment::Segment;
 use crate::sys::crash::{self, alive};
 use crate::sys::{clock, inherit};
@@ -106,6 +106,10 @@ fn closed(refused: Refused) -> Error {
         }
     })
 }
+
+/// What a joinable queue's put or `task_done` reports when another entry's operation on the task
+/// count never finishes (see `recover::Stall`).
+const STUCK_COUNT: &str = "the task count stays held by another participant's unfinished operation";
 
 /// Spin iterations before a blocking call sleeps, by default.
 pub const DEFAULT_SPIN: u32 = 4096;
@@ -327,7 +331,8 @@ impl Queue {
     /// accepted (the count is global), but then a task can be marked done twice should the taker
     /// die holding it.
     ///
-    /// Errors: `NotJoinable`, `TooManyTaskDone` (more calls than items put).
+    /// Errors: `NotJoinable`, `TooManyTaskDone` (more calls than items put), `Corrupt` (another
+    /// participant holds the task count and never lets go: a hostile segment).
     pub fn task_done(&self) -> Result<(), JoinError> {
         if !self.joinable {
             return Err(JoinError::NotJoinable);
@@ -338,7 +343,8 @@ impl Queue {
         let _one = self.task_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut stall = rings.stall(Some(me));
         match alive(ledger.done(me, &mut |holder| stall.wait(holder))) {
-            Err(TooMany) => Err(JoinError::TooManyTaskDone),
+            Err(NotDone::TooMany) => Err(JoinError::TooManyTaskDone),
+            Err(NotDone::Stuck) => Err(JoinError::Corrupt(STUCK_COUNT)),
             Ok(left) => {
                 if left == 0 {
                     doorbell::ring_all(&self.seg.header().join.bell);

@@ -73,33 +73,42 @@ impl Queue {
         }
         let mut c = self.claim_put(msg.len(), wait, !plain)?;
         c.write(msg);
-        self.commit(c, msg.len());
-        Ok(())
+        self.commit(c, msg.len())
     }
 
     #[inline]
-    pub(super) fn commit(&self, c: WriteClaim<'_>, len: usize) {
+    pub(super) fn commit(&self, c: WriteClaim<'_>, len: usize) -> Result<(), SendError> {
         if self.joinable {
             return self.commit_counted(c, |c| c.commit(len as u32));
         }
         c.commit(len as u32);
+        Ok(())
     }
 
     /// Commits a claim of a joinable queue: the task is counted before it is published, so
     /// `join` can never see zero while it is in flight and `task_done` for it can never
     /// underflow; the count and this entry's record of it change in one step (see
-    /// `segment::tasks`), so a kill at any point leaves a state recovery completes or undoes.
+    /// `segment::tasks`), so a kill at any point leaves a state recovery completes or undoes. A
+    /// count that stays held by another entry (a hostile segment) gives the claim up and
+    /// reports the segment corrupt: nothing is published or counted.
     #[cold]
-    pub(super) fn commit_counted<'q>(&'q self, c: WriteClaim<'q>, publish: impl FnOnce(WriteClaim<'q>)) {
+    pub(super) fn commit_counted<'q>(
+        &'q self,
+        c: WriteClaim<'q>,
+        publish: impl FnOnce(WriteClaim<'q>),
+    ) -> Result<(), SendError> {
         let rings = self.rings();
         let ledger = rings.ledger().expect("a joinable queue");
         let me = self.reg.index();
         let _one = self.task_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut stall = rings.stall(Some(me));
-        alive(ledger.count_put(me, c.position(), &mut |holder| stall.wait(holder)));
+        if alive(ledger.count_put(me, c.position(), &mut |holder| stall.wait(holder))).is_err() {
+            return Err(SendError::Corrupt(STUCK_COUNT)); // dropping `c` gives the claim up
+        }
         alive(crash::point("queue.publish"));
         publish(c);
         alive(ledger.published(me));
+        Ok(())
     }
 
     /// Puts a message, blocking while the queue is full.
@@ -139,10 +148,9 @@ impl Queue {
         claim.write_fragments(msg);
         let len = |j: u32| msg[j as usize * slot..].len().min(slot) as u32;
         if self.joinable {
-            self.commit_counted(claim, |c| c.commit_group(len));
-        } else {
-            claim.commit_group(len);
+            return self.commit_counted(claim, |c| c.commit_group(len));
         }
+        claim.commit_group(len);
         Ok(())
     }
 

@@ -1021,7 +1021,7 @@ mod table_models {
 mod task_models {
     use super::*;
     use crate::segment::layout::JoinState;
-    use crate::segment::tasks::{Ledger, Slots, TooMany};
+    use crate::segment::tasks::{Ledger, NotDone, Slots};
     use loom::sync::atomic::{AtomicBool, Ordering};
     use loom::sync::Mutex;
 
@@ -1066,20 +1066,21 @@ mod task_models {
 
         /// How a live operation waits for another entry's: yield; a dead holder is reaped, as
         /// `recover::Stall` does (here only the part that finishes its operation).
-        fn stall(&self, holder: usize) {
+        fn stall(&self, holder: usize) -> bool {
             if self.dead[holder].load(Ordering::SeqCst) {
                 if let Ok(_reaper) = self.reaping[holder].try_lock() {
                     let _ = self.ledger().finish_op(holder);
                 }
             }
             thread::yield_now();
+            true
         }
 
         /// A joinable put by entry `e` (owner `e + 1`), as `Queue::commit_counted` makes it.
         fn put(&self, e: usize, v: u64) -> Result<(), crash::Died> {
             let c = self.q.m.try_claim_write(e as u16 + 1, true).expect("room");
             self.q.data.write(c.idx, v);
-            self.ledger().count_put(e, c.pos, &mut |h| self.stall(h))?;
+            self.ledger().count_put(e, c.pos, &mut |h| self.stall(h))?.expect("a live holder always finishes");
             crash::point("queue.publish")?;
             self.q.m.commit(c, 8);
             self.ledger().published(e)
@@ -1087,7 +1088,7 @@ mod task_models {
 
         /// A get by entry `e`: claim, then (in place) maybe `task_done` while holding, then the
         /// journaled release as `ReadClaim::release_counted` makes it, then maybe `task_done`.
-        fn get_and_done(&self, e: usize, done_while_holding: bool) -> Result<Result<(), TooMany>, crash::Died> {
+        fn get_and_done(&self, e: usize, done_while_holding: bool) -> Result<Result<(), NotDone>, crash::Died> {
             let c = loop {
                 match self.q.m.try_claim_read(e as u16 + 1) {
                     Ok(c) => break c,

@@ -114,7 +114,7 @@ mod segment_rings {
 
         /// How an operation on `unfinished` waits for another entry's (see `recover::Stall`).
         pub fn stall(&self, me: Option<usize>) -> Stall<'_> {
-            Stall { seg: self.seg, g: self.g, me, rings: self, tries: 0 }
+            Stall { seg: self.seg, g: self.g, me, rings: self, tries: 0, since: 0 }
         }
 
         fn queue(&self) -> Option<Mpmc> {

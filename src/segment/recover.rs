@@ -46,6 +46,7 @@ use crate::segment::geometry::Geometry;
 use crate::segment::layout::{Participant, MAX_PARTICIPANTS, PARTICIPANT_FREE};
 use crate::segment::table;
 use crate::segment::Segment;
+use crate::sys::clock;
 use crate::sys::crash::{self, alive, Died};
 use crate::sys::lock::{byte_is_locked, try_lock_byte};
 use std::sync::atomic::Ordering;
@@ -156,30 +157,51 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
     Ok(freed)
 }
 
+/// How long an operation waits for another entry's operation on `unfinished` before calling the
+/// count stuck. A live operation holds the count for a few instructions; only a process stopped
+/// (or starved) for this long in the middle of one, or a hostile tag, lasts longer. Fuzz builds
+/// (`cfg(fuzzing)`), where every long wait is a hostile input, wait less.
+const STUCK_NS: u64 = if cfg!(fuzzing) { 10_000_000 } else { 2_000_000_000 };
+
 /// Waiting for another entry's operation on `unfinished` to finish (`tasks`): a few instructions
 /// of a live process, so spin, then yield; now and then check whether the holder is dead, and if
-/// so reap it, which finishes its operation.
+/// so reap it, which finishes its operation. Gives up (the operation is `Stuck`) on a tag that
+/// cannot be legitimate, one naming this handle's own entry (its operations are one at a time,
+/// and this is one) or no entry at all, and on a live holder's tag that stays for [`STUCK_NS`].
 pub(crate) struct Stall<'a> {
     pub seg: &'a Segment,
     pub g: &'a Geometry,
     pub me: Option<usize>,
     pub rings: &'a dyn RingRepair,
     pub tries: u32,
+    /// [`clock::now`] at the first yield: the wait's start, as far as the bound is concerned.
+    pub since: u64,
 }
 
 impl Stall<'_> {
-    /// One wait for entry `holder`.
-    pub fn wait(&mut self, holder: usize) {
+    /// One wait for entry `holder`; `false`: stop waiting, the count is stuck.
+    pub fn wait(&mut self, holder: usize) -> bool {
+        if Some(holder) == self.me || holder >= MAX_PARTICIPANTS {
+            return false;
+        }
         self.tries = self.tries.wrapping_add(1);
         if self.tries < 64 {
             std::hint::spin_loop();
-            return;
+            return true;
         }
         std::thread::yield_now();
-        if self.tries % 256 == 0 && Some(holder) != self.me && holder < MAX_PARTICIPANTS && !is_locked(self.seg, holder)
-        {
-            reap_dead(self.seg, self.g, self.me, self.rings);
+        if self.tries % 256 == 0 {
+            if !is_locked(self.seg, holder) {
+                reap_dead(self.seg, self.g, self.me, self.rings);
+            }
+            let now = clock::now();
+            if self.since == 0 {
+                self.since = now;
+            } else if now.saturating_sub(self.since) > STUCK_NS {
+                return false;
+            }
         }
+        true
     }
 }
 

@@ -107,9 +107,15 @@ fn untag(u: u64) -> Option<(usize, u64)> {
     (t != 0).then(|| ((t >> SEQ_BITS) as usize - 1, t & SEQ_MASK))
 }
 
-/// `task_done` was called more times than tasks were put.
+/// Why an operation on the count did not happen (it changed nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TooMany;
+pub(crate) enum NotDone {
+    /// `task_done` was called more times than tasks were put.
+    TooMany,
+    /// Another entry's tag stayed in the count word for longer than any live operation takes, or
+    /// named an entry that cannot hold it (the caller's own): a hostile or corrupt segment.
+    Stuck,
+}
 
 /// What recovery needs from the ring about a dead participant.
 pub(crate) trait Slots {
@@ -130,7 +136,8 @@ impl Ledger<'_> {
     /// the count changes; a decrease larger than the count is refused with `TooMany` (after step
     /// 1, which is then undone) if `refuse` says so, else clamped. `stall(holder)` is called while
     /// entry `holder` has an operation in flight: it waits a little, or, if `holder` is dead,
-    /// recovers it. Returns the count after the operation.
+    /// recovers it, and says whether to keep waiting; if not, step 1 is undone and the operation
+    /// is `Stuck`. Returns the count after the operation.
     fn run(
         &self,
         e: usize,
@@ -138,8 +145,8 @@ impl Ledger<'_> {
         arg: u64,
         delta: i64,
         refuse: bool,
-        stall: &mut dyn FnMut(usize),
-    ) -> Result<Result<u64, TooMany>, Died> {
+        stall: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Result<u64, NotDone>, Died> {
         let p = &self.table[e];
         let (prev, _, _) = op_parts(p.op.load(Ordering::Relaxed));
         let seq = (prev + 1) & SEQ_MASK;
@@ -153,7 +160,11 @@ impl Ledger<'_> {
             // that held it has finished its effect.
             let u = word.load(Ordering::Acquire);
             if let Some((holder, _)) = untag(u) {
-                stall(holder);
+                if !stall(holder) {
+                    crash::point("tasks.refused")?;
+                    p.op.store(op_word(seq, KIND_NONE, 0), Ordering::Relaxed);
+                    return Ok(Err(NotDone::Stuck));
+                }
                 continue;
             }
             let count = u & UNFINISHED_COUNT;
@@ -164,7 +175,7 @@ impl Ledger<'_> {
             } else if refuse {
                 crash::point("tasks.refused")?;
                 p.op.store(op_word(seq, KIND_NONE, 0), Ordering::Relaxed);
-                return Ok(Err(TooMany));
+                return Ok(Err(NotDone::TooMany));
             } else {
                 0
             };
@@ -193,8 +204,13 @@ impl Ledger<'_> {
 
     /// Counts a put by entry `e` (alive), at position `pos`, before it is published. The caller
     /// then publishes and calls [`Ledger::published`]; one put at a time per entry.
-    pub fn count_put(&self, e: usize, pos: u64, stall: &mut dyn FnMut(usize)) -> Result<(), Died> {
-        self.run(e, KIND_PUT, pos, 1, false, stall).map(|_| ())
+    pub fn count_put(
+        &self,
+        e: usize,
+        pos: u64,
+        stall: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Result<(), NotDone>, Died> {
+        self.run(e, KIND_PUT, pos, 1, false, stall).map(|r| r.map(|_| ()))
     }
 
     /// The put counted by [`Ledger::count_put`] is published.
@@ -209,7 +225,7 @@ impl Ledger<'_> {
     /// `task_done` by entry `e` (alive): uncounts one task and marks it done in `e`. Returns the
     /// count left (the caller rings `join`'s bell at 0), or `TooMany` if it was 0. One at a time
     /// per entry.
-    pub fn done(&self, e: usize, stall: &mut dyn FnMut(usize)) -> Result<Result<u64, TooMany>, Died> {
+    pub fn done(&self, e: usize, stall: &mut dyn FnMut(usize) -> bool) -> Result<Result<u64, NotDone>, Died> {
         let target = self.table[e].dones.load(Ordering::Relaxed) + 1;
         self.run(e, KIND_DONE, target, -1, true, stall)
     }
@@ -250,7 +266,7 @@ impl Ledger<'_> {
         e: usize,
         owner: u16,
         slots: &dyn Slots,
-        stall: &mut dyn FnMut(usize),
+        stall: &mut dyn FnMut(usize) -> bool,
     ) -> Result<(), Died> {
         let p = &self.table[e];
         let put = p.putpos.load(Ordering::Relaxed);
@@ -277,7 +293,7 @@ impl Ledger<'_> {
 
     /// Recovery of dead entry `e`, after its slots were repaired (its `READING` slots moved into
     /// `takes`): marks the tasks it took and did not mark done as done. Returns how many.
-    pub fn settle_after_repair(&self, e: usize, stall: &mut dyn FnMut(usize)) -> Result<u64, Died> {
+    pub fn settle_after_repair(&self, e: usize, stall: &mut dyn FnMut(usize) -> bool) -> Result<u64, Died> {
         let p = &self.table[e];
         let taken = p.takes.load(Ordering::Relaxed) & TAKEN_MASK;
         let done = p.dones.load(Ordering::Relaxed);
