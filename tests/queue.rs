@@ -551,3 +551,57 @@ fn regression_a_task_count_held_for_ever_is_reported_not_waited_on() {
     q.join().unwrap();
     drop(other);
 }
+
+/// Offsets in a segment for the tests that play a hostile peer: the participant table, its
+/// entries' size, and `takes`/`dones` in an entry.
+#[cfg(feature = "fuzzing")]
+const TABLE: usize = 384;
+#[cfg(feature = "fuzzing")]
+const ENTRY: usize = 48;
+
+#[cfg(feature = "fuzzing")]
+fn write_u64(seg: &shmq::fuzzing::SegmentBytes<'_>, off: usize, v: u64) {
+    seg.write(off, &v.to_le_bytes());
+}
+
+/// Regression: a release journal left in the receiving handle's own entry (which only another
+/// thread of the same handle, mid-release, may have there) made every counted release of a
+/// joinable queue spin for ever, `try_get` included. It is waited on briefly, then written over.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn regression_a_release_journal_left_by_a_peer_does_not_wedge_receives() {
+    let q = Queue::builder().capacity(4).slot_size(64).joinable(true).create_anonymous().unwrap();
+    q.put(b"job").unwrap();
+    let seg = shmq::fuzzing::queue_segment(&q);
+    let me = 0; // the creator's entry
+    write_u64(&seg, TABLE + ENTRY * me + 24, 1 << 39); // takes = { journal: slot 0, count: 0 }
+    let t = Instant::now();
+    assert_eq!(&*q.try_get().unwrap(), b"job");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    q.task_done().unwrap();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+}
+
+/// Regression: recovery waited out the task count's bound once per dead entry (2 s each, up to
+/// 255 of them in one `try_get`) when a hostile tag held the count. One bound now serves a whole
+/// recovery pass.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn regression_recovery_waits_out_a_held_count_once_per_pass() {
+    let q = Queue::builder().capacity(4).slot_size(64).joinable(true).create_anonymous().unwrap();
+    let seg = shmq::fuzzing::queue_segment(&q);
+    let me = 0;
+    // Five entries that look attached (generation 1, ACTIVE) with a task taken and not done, and
+    // whose locks nobody holds: dead participants for recovery to settle.
+    for i in 1..=5 {
+        let b = TABLE + ENTRY * i;
+        write_u64(&seg, b, (1 << 32) | 2);
+        write_u64(&seg, b + 24, 1);
+        write_u64(&seg, b + 32, 0);
+    }
+    // The count held by an operation of our own entry, which no thread of ours is running.
+    write_u64(&seg, 128, ((((me as u64) + 1) << 15 | 1) << 40) | 1);
+    let t = Instant::now();
+    let _ = q.try_get();
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}: one bound per pass, not one per entry", t.elapsed());
+}

@@ -341,7 +341,7 @@ impl Queue {
         let ledger = rings.ledger().expect("a joinable queue");
         let me = self.reg.index();
         let _one = self.task_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stall = rings.stall(Some(me));
+        let mut stall = rings.stall(me);
         match alive(ledger.done(me, &mut |holder| stall.wait(holder))) {
             Err(NotDone::TooMany) => Err(JoinError::TooManyTaskDone),
             Err(NotDone::Stuck) => Err(JoinError::Corrupt(STUCK_COUNT)),

@@ -101,7 +101,7 @@ impl Queue {
         let ledger = rings.ledger().expect("a joinable queue");
         let me = self.reg.index();
         let _one = self.task_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stall = rings.stall(Some(me));
+        let mut stall = rings.stall(me);
         if alive(ledger.count_put(me, c.position(), &mut |holder| stall.wait(holder))).is_err() {
             return Err(SendError::Corrupt(STUCK_COUNT)); // dropping `c` gives the claim up
         }

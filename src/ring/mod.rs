@@ -112,9 +112,10 @@ mod segment_rings {
                 .then(|| Ledger { join: &h.join, table: &h.participants })
         }
 
-        /// How an operation on `unfinished` waits for another entry's (see `recover::Stall`).
-        pub fn stall(&self, me: Option<usize>) -> Stall<'_> {
-            Stall { seg: self.seg, g: self.g, me, rings: self, tries: 0, since: 0 }
+        /// How an operation on `unfinished` by entry `me`, whose handle's task lock the caller
+        /// holds, waits for another entry's (see `recover::Stall`).
+        pub fn stall(&self, me: usize) -> Stall<'_> {
+            Stall { seg: self.seg, me: Some(me), one_at_a_time: true, rings: self, tries: 0, since: 0 }
         }
 
         fn queue(&self) -> Option<Mpmc> {
@@ -140,10 +141,9 @@ mod segment_rings {
             }
         }
 
-        fn settle_before(&self, index: usize) -> Result<(), Died> {
+        fn settle_before(&self, index: usize, stall: &mut dyn FnMut(usize) -> bool) -> Result<(), Died> {
             let (Some(l), Some(q)) = (self.ledger(), self.queue()) else { return Ok(()) };
-            let mut stall = self.stall(None);
-            l.settle_before_repair(index, index as u16 + 1, &q, &mut |holder| stall.wait(holder))?;
+            l.settle_before_repair(index, index as u16 + 1, &q, stall)?;
             // An unpublished put uncounted may have taken the count to zero: `join` looks again.
             doorbell::ring_all(&self.seg.header().join.bell);
             Ok(())
@@ -168,10 +168,9 @@ mod segment_rings {
             Ok(())
         }
 
-        fn settle_after(&self, index: usize) -> Result<(), Died> {
+        fn settle_after(&self, index: usize, stall: &mut dyn FnMut(usize) -> bool) -> Result<(), Died> {
             let Some(l) = self.ledger() else { return Ok(()) };
-            let mut stall = self.stall(None);
-            let n = l.settle_after_repair(index, &mut |holder| stall.wait(holder))?;
+            let n = l.settle_after_repair(index, stall)?;
             if n > 0 {
                 self.seg.header().recovery.lost_tasks.fetch_add(n, Ordering::Relaxed);
                 // The count may have reached zero: `join` looks again.

@@ -58,14 +58,14 @@ pub(crate) trait RingRepair {
     /// Finishes entry `index`'s operation on `unfinished` if one is in flight (joinable queues).
     fn finish_op(&self, index: usize) -> Result<(), Died>;
     /// Before the slots are repaired (joinable queues): uncounts entry `index`'s unpublished put
-    /// and resolves its release journal.
-    fn settle_before(&self, index: usize) -> Result<(), Died>;
+    /// and resolves its release journal. `stall` as for [`Stall::wait`].
+    fn settle_before(&self, index: usize, stall: &mut dyn FnMut(usize) -> bool) -> Result<(), Died>;
     /// Repairs every slot whose claim names one of the entries `dead` (owner tag `index + 1`), in
     /// one scan, and counts what it dropped and lost in the header's recovery counters.
     fn repair(&self, dead: &[usize]) -> Result<(), Died>;
     /// After the slots are repaired (joinable queues): marks entry `index`'s tasks taken and not
-    /// done as done.
-    fn settle_after(&self, index: usize) -> Result<(), Died>;
+    /// done as done. `stall` as for [`Stall::wait`].
+    fn settle_after(&self, index: usize, stall: &mut dyn FnMut(usize) -> bool) -> Result<(), Died>;
     /// Brings every ring's count words in line with the table's role bits.
     fn resync(&self) -> Result<(), Died>;
 }
@@ -130,14 +130,17 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
     for &i in &attached {
         rings.finish_op(i)?;
     }
+    // One bound for every wait of this pass: a hostile count cannot make each dead entry wait
+    // its own [`STUCK_NS`].
+    let mut stall = Stall { seg, me, one_at_a_time: false, rings, tries: 0, since: 0 };
     for &i in &attached {
-        rings.settle_before(i)?;
+        rings.settle_before(i, &mut |holder| stall.wait(holder))?;
     }
     if !attached.is_empty() {
         rings.repair(&attached)?;
     }
     for &i in &attached {
-        rings.settle_after(i)?;
+        rings.settle_after(i, &mut |holder| stall.wait(holder))?;
     }
     for &(i, _) in &won {
         crash::point("reap.roles")?;
@@ -166,12 +169,15 @@ const STUCK_NS: u64 = if cfg!(fuzzing) { 10_000_000 } else { 2_000_000_000 };
 /// Waiting for another entry's operation on `unfinished` to finish (`tasks`): a few instructions
 /// of a live process, so spin, then yield; now and then check whether the holder is dead, and if
 /// so reap it, which finishes its operation. Gives up (the operation is `Stuck`) on a tag that
-/// cannot be legitimate, one naming this handle's own entry (its operations are one at a time,
-/// and this is one) or no entry at all, and on a live holder's tag that stays for [`STUCK_NS`].
+/// cannot be legitimate, one naming no entry, or this handle's own entry while the waiter holds
+/// the handle's task lock (its operations are one at a time, and this is one), and on a live
+/// holder's tag that stays for [`STUCK_NS`] in all (one `Stall` serves a whole recovery pass).
 pub(crate) struct Stall<'a> {
     pub seg: &'a Segment,
-    pub g: &'a Geometry,
+    /// The waiter's own entry (a handle's, or a reaper's), skipped by the reaps it runs.
     pub me: Option<usize>,
+    /// The waiter holds its handle's task lock: no other thread of the handle can hold the tag.
+    pub one_at_a_time: bool,
     pub rings: &'a dyn RingRepair,
     pub tries: u32,
     /// [`clock::now`] at the first yield: the wait's start, as far as the bound is concerned.
@@ -181,7 +187,7 @@ pub(crate) struct Stall<'a> {
 impl Stall<'_> {
     /// One wait for entry `holder`; `false`: stop waiting, the count is stuck.
     pub fn wait(&mut self, holder: usize) -> bool {
-        if Some(holder) == self.me || holder >= MAX_PARTICIPANTS {
+        if holder >= MAX_PARTICIPANTS || (self.one_at_a_time && Some(holder) == self.me) {
             return false;
         }
         self.tries = self.tries.wrapping_add(1);
@@ -192,7 +198,7 @@ impl Stall<'_> {
         std::thread::yield_now();
         if self.tries % 256 == 0 {
             if !is_locked(self.seg, holder) {
-                reap_dead(self.seg, self.g, self.me, self.rings);
+                alive(reap(self.seg, self.me, self.rings));
             }
             let now = clock::now();
             if self.since == 0 {

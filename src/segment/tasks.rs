@@ -78,6 +78,11 @@ const TAG_MASK: u64 = !UNFINISHED_COUNT;
 const JOURNAL_SHIFT: u32 = 39;
 const TAKEN_MASK: u64 = (1 << JOURNAL_SHIFT) - 1;
 
+/// Polls [`Ledger::begin_release`] gives another thread's journal before writing over it: with a
+/// yield every 64, far longer than a release takes even for a thread preempted in it, and short
+/// enough that a hostile journal costs a release milliseconds, not for ever.
+const JOURNAL_WAIT: u32 = 1 << 16;
+
 #[inline]
 fn op_word(seq: u64, kind: u64, arg: u64) -> u64 {
     ((seq & SEQ_MASK) << SEQ_SHIFT) | (kind << KIND_SHIFT) | (arg & POS_MASK)
@@ -104,7 +109,9 @@ fn tag(index: usize, seq: u64) -> u64 {
 #[inline]
 fn untag(u: u64) -> Option<(usize, u64)> {
     let t = (u & TAG_MASK) >> TAG_SHIFT;
-    (t != 0).then(|| ((t >> SEQ_BITS) as usize - 1, t & SEQ_MASK))
+    // An index field of 0 with sequence bits set is no tag shmq writes: reported as an index no
+    // entry has (`usize::MAX`), which waiters refuse.
+    (t != 0).then(|| (((t >> SEQ_BITS) as usize).wrapping_sub(1), t & SEQ_MASK))
 }
 
 /// Why an operation on the count did not happen (it changed nothing).
@@ -233,12 +240,21 @@ impl Ledger<'_> {
     /// Journals the release of read claim slot `idx` of entry `e` (alive or being reaped):
     /// `takes: { 0, c } → { idx + 1, c + 1 }`. The caller releases the slot, then calls
     /// [`Ledger::end_release`].
+    ///
+    /// A journal already there is another thread of this handle releasing (a few instructions),
+    /// waited for; one that stays for [`JOURNAL_WAIT`] polls was left by a hostile peer, and is
+    /// written over rather than waited on for ever.
     pub fn begin_release(takes: &AtomicU64, idx: u64) -> Result<(), Died> {
+        let mut polls = 0u32;
         loop {
             let t = takes.load(Ordering::Relaxed);
-            if t >> JOURNAL_SHIFT != 0 {
-                // Another thread of this handle is releasing: a few instructions.
+            if t >> JOURNAL_SHIFT != 0 && polls < JOURNAL_WAIT {
+                polls += 1;
                 crate::sys::atomic::spin_hint();
+                #[cfg(not(loom))]
+                if polls % 64 == 0 {
+                    std::thread::yield_now();
+                }
                 continue;
             }
             let next = ((idx + 1) << JOURNAL_SHIFT) | ((t + 1) & TAKEN_MASK);
