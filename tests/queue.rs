@@ -605,3 +605,29 @@ fn regression_recovery_waits_out_a_held_count_once_per_pass() {
     let _ = q.try_get();
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}: one bound per pass, not one per entry", t.elapsed());
 }
+
+/// Regression: a dead producer's entry left `REAPING` with a reaper mark naming the consumer's
+/// own entry (which no pass of the consumer was running) was never reaped: every recovery took
+/// the mark for a live reaper's, and `get` waited for ever instead of reporting end of stream.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn regression_a_stale_reaper_mark_naming_us_does_not_keep_a_dead_entry() {
+    let q = Queue::builder().capacity(4).slot_size(64).role(Role::Consumer).create_anonymous().unwrap();
+    let seg = shmq::fuzzing::queue_segment(&q);
+    let read_u64 = |off: usize| u64::from_le_bytes(std::array::from_fn(|i| seg.read(off + i)));
+    let me = 0;
+    let my_generation = (read_u64(TABLE + ENTRY * me) >> 32) as u32;
+    let (ring_offset, _, _) = shmq::fuzzing::ring_layout(&seg.to_vec()).unwrap();
+    let ends = ring_offset + 4 * 128;
+    // What a producer that attached and then died leaves (its role bit and the count), with the
+    // entry in the middle of a reap marked as ours.
+    let d = 1;
+    seg.write(TABLE + ENTRY * d + 12, &1u32.to_le_bytes()); // roles: producer of ring 0
+    write_u64(&seg, ends, (7 << 32) | 1); // producers: { version 7, count 1 }
+    let flags = u32::from_le_bytes(std::array::from_fn(|i| seg.read(ends + 16 + i)));
+    seg.write(ends + 16, &(flags | 1).to_le_bytes()); // a producer was attached
+    write_u64(&seg, TABLE + ENTRY * d, (1 << 32) | 4); // { generation 1, REAPING }
+    let mark = (1u32 << 31) | ((my_generation & 0x7fff) << 16) | me as u32;
+    seg.write(TABLE + ENTRY * d + 8, &mark.to_le_bytes());
+    assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap_err(), RecvError::Closed);
+}

@@ -15,7 +15,7 @@ use crate::{Error, RecvError, SendError};
 use memmap2::MmapRaw;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long an opener waits for a creator to publish a segment as ready.
@@ -98,6 +98,28 @@ pub struct Segment {
     created: Option<Created>,
     /// The process that made this handle.
     pid: u32,
+    /// The entries this process's recovery passes through this mapping are reaping now.
+    reaping: Reaping,
+}
+
+/// A set of participant-table indices (one bit each), for [`Segment::reaping`].
+#[derive(Default)]
+pub(crate) struct Reaping([AtomicU64; 4]);
+
+impl Reaping {
+    /// Adds entry `index`; `false` if it was there already (another pass has it).
+    pub fn take(&self, index: usize) -> bool {
+        let (w, b) = (index / 64 % 4, 1u64 << (index % 64));
+        // ORDERING: AcqRel: the pass that gave the entry back (the Release of `give_back`) has
+        // finished with it before this one looks at its mark.
+        self.0[w].fetch_or(b, Ordering::AcqRel) & b == 0
+    }
+
+    /// Removes entry `index` (the caller took it).
+    pub fn give_back(&self, index: usize) {
+        // ORDERING: Release, pairs with the AcqRel in `take`.
+        self.0[index / 64 % 4].fetch_and(!(1u64 << (index % 64)), Ordering::Release);
+    }
 }
 
 impl Segment {
@@ -119,6 +141,7 @@ impl Segment {
                 name: Some(name.into()),
                 created: Some(Created { id, unlink_on_drop, hidden: AtomicBool::new(new.hidden) }),
                 pid,
+                reaping: Reaping::default(),
             }),
             Err(e) => {
                 if !new.hidden {
@@ -148,7 +171,7 @@ impl Segment {
         let file = shm::create_sealed_memfd(size)?;
         // Sealed: nobody can truncate it, so no SIGBUS guard.
         let mapping = Mapping::new(&file, size, false)?;
-        Ok(Segment { mapping, file, name: None, created: None, pid })
+        Ok(Segment { mapping, file, name: None, created: None, pid, reaping: Reaping::default() })
     }
 
     /// Opens a named segment and waits (bounded) until its creator has published it as ready.
@@ -203,7 +226,7 @@ impl Segment {
                 // ORDERING: Acquire, pairs with the Release store in `publish`: the header and
                 // the initial ring state are complete once READY is seen.
                 if h.ready.load(Ordering::Acquire) == READY && !mapping.poisoned() {
-                    return Ok(Segment { mapping, file, name, created: None, pid });
+                    return Ok(Segment { mapping, file, name, created: None, pid, reaping: Reaping::default() });
                 }
                 if mapping.poisoned() {
                     return Err(Error::Corrupt(TRUNCATED));
@@ -268,6 +291,12 @@ impl Segment {
         } else {
             None
         }
+    }
+
+    /// The entries this process's recovery passes through this mapping are reaping now (see
+    /// `recover`: a reaper mark naming this handle's own entry is stale unless the entry is here).
+    pub(crate) fn reaping(&self) -> &Reaping {
+        &self.reaping
     }
 
     /// The backing file.

@@ -100,8 +100,20 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
         if Some(index) == me || seen.1 == PARTICIPANT_FREE || locked(index) {
             continue; // free, or alive (its owner, or a reaper without an entry, holds its lock)
         }
-        let mark = match me {
-            Some(me) => table::reaper_mark(me, table::load(&h.participants[me]).0),
+        // A mark naming this handle's own entry stands for a pass of ours. A pass takes the entry
+        // in this process's set first: if another pass has it (an outer pass of a nested reap,
+        // or another thread of the handle), it is left to that pass; if not, a mark of ours on
+        // it is stale (written by a hostile peer) and is taken over like a dead reaper's.
+        let own_mark = me.map(|me| table::reaper_mark(me, table::load(&h.participants[me]).0));
+        if own_mark.is_some() && !seg.reaping().take(index) {
+            continue;
+        }
+        let taken = Taken { seg, index: own_mark.map(|_| index) };
+        // ORDERING: Relaxed: which lock to ask about below; `win` loads the mark again (Acquire)
+        // and CASes from what it loaded.
+        let stale_own = own_mark.is_some_and(|m| p.detail.load(Ordering::Relaxed) == m);
+        let mark = match own_mark {
+            Some(m) => m,
             None => {
                 if holder.is_none() {
                     match seg.reopen() {
@@ -118,14 +130,15 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
                 table::NO_ENTRY
             }
         };
-        if let Some(w) = table::win(p, seen, mark, &h.participants, &locked)? {
-            won.push((index, w));
+        let reaper_locked = |i: usize| !(stale_own && Some(i) == me) && locked(i);
+        if let Some(w) = table::win(p, seen, mark, &h.participants, &reaper_locked)? {
+            won.push((index, w, taken));
         }
     }
     if won.is_empty() {
         return Ok(0);
     }
-    let attached: Vec<usize> = won.iter().filter(|(_, w)| w.attached).map(|&(i, _)| i).collect();
+    let attached: Vec<usize> = won.iter().filter(|(_, w, _)| w.attached).map(|&(i, _, _)| i).collect();
     // Every won entry's operation first: none of the steps below then waits for one of ours.
     for &i in &attached {
         rings.finish_op(i)?;
@@ -142,7 +155,7 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
     for &i in &attached {
         rings.settle_after(i, &mut |holder| stall.wait(holder))?;
     }
-    for &(i, _) in &won {
+    for &(i, _, _) in &won {
         crash::point("reap.roles")?;
         // ORDERING: Release, pairs with the Acquire of the count words' sync below (and with
         // every later sync's): the bit is gone before the counts are recomputed.
@@ -150,7 +163,7 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
     }
     rings.resync()?;
     let mut freed = 0;
-    for &(i, w) in &won {
+    for &(i, w, _) in &won {
         if table::finish(&h.participants[i], w)? {
             h.recovery.reaped.fetch_add(1, Ordering::Relaxed);
             freed += 1;
@@ -158,6 +171,21 @@ fn reap(seg: &Segment, me: Option<usize>, rings: &dyn RingRepair) -> Result<usiz
     }
     drop(holder);
     Ok(freed)
+}
+
+/// An entry a recovery pass took in its process's set ([`Segment::reaping`]), given back when
+/// the pass is done with it (`index`: `None` for a pass that took nothing).
+struct Taken<'a> {
+    seg: &'a Segment,
+    index: Option<usize>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.index {
+            self.seg.reaping().give_back(i);
+        }
+    }
 }
 
 /// How long an operation waits for another entry's operation on `unfinished` before calling the
