@@ -121,7 +121,7 @@ pub enum SendError {
         max: usize,
     },
     /// This handle was opened without the producer role.
-    #[error("this handle cannot send (opened as a consumer)")]
+    #[error("this handle cannot send (it was opened to receive only)")]
     WrongRole,
     /// The value could not be encoded (`put_serde` / `send_serde`).
     #[error("could not encode the message: {0}")]
@@ -162,7 +162,7 @@ pub enum RecvError {
         expected: usize,
     },
     /// This handle was opened without the consumer role.
-    #[error("this handle cannot receive (opened as a producer)")]
+    #[error("this handle cannot receive (it was opened to send only)")]
     WrongRole,
     /// The message could not be decoded as the requested type (`get_serde` / `recv_serde`); the
     /// message was consumed.
