@@ -40,10 +40,7 @@ fn child_entry() {
 }
 
 fn worker(job: &str) -> Worker {
-    let mut w =
-        Worker::this_program().unwrap().args(["child_entry", "--exact", "--include-ignored", "--nocapture", "-q"]);
-    w.command().env(common::JOB, job).stdout(std::process::Stdio::piped());
-    w
+    common::worker(job)
 }
 
 /// Regression: `close()` right after spawning the workers ended the stream on a momentary zero

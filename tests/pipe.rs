@@ -308,15 +308,8 @@ fn for_msg_in_the_receiver_runs_until_end_of_file() {
 fn channel_halves_are_handed_to_a_worker() {
     let (to_child, from_parent) = channel(4, 16).unwrap();
     let (to_parent, mut from_child) = channel(4, 16).unwrap();
-    let mut w = shmq::Worker::this_program().unwrap().args([
-        "child_entry",
-        "--exact",
-        "--include-ignored",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ]);
-    w.command().env(common::JOB, "halves").stdout(std::process::Stdio::null());
+    let mut w = common::worker("halves");
+    w.command().stdout(std::process::Stdio::null());
     let w = w.receiver("RX", from_parent).unwrap().sender("TX", to_parent).unwrap().spawn().unwrap();
     let mut to_child = to_child;
     for i in 0..20u8 {

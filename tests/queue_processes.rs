@@ -227,14 +227,7 @@ fn joinable_queue_join_returns_when_worker_processes_mark_every_task_done() {
     let q = shmq::Queue::builder().capacity(4).slot_size(8).joinable(true).create_anonymous().unwrap();
     let workers: Vec<_> = (0..3)
         .map(|_| {
-            let mut w = shmq::Worker::this_program().unwrap().args([
-                "child_entry",
-                "--exact",
-                "--include-ignored",
-                "--nocapture",
-                "-q",
-            ]);
-            w.command().env(common::JOB, "joinable-worker").stdout(std::process::Stdio::piped());
+            let w = common::worker("joinable-worker");
             w.queue("Q", &q, Role::Both).spawn().unwrap().into_child()
         })
         .collect();
@@ -309,15 +302,7 @@ fn processes_started_in_any_order_meet_with_open_or_create_and_open_timeout() {
 fn seed_demo_ported_from_python_prints_every_item_exactly_once() {
     let q = Queue::builder().capacity(3).slot_size(32).create_anonymous().unwrap();
     let worker = |job: String, role: Role| {
-        let mut w = shmq::Worker::this_program().unwrap().args([
-            "child_entry",
-            "--exact",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ]);
-        w.command().env(common::JOB, job).stdout(std::process::Stdio::piped());
+        let w = common::worker(&job);
         w.queue("Q", &q, role).spawn().unwrap()
     };
     let consumers: Vec<_> = (0..10).map(|_| worker("seed-consumer".into(), Role::Consumer)).collect();
@@ -347,16 +332,8 @@ fn a_parent_that_reads_its_workers_output_after_putting_everything_does_not_dead
     let q = Queue::builder().capacity(3).slot_size(32).create_anonymous().unwrap();
     let consumers: Vec<_> = (0..10)
         .map(|i| {
-            let mut w = shmq::Worker::this_program().unwrap().args([
-                "child_entry",
-                "--exact",
-                "--include-ignored",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ]);
             let job = if i == 0 { "verbose-consumer" } else { "seed-consumer" };
-            w.command().env(common::JOB, job).stdout(std::process::Stdio::piped());
+            let w = common::worker(job);
             w.queue("Q", &q, Role::Consumer).spawn().unwrap()
         })
         .collect();

@@ -77,15 +77,8 @@ fn child_entry() {
 
 /// A worker re-running this test binary's child entry as `job`.
 fn worker(job: &str) -> Worker {
-    let mut w = Worker::this_program().unwrap().args([
-        "child_entry",
-        "--exact",
-        "--include-ignored",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ]);
-    w.command().env(common::JOB, job).stdout(std::process::Stdio::null());
+    let mut w = common::worker(job);
+    w.command().stdout(std::process::Stdio::null());
     w
 }
 

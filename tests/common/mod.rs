@@ -18,12 +18,19 @@ pub const JOB: &str = "SHMQ_TEST_JOB";
 /// A command that re-runs this test binary's `entry` test as a child doing `job`.
 pub fn child(entry: &str, job: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([entry, "--exact", "--include-ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env(JOB, job)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.arg(entry).args(CHILD_ARGS).env(JOB, job).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     cmd
+}
+
+/// The child-entry arguments of [`child`], for commands built another way (`shmq::Worker`).
+pub const CHILD_ARGS: [&str; 5] = ["--exact", "--include-ignored", "--nocapture", "--test-threads=1", "-q"];
+
+/// A `shmq::Worker` re-running this test binary's `child_entry` test as a child doing `job`,
+/// its standard output piped (read it with [`finish`]).
+pub fn worker(job: &str) -> shmq::Worker {
+    let mut w = shmq::Worker::this_program().unwrap().arg("child_entry").args(CHILD_ARGS);
+    w.command().env(JOB, job).stdin(Stdio::null()).stdout(Stdio::piped());
+    w
 }
 
 /// The job this process was started for, if it is a child.
