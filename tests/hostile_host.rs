@@ -191,20 +191,57 @@ fn child_entry() {
             let mut f = unsafe { File::from_raw_fd(fd) };
             f.write_all(&bytes).unwrap();
             // This child runs one test on one thread: nothing else reads the environment.
-            std::env::set_var("SHMQ_FD_UNSEALED", f.as_raw_fd().to_string());
+            share(&f, "UNSEALED");
             let r = Queue::from_env("UNSEALED");
             assert!(matches!(r, Err(Error::NotSealed)), "{r:?}");
             // A named segment's descriptor is a file in /dev/shm, which needs no seals.
             let q = Queue::builder().capacity(4).slot_size(32).unlink_on_drop(true).create(name).unwrap();
             let named = OpenOptions::new().read(true).write(true).open(path(name)).unwrap();
-            std::env::set_var("SHMQ_FD_NAMED", named.as_raw_fd().to_string());
+            share(&named, "NAMED");
             let inherited = Queue::from_env("NAMED").unwrap();
             inherited.put(b"hi").unwrap();
             assert_eq!(&*q.get().unwrap(), b"hi");
             println!("ok");
         }
+        // An environment that names descriptors this process owns for other things: a file with
+        // no identity sent along, and standard input (with its identity). Both are refused, and
+        // neither is closed nor has its flags changed.
+        "inherit-foreign" => {
+            let own = File::open("/dev/null").unwrap();
+            let flags = |fd: i32| {
+                // SAFETY: F_GETFD on a descriptor number touches no memory.
+                unsafe { libc::fcntl(fd, libc::F_GETFD) }
+            };
+            let before = (flags(own.as_raw_fd()), flags(0));
+            // This child runs one test on one thread: nothing else reads the environment.
+            std::env::set_var("SHMQ_FD_FOREIGN", own.as_raw_fd().to_string());
+            std::env::set_var("SHMQ_FD_FOREIGN_END", "1,0,0");
+            let r = shmq::Connection::from_env("FOREIGN");
+            assert!(matches!(r, Err(Error::NotInherited(_))), "{r:?}");
+            let r = Queue::from_env("FOREIGN");
+            assert!(matches!(r, Err(Error::NotInherited(_))), "{r:?}");
+            let m = File::open("/proc/self/fd/0").map(|f| f.metadata().unwrap());
+            if let Ok(m) = m {
+                std::env::set_var("SHMQ_FD_STDIN", "0");
+                std::env::set_var("SHMQ_ID_STDIN", format!("{}:{}", m.dev(), m.ino()));
+                let r = Queue::from_env("STDIN");
+                assert!(matches!(r, Err(Error::NotInherited(_))), "{r:?}");
+            }
+            assert_eq!((flags(own.as_raw_fd()), flags(0)), before, "flags unchanged");
+            assert!(own.metadata().is_ok(), "still open");
+            println!("ok");
+        }
         other => panic!("unknown job {other}"),
     }
+}
+
+/// Sets the variables a parent's `share_with` sets for file `f` under `key` (its descriptor's
+/// number and the file's `device:inode`). This child runs one test on one thread: nothing else
+/// reads the environment.
+fn share(f: &File, key: &str) {
+    let m = f.metadata().unwrap();
+    std::env::set_var(format!("SHMQ_FD_{key}"), f.as_raw_fd().to_string());
+    std::env::set_var(format!("SHMQ_ID_{key}"), format!("{}:{}", m.dev(), m.ino()));
 }
 
 /// In a 1 MiB tmpfs of its own: a segment larger than the device fails at creation, and one that
@@ -539,6 +576,14 @@ fn regression_an_unsealed_inherited_memfd_is_refused() {
     let name = unique("unsealed");
     run_child_ok(&format!("inherit-unsealed:{name}"));
     assert!(std::fs::symlink_metadata(path(&name)).is_err());
+}
+
+/// Regression: a descriptor number in the environment with no identity was taken for a segment
+/// (`from_env` made a `File` of it and closed it on failure, closing a file the program owned),
+/// and a queue's `from_env` set close-on-exec on standard input.
+#[test]
+fn regression_from_env_never_takes_a_descriptor_it_was_not_handed() {
+    run_child_ok("inherit-foreign:unused");
 }
 
 #[cfg(feature = "inspect")]

@@ -45,3 +45,42 @@ fn end_of_stream_is_ready_too() {
     assert_eq!(q.try_get().unwrap_err(), shmq::RecvError::Closed);
     t.join().unwrap();
 }
+
+/// This thread's CPU time (user + system).
+fn thread_cpu() -> Duration {
+    // SAFETY: `getrusage` fills the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let t = |v: libc::timeval| Duration::from_secs(v.tv_sec as u64) + Duration::from_micros(v.tv_usec as u64);
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Regression: with nothing to sleep on (no objects, or only ends that cannot receive), `wait`
+/// returned from each empty `futex_waitv` at once and spun on the core until its deadline.
+#[test]
+fn regression_a_wait_with_nothing_to_sleep_on_sleeps() {
+    let (tx, _rx) = shmq::PipeBuilder::new().duplex(false).capacity(4).slot_size(16).create_anonymous().unwrap();
+    for objects in [&[][..], &[&tx as &dyn Waitable][..]] {
+        let (t, cpu) = (Instant::now(), thread_cpu());
+        assert!(wait(objects, Some(Duration::from_millis(300))).is_empty());
+        let (wall, used) = (t.elapsed(), thread_cpu() - cpu);
+        assert!(wall >= Duration::from_millis(300));
+        assert!(used < wall / 2, "spun: {used:?} of CPU in {wall:?}");
+    }
+}
+
+/// Regression: a queue's readiness came from the hints, so a hostile tail hint ahead of the head
+/// made `wait` report an empty queue ready for ever (and the documented "wait, then try_get"
+/// loop spin). Readiness now comes from the stamp at the head.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn regression_a_hostile_tail_hint_does_not_make_an_empty_queue_ready() {
+    let q = Queue::builder().capacity(8).slot_size(16).role(Role::Consumer).create_anonymous().unwrap();
+    let seg = shmq::fuzzing::queue_segment(&q);
+    let (ring_offset, _, _) = shmq::fuzzing::ring_layout(&seg.to_vec()).unwrap();
+    seg.write(ring_offset, &3u64.to_le_bytes()); // tail hint: three positions past an empty head
+    let t = Instant::now();
+    assert!(wait(&[&q], Some(Duration::from_millis(100))).is_empty(), "nothing to receive");
+    assert!(t.elapsed() >= Duration::from_millis(100));
+}

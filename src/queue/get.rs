@@ -249,7 +249,7 @@ impl Queue {
     /// Whether a get would not wait now (a message, end of stream, or an error to report).
     pub(crate) fn receive_ready(&self) -> bool {
         self.roles.load(Ordering::Relaxed) & ROLE_CONSUMER == 0
-            || self.ring.len() > 0
+            || self.ring.maybe_ready()
             || ends::producers_gone(self.ring.mem.ctrl())
     }
 

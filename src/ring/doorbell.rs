@@ -287,8 +287,14 @@ pub fn block_on_any<T>(
             leave();
             return None;
         }
-        let slice_end = now.saturating_add(SLICE_NS);
-        futex::wait_any(&words, Some(deadline.map_or(slice_end, |d| d.min(slice_end))));
+        let until = deadline.map_or(now.saturating_add(SLICE_NS), |d| d.min(now.saturating_add(SLICE_NS)));
+        if words.is_empty() {
+            // Nothing that a ring could wake (no objects, or none that receives): sleep out the
+            // slice rather than return from an empty wait at once and spin.
+            std::thread::sleep(std::time::Duration::from_nanos(until.saturating_sub(now)));
+        } else {
+            futex::wait_any(&words, Some(until));
+        }
         leave();
         if let Some(v) = attempt() {
             return Some(v);

@@ -63,17 +63,17 @@ fn inherited_fd(key: &str) -> Result<RawFd, Error> {
     v.parse::<RawFd>().ok().filter(|fd| *fd >= 0).ok_or(Error::NotInherited(var))
 }
 
-/// Refuses descriptor `fd` shared under `key` if it names another file than the parent shared.
+/// Refuses descriptor `fd` shared under `key` if it names another file than the parent shared,
+/// or if no identity came with it ([`share_fd`] always sends one): a number alone could name any
+/// file of this process.
 fn check_identity(key: &str, fd: RawFd) -> Result<(), Error> {
     let refuse = |why: &str| Error::NotInherited(format!("{} ({why})", env_var(key)));
-    if let Ok(want) = std::env::var(id_var(key)) {
-        match identity(fd) {
-            Some(id) if id == want => {}
-            Some(_) => return Err(refuse("it names another file than the one shared")),
-            None => return Err(refuse("not open")),
-        }
+    let want = std::env::var(id_var(key)).map_err(|_| refuse("no identity came with it"))?;
+    match identity(fd) {
+        Some(id) if id == want => Ok(()),
+        Some(_) => Err(refuse("it names another file than the one shared")),
+        None => Err(refuse("not open")),
     }
-    Ok(())
 }
 
 /// The descriptor a parent shared under `key`, checked to name the file the parent shared, and
@@ -82,6 +82,9 @@ fn check_identity(key: &str, fd: RawFd) -> Result<(), Error> {
 /// process, keeps it).
 pub(crate) fn inherited_cloexec(key: &str) -> Result<RawFd, Error> {
     let fd = inherited_fd(key)?;
+    if fd <= 2 {
+        return Err(Error::NotInherited(format!("{} (a standard stream)", env_var(key))));
+    }
     check_identity(key, fd)?;
     // SAFETY: fcntl F_SETFD with an int argument on a descriptor number; it fails cleanly (EBADF)
     // if the number is not open, and touches no memory.

@@ -3,9 +3,12 @@
 use super::{normalize, shown};
 use shmq::inspect::{self, Kind};
 
+/// The roles in an entry's role bits (two per ring). `rings` comes from the segment's header,
+/// which may be corrupt: no segment has more than two rings, so no more are looked at.
 fn roles_text(bits: u32, rings: u32) -> String {
+    let rings = rings.clamp(1, 2);
     let mut parts = Vec::new();
-    for r in 0..rings.max(1) {
+    for r in 0..rings {
         let b = bits >> (2 * r);
         let s = match (b & 1 != 0, b & 2 != 0) {
             (true, true) => "producer+consumer",
@@ -91,5 +94,17 @@ pub fn stat(name: &str, slots: Option<u64>) -> Result<(), String> {
     match i.problem {
         None => Ok(()),
         Some(p) => Err(format!("{}: {p}", shown(&name))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::roles_text;
+
+    #[test]
+    fn a_corrupt_ring_count_names_at_most_two_rings() {
+        assert_eq!(roles_text(0b0110, 2), "ring0:consumer,ring1:producer");
+        assert_eq!(roles_text(u32::MAX, u32::MAX), "ring0:producer+consumer,ring1:producer+consumer");
+        assert_eq!(roles_text(0b01, 0), "producer");
     }
 }

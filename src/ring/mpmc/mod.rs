@@ -221,6 +221,22 @@ impl Mpmc {
         }
     }
 
+    /// Whether a receive could find something now: anything at the head but a slot not yet
+    /// published for the head's position (`EMPTY(h)`, `WRITING(h)`). A stale or hostile head is
+    /// "something": the receive that follows helps the hint on or reports it. Read from the stamp,
+    /// not from the hints, so a hostile hint cannot make a waiter spin.
+    pub fn maybe_ready(&self) -> bool {
+        let h = self.mem.ctrl().head.load(Ordering::Relaxed);
+        let idx = h & (self.one_lap - 1);
+        if h > POS_MASK || idx >= self.mem.capacity {
+            return true;
+        }
+        // ORDERING: Acquire, pairs with the Release store in `commit` (SYNC POINT:
+        // slot-published), as the receive's own load does.
+        let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
+        !(p == h && (state == EMPTY || state == WRITING))
+    }
+
     /// Messages in the ring, from the hints: approximate under concurrency, always in
     /// `0..=capacity`.
     pub fn len(&self) -> usize {
