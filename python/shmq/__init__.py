@@ -12,6 +12,10 @@ multiprocessing pickles them; ``put_bytes``/``get_bytes`` and ``send_bytes``/``r
 bytes without pickling. A message crosses through a ring in shared memory (Linux only), with no
 feeder thread, and with no system call for a put or get that does not have to wait.
 
+As with multiprocessing, unpickling runs code the pickle names: ``get`` and ``recv`` trust the
+process that put the object. Share queues and pipes only with processes you trust, or move bytes
+(``get_bytes``/``recv_bytes``) and decode them yourself.
+
 Differences from multiprocessing, all deliberate:
 
 - A queue is bounded: ``maxsize <= 0`` means ``DEFAULT_MAXSIZE`` (16384) items, and ``put``
