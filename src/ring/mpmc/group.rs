@@ -48,10 +48,24 @@ impl Mpmc {
     /// reader and moved the head on; nobody else comes back for them, and a lap later producers
     /// would find them still full. A slot the dead reader did take is `READING` and is freed by
     /// the repair scan itself.
-    pub(super) fn retire_rest(&self, first: Claim) {
+    ///
+    /// `budget`: slots the caller's whole repair pass may still look at. The messages of a pass
+    /// occupy distinct slots, so legitimately it never runs out; forged counts on many slots
+    /// would otherwise make one pass look at capacity² of them.
+    pub(super) fn retire_rest(&self, first: Claim, budget: &mut u64) {
+        if first.idx >= self.mem.capacity || first.pos & (self.one_lap - 1) != first.idx {
+            return;
+        }
         let mut cur = Claim { count: 1, ..first };
         for j in 1..(first.count as u64).min(self.mem.capacity) {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
             cur = self.next_claim(cur);
+            if cur.idx >= self.mem.capacity {
+                return;
+            }
             let slot = self.mem.slot(cur.idx);
             let s = slot.stamp.load(Ordering::Acquire);
             if s == stamp(FULL, 0, cur.pos) && slot.aux.load(Ordering::Relaxed) == AUX_CONT | j as u32 {
@@ -92,11 +106,19 @@ impl Mpmc {
     ///
     /// Positions are claimed in order with the same CAS as single claims; if another producer
     /// takes one first, the claimed prefix is given up (consumers skip it) and the claim starts
-    /// over. `Full` when the last position needed still holds the previous lap.
+    /// over. `Full` when the last position needed still holds the previous lap, or when the
+    /// attempts have walked [`MAX_SPINS`] slots in all without placing the group (a ring that does
+    /// not settle for a group this large now; a blocking put waits and tries again).
     pub(in crate::ring) fn try_claim_group(&self, owner: u16, count: u32) -> Result<Claim, SendError> {
         let ctrl = self.mem.ctrl();
         let tail = || hint(&ctrl.tail).ok_or(SendError::Corrupt("tail hint out of range"));
+        let mut steps = 0u64;
         for _ in 0..MAX_SPINS / 64 {
+            // Each attempt walks the group's slots up to three times.
+            steps += 3 * count as u64;
+            if steps > MAX_SPINS as u64 + 3 * count as u64 {
+                return Err(SendError::Full);
+            }
             // Before claiming anything: is the last position a group starting at the tail would
             // need still holding the previous lap? Then there is no room, and nothing to undo.
             let t = tail()?;

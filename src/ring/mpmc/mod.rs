@@ -566,6 +566,54 @@ mod tests {
     }
 
     /// A consumer that died holding a group: every slot of it is freed and counted.
+    /// Regression (adversarial review): repair took a dead owner's stamp naming another slot's
+    /// position for a claim of that slot, and retiring the "rest" of its message stepped past
+    /// the ring's last slot (a read outside the mapping). Such a stamp is left alone.
+    #[test]
+    fn regression_repair_ignores_a_stamp_naming_another_slot() {
+        let (_h, m) = ring(3);
+        let slot = m.mem.slot(0);
+        slot.stamp.store(stamp(READING, 6, 2), Ordering::Relaxed); // position 2 is slot 2's
+        slot.aux.store(AUX_HEAD | 3, Ordering::Relaxed);
+        assert_eq!(m.repair_owner(6), (0, 0));
+        assert_eq!(slot.stamp.load(Ordering::Relaxed), stamp(READING, 6, 2), "left as it was");
+    }
+
+    /// Regression (adversarial review): forged group counts on every slot of a dead reader made
+    /// one repair pass retire `capacity` slots for each of them (capacity² steps). A pass looks
+    /// at `capacity` continuation slots at most, and still frees every slot the reader held.
+    #[test]
+    fn regression_forged_group_counts_cost_one_pass_not_capacity_squared() {
+        let cap = 1 << 12;
+        let (_h, m) = ring(cap);
+        for i in 0..cap {
+            let slot = m.mem.slot(i);
+            slot.stamp.store(stamp(READING, 6, i), Ordering::Relaxed);
+            slot.aux.store(AUX_HEAD | cap as u32, Ordering::Relaxed);
+        }
+        assert_eq!(m.repair_owner(6), (0, cap));
+        for i in 0..cap {
+            assert_eq!(m.mem.slot(i).stamp.load(Ordering::Relaxed), stamp(EMPTY, 0, i + m.one_lap));
+        }
+    }
+
+    /// Regression (adversarial review): a group claim whose last slot a forged stamp kept busy
+    /// (`WRITING` of that very position) retried one position further on, pass after pass, each
+    /// pass walking the whole group: quadratic in its size. The attempts share one budget of
+    /// slots, then report `Full`.
+    #[test]
+    fn regression_a_large_group_claim_gives_up_within_its_budget() {
+        let cap = 1 << 14;
+        let (_h, m) = ring(cap);
+        let count = (cap / 2 + 1) as u32;
+        for i in (count as u64 - 1)..cap {
+            m.mem.slot(i).stamp.store(stamp(WRITING, 0, i), Ordering::Relaxed);
+        }
+        assert_eq!(m.try_claim_group(1, count).unwrap_err(), SendError::Full);
+        let claimed = (0..cap).filter(|&i| unpack(m.mem.slot(i).stamp.load(Ordering::Relaxed)).1 == 1).count();
+        assert_eq!(claimed, 0, "every slot the attempts claimed was given up");
+    }
+
     #[test]
     fn dead_reader_of_a_group_frees_every_slot() {
         let (_h, m) = ring(3);

@@ -23,11 +23,14 @@ impl Mpmc {
         takes: Option<&dyn Fn(u16) -> &'t AtomicU64>,
     ) -> Result<(u64, u64), Died> {
         let (mut dropped, mut lost) = (0, 0);
+        let mut retire_budget = self.mem.capacity;
         for idx in 0..self.mem.capacity {
             let slot = self.mem.slot(idx);
             let s = slot.stamp.load(Ordering::Acquire);
             let (state, o, p) = unpack(s);
-            if o == 0 || !dead(o) {
+            // A stamp naming another slot's position was written by a hostile peer: not a claim
+            // of anyone's, and left alone (the claims that meet it report it).
+            if o == 0 || !dead(o) || p & (self.one_lap - 1) != idx {
                 continue;
             }
             // A message counts once: a continuation slot of a larger message is not counted (its
@@ -56,7 +59,7 @@ impl Mpmc {
                 } else {
                     lost += head as u64;
                     if aux & AUX_HEAD != 0 {
-                        self.retire_rest(Claim { idx, pos: p, count: aux & AUX_COUNT });
+                        self.retire_rest(Claim { idx, pos: p, count: aux & AUX_COUNT }, &mut retire_budget);
                     }
                 }
             }
