@@ -234,7 +234,10 @@ def test_fork_child_and_parent_share_ends_first_user_takes_it():
 
 CTRL_C_SCRIPT = textwrap.dedent(
     """
-    import sys, time, shmq
+    import signal, sys, time, shmq
+    # A shell that starts jobs in the background (no job control) starts them with SIGINT
+    # ignored, and Python then keeps it ignored: install its handler whatever we inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     what = sys.argv[1]
     q = shmq.Queue(1)
     j = shmq.JoinableQueue()
