@@ -31,7 +31,17 @@ pub struct Message(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_BYTES],
+    },
+    /// An 8-byte message as the word that held it in the slot, built from a register and kept
+    /// one aligned word through the moves from the ring to the caller. In `Inline` its bytes
+    /// would sit at an odd offset, and the moves' wider loads cannot be forwarded from those
+    /// stores: each would wait for the store buffer to drain, including the receive's release
+    /// of the slot, a store to a line the sending core holds (see docs/EXPERIMENTS.md, "Owned
+    /// pipe receives on the Intel host").
+    Word(u64),
     Heap(Box<[u8]>),
 }
 
@@ -69,9 +79,7 @@ impl Message {
     /// register, with no copy loop).
     #[inline(always)]
     pub(crate) fn from_word(word: u64) -> Message {
-        let mut bytes = [0u8; INLINE_BYTES];
-        bytes[..8].copy_from_slice(&word.to_ne_bytes());
-        Message(Repr::Inline { len: 8, bytes })
+        Message(Repr::Word(word))
     }
 
     /// A message whose bytes are already in a `Vec`.
@@ -83,6 +91,7 @@ impl Message {
     pub fn into_vec(self) -> Vec<u8> {
         match self.0 {
             Repr::Inline { len, bytes } => bytes[..len as usize].to_vec(),
+            Repr::Word(w) => w.to_ne_bytes().to_vec(),
             Repr::Heap(v) => v.into_vec(),
         }
     }
@@ -99,6 +108,7 @@ impl std::ops::Deref for Message {
     fn deref(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..*len as usize],
+            Repr::Word(w) => bytemuck::bytes_of(w),
             Repr::Heap(v) => v,
         }
     }
@@ -155,7 +165,12 @@ mod tests {
             assert_eq!(m.clone().into_vec(), src);
         }
         assert_eq!(Message::with_len(8, |b| b.copy_from_slice(&7u64.to_ne_bytes())).to_value::<u64>(), Some(7));
-        assert_eq!(&*Message::from_word(u64::from_ne_bytes(*b"12345678")), b"12345678");
+        let word = Message::from_word(u64::from_ne_bytes(*b"12345678"));
+        assert_eq!(&*word, b"12345678");
+        assert_eq!(word.len(), 8);
+        assert_eq!(word.clone().into_vec(), b"12345678");
+        assert_eq!(word.to_value::<u64>(), Some(u64::from_ne_bytes(*b"12345678")));
+        assert_eq!(word, Message::with_len(8, |b| b.copy_from_slice(b"12345678")));
         assert_eq!(Message::with_len(4, |b| b.fill(0)).to_value::<u64>(), None);
         // Three words: receives return it by value through several layers, and a larger inline
         // buffer makes every one of those moves cost more than the copy out of the slot.
