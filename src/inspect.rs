@@ -159,6 +159,7 @@ impl SlotInfo {
     /// A queue stamp in words: state, owner (participant index + 1; 0 = none) and position as
     /// `lap:index` for a ring whose lap is `one_lap` positions.
     pub fn queue_text(&self, one_lap: u64) -> String {
+        let one_lap = one_lap.max(1); // a lap of 0 positions is no ring: read it as 1
         use crate::ring::mpmc::{unpack, AUX_CONT, AUX_COUNT, AUX_HEAD, EMPTY, FULL, READING, SKIPPED, WRITING};
         let (state, owner, pos) = unpack(self.stamp);
         let name = match state {
@@ -488,6 +489,12 @@ mod tests {
 
     fn unique(tag: &str) -> String {
         format!("/shmq-inspect-{tag}-{}", std::process::id())
+    }
+
+    #[test]
+    fn queue_text_of_a_lap_of_zero_positions_does_not_divide_by_zero() {
+        let slot = SlotInfo { stamp: 5, len: 0, aux: 0 };
+        assert_eq!(slot.queue_text(0), slot.queue_text(1));
     }
 
     #[test]

@@ -170,12 +170,13 @@ impl WorkerProcess {
     /// Waits at most `timeout` for the worker to exit (Python's `join(timeout)`); `None` if it
     /// still runs.
     pub fn join_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        let deadline = Instant::now() + timeout;
+        // `None`: a timeout too long to add to the clock, which waits as long as the worker runs.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if let Some(s) = self.try_wait()? {
                 return Ok(Some(s));
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -582,6 +582,26 @@ fn regression_a_release_journal_left_by_a_peer_does_not_wedge_receives() {
     q.join_timeout(Duration::from_secs(5)).unwrap();
 }
 
+/// Regression: the task counters in the caller's own entry at `u64::MAX` (a peer may write
+/// them) overflowed in `task_done` and in a counted release (a panic where overflow checks are
+/// on, inside the read claim's drop). Counting wraps, as it does without the checks.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn regression_task_counters_at_their_maximum_do_not_panic() {
+    let q = Queue::builder().capacity(4).slot_size(64).joinable(true).create_anonymous().unwrap();
+    let seg = shmq::fuzzing::queue_segment(&q);
+    let me = 0; // the creator's entry
+    q.put(b"one").unwrap();
+    write_u64(&seg, TABLE + ENTRY * me + 24, u64::MAX); // takes: a journal and a full count
+    let t = Instant::now();
+    assert_eq!(&*q.try_get().unwrap(), b"one");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    write_u64(&seg, TABLE + ENTRY * me + 32, u64::MAX); // dones
+    let _ = q.task_done(); // counted or refused, but answered
+    q.put(b"two").unwrap();
+    assert_eq!(&*q.try_get().unwrap(), b"two", "the queue works on");
+}
+
 /// Regression: recovery waited out the task count's bound once per dead entry (2 s each, up to
 /// 255 of them in one `try_get`) when a hostile tag held the count. One bound now serves a whole
 /// recovery pass.

@@ -137,6 +137,9 @@ fn is_alive_terminate_join_and_kill_on_drop() {
     let status = w.join_timeout(LIMIT).unwrap().expect("terminated");
     assert!(!status.success());
     assert!(!w.is_alive());
+    // Regression: a timeout too long to add to the clock panicked; it waits as long as the
+    // worker runs (here: not at all).
+    assert_eq!(w.join_timeout(Duration::MAX).unwrap(), Some(status));
     w.terminate().unwrap(); // a no-op once it has exited
 
     let w = worker("stuck-worker").queue("Q", &q, Role::Consumer).spawn().unwrap();

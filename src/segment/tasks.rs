@@ -233,7 +233,8 @@ impl Ledger<'_> {
     /// count left (the caller rings `join`'s bell at 0), or `TooMany` if it was 0. One at a time
     /// per entry.
     pub fn done(&self, e: usize, stall: &mut dyn FnMut(usize) -> bool) -> Result<Result<u64, NotDone>, Died> {
-        let target = self.table[e].dones.load(Ordering::Relaxed) + 1;
+        // Wrapping: the word is shared memory, and a peer may have written `u64::MAX` there.
+        let target = self.table[e].dones.load(Ordering::Relaxed).wrapping_add(1);
         self.run(e, KIND_DONE, target, -1, true, stall)
     }
 
@@ -257,7 +258,8 @@ impl Ledger<'_> {
                 }
                 continue;
             }
-            let next = ((idx + 1) << JOURNAL_SHIFT) | ((t + 1) & TAKEN_MASK);
+            // Wrapping: `t` is shared memory, possibly `u64::MAX`; the count is masked anyway.
+            let next = ((idx + 1) << JOURNAL_SHIFT) | (t.wrapping_add(1) & TAKEN_MASK);
             crash::point("tasks.journal")?;
             // ORDERING: Relaxed: the journal is read only by this entry's reaper, after the kernel
             // confirmed the death (and took the lock) — no other process reads it meanwhile.
