@@ -159,8 +159,8 @@ impl SlotInfo {
     /// A queue stamp in words: state, owner (participant index + 1; 0 = none) and position as
     /// `lap:index` for a ring whose lap is `one_lap` positions.
     pub fn queue_text(&self, one_lap: u64) -> String {
-        let one_lap = one_lap.max(1); // a lap of 0 positions is no ring: read it as 1
         use crate::ring::mpmc::{unpack, AUX_CONT, AUX_COUNT, AUX_HEAD, EMPTY, FULL, READING, SKIPPED, WRITING};
+        let one_lap = one_lap.max(1); // a lap of 0 positions is no ring: read it as 1
         let (state, owner, pos) = unpack(self.stamp);
         let name = match state {
             EMPTY => "EMPTY".to_string(),
