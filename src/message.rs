@@ -3,9 +3,11 @@
 use bytemuck::Pod;
 use std::fmt;
 
-/// Messages up to this many bytes are held inline, without a heap allocation. Longer ones take
-/// one allocation per receive; `get_into`/`recv_into` (into a reused `Vec`), the `*_value` calls
-/// and the in-place receives take none at any size.
+/// Messages up to this many bytes are held inline, without a heap allocation. Longer ones are
+/// held in a buffer of their own: the buffer of the last such message the thread dropped, if it
+/// has the same length and is no longer than 64 KiB, otherwise a new allocation. So a thread that
+/// receives and drops messages of one length in turn allocates once; `get_into`/`recv_into`
+/// (into a reused `Vec`), the `*_value` calls and the in-place receives allocate at no size.
 pub const INLINE_BYTES: usize = 22;
 
 /// A received message, owned: its slot went back to the senders before the call that returned
@@ -14,7 +16,8 @@ pub const INLINE_BYTES: usize = 22;
 /// The bytes were copied out of shared memory with a copy that is no data race even if a peer
 /// rewrote the slot meanwhile, and nobody else can change them now: validate and decode them
 /// freely. Up to [`INLINE_BYTES`] bytes are held inline (no heap allocation); larger messages in
-/// their own allocation.
+/// a buffer of their own, which dropping the message leaves to the thread's next receive of that
+/// length (see [`INLINE_BYTES`]).
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,19 +63,28 @@ impl Message {
         }
     }
 
-    /// A message longer than [`INLINE_BYTES`], in its own allocation.
+    /// A message longer than [`INLINE_BYTES`], in its own allocation: this thread's spare
+    /// buffer if it has exactly `len` bytes (see [`SPARE_MAX_BYTES`]), a new one otherwise.
     ///
-    /// Allocated with `malloc`, then zeroed with `memset`, rather than by `vec![0; len]`
-    /// (glibc's `calloc`, which bypasses the per-thread cache that serves small `malloc`s) or left
-    /// unzeroed for `fill` to write (slower for long messages): chosen by measurement, see
-    /// docs/EXPERIMENTS.md, "Receiving messages longer than 22 bytes".
-    #[inline(never)]
+    /// Inlined into the receive, so that the buffer's pointer and length reach the `Message`
+    /// in registers. A new buffer is allocated with `malloc`, then zeroed with `memset`, rather
+    /// than by `vec![0; len]` (glibc's `calloc`, which bypasses the per-thread cache that serves
+    /// small `malloc`s) or left unzeroed for `fill` to write (slower for long messages): chosen
+    /// by measurement, see docs/EXPERIMENTS.md, "Receiving messages longer than 22 bytes" and
+    /// "Owned receives of longer messages on the Intel host".
+    #[inline(always)]
     #[allow(clippy::slow_vector_initialization, reason = "malloc + memset, not calloc: see above")]
     fn heap(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
-        let mut v = Vec::with_capacity(len);
-        v.resize(len, 0u8);
-        fill(&mut v);
-        Message(Repr::Heap(v.into_boxed_slice()))
+        let mut buf = match spare::take(len) {
+            Some(buf) => buf,
+            None => {
+                let mut v = Vec::with_capacity(len);
+                v.resize(len, 0u8);
+                v.into_boxed_slice()
+            }
+        };
+        fill(&mut buf);
+        Message(Repr::Heap(buf))
     }
 
     /// An 8-byte message, from the word that holds it (a receive's common case: built from a
@@ -88,8 +100,8 @@ impl Message {
     }
 
     /// The bytes as a `Vec` (no copy when the message is not inline).
-    pub fn into_vec(self) -> Vec<u8> {
-        match self.0 {
+    pub fn into_vec(mut self) -> Vec<u8> {
+        match std::mem::replace(&mut self.0, Repr::Word(0)) {
             Repr::Inline { len, bytes } => bytes[..len as usize].to_vec(),
             Repr::Word(w) => w.to_ne_bytes().to_vec(),
             Repr::Heap(v) => v.into_vec(),
@@ -99,6 +111,61 @@ impl Message {
     /// The bytes read as a `Pod` value (copied out: any alignment), if the sizes match.
     pub fn to_value<T: Pod>(&self) -> Option<T> {
         (self.len() == std::mem::size_of::<T>()).then(|| bytemuck::pod_read_unaligned(self))
+    }
+}
+
+// A dropped message gives its buffer to this thread's spare (see `SPARE_MAX_BYTES`).
+// Inline, with the rest out of line: where the caller knows the message is inline or a word,
+// dropping it compiles to nothing.
+impl Drop for Message {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Repr::Heap(buf) = &mut self.0 {
+            spare::put(std::mem::take(buf));
+        }
+    }
+}
+
+/// The longest buffer a thread keeps as its spare. Each thread keeps the buffer of the last
+/// message longer than [`INLINE_BYTES`] it dropped, if it is no longer than this, and the next
+/// receive of a message of exactly that length on the thread reuses it: a consumer that receives
+/// and drops messages of one length makes no allocation per message.
+pub(crate) const SPARE_MAX_BYTES: usize = 64 * 1024;
+
+/// This thread's spare message buffer.
+mod spare {
+    use std::cell::Cell;
+
+    thread_local! {
+        static SPARE: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
+    }
+
+    /// The spare buffer if it has exactly `len` bytes (a spare of another length stays).
+    #[inline(always)]
+    pub(super) fn take(len: usize) -> Option<Box<[u8]>> {
+        SPARE
+            .try_with(|spare| {
+                let buf = spare.take()?;
+                if buf.len() == len {
+                    Some(buf)
+                } else {
+                    spare.set(Some(buf));
+                    None
+                }
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Makes `buf` the spare (the one it replaces is freed), if it is no longer than
+    /// [`SPARE_MAX_BYTES`](super::SPARE_MAX_BYTES); frees it otherwise, or once the thread's
+    /// spare is gone (its thread-local storage destroyed).
+    #[inline(never)]
+    pub(super) fn put(buf: Box<[u8]>) {
+        if buf.is_empty() || buf.len() > super::SPARE_MAX_BYTES {
+            return;
+        }
+        let _ = SPARE.try_with(|spare| spare.set(Some(buf)));
     }
 }
 
@@ -175,5 +242,52 @@ mod tests {
         // Three words: receives return it by value through several layers, and a larger inline
         // buffer makes every one of those moves cost more than the copy out of the slot.
         assert_eq!(std::mem::size_of::<Message>(), 24);
+    }
+
+    fn filled(len: usize, byte: u8) -> Message {
+        Message::with_len(len, |b| b.fill(byte))
+    }
+
+    #[test]
+    fn a_dropped_buffer_serves_the_next_message_of_its_length_on_the_thread() {
+        let first = filled(64, 1);
+        let buf = first.as_ptr();
+        drop(first);
+        // Another length leaves the spare where it is.
+        let other = filled(100, 2);
+        assert_ne!(other.as_ptr(), buf);
+        assert_eq!(&*other, &[2u8; 100][..]);
+        // (`other` lives to the end, so that its drop does not replace the spare.)
+        let again = filled(64, 3);
+        assert_eq!(again.as_ptr(), buf, "the spare was not reused");
+        assert_eq!(&*again, &[3u8; 64][..], "a reused buffer holds exactly the new bytes");
+        // The spare is taken: a second live message of that length has a buffer of its own.
+        let second = filled(64, 4);
+        assert_ne!(second.as_ptr(), buf);
+        assert_eq!(&*again, &[3u8; 64][..]);
+        // Neither another thread's drops nor a clone's share the buffer.
+        let cloned = again.clone();
+        assert_ne!(cloned.as_ptr(), again.as_ptr());
+        std::thread::spawn(move || drop(second)).join().unwrap();
+        drop(again);
+        assert_eq!(filled(64, 5).as_ptr(), buf);
+    }
+
+    #[test]
+    fn a_buffer_longer_than_the_spare_limit_is_freed_not_kept() {
+        let small = filled(64, 1);
+        let kept = small.as_ptr();
+        drop(small);
+        drop(filled(SPARE_MAX_BYTES + 1, 2));
+        assert_eq!(filled(64, 3).as_ptr(), kept, "an oversized drop replaced the spare");
+        let big = filled(SPARE_MAX_BYTES, 4);
+        let big_buf = big.as_ptr();
+        drop(big);
+        let big_again = filled(SPARE_MAX_BYTES, 5);
+        assert_eq!(big_again.as_ptr(), big_buf);
+        assert!(big_again.iter().all(|&b| b == 5));
+        // into_vec hands the buffer to the caller: nothing is left as the spare.
+        let v = filled(64, 6).into_vec();
+        assert_eq!(v, vec![6u8; 64]);
     }
 }
