@@ -4,10 +4,13 @@ use bytemuck::Pod;
 use std::fmt;
 
 /// Messages up to this many bytes are held inline, without a heap allocation. Longer ones are
-/// held in a buffer of their own: the buffer of the last such message the thread dropped, if it
-/// has the same length and is no longer than 64 KiB, otherwise a new allocation. So a thread that
-/// receives and drops messages of one length in turn allocates once; `get_into`/`recv_into`
-/// (into a reused `Vec`), the `*_value` calls and the in-place receives allocate at no size.
+/// held in a buffer of their own. A thread keeps one spare buffer (of at most 64 KiB): a dropped
+/// message's buffer becomes the spare if the thread has none, the next receive of a one-slot
+/// message of exactly its length takes it, and a receive of another length frees it. So a thread
+/// that receives and drops one-slot messages of one length in turn allocates once. Messages of
+/// changing lengths, and messages of several slots (`put_large`, a pipe's fragments), allocate
+/// per receive; `get_into`/`recv_into` (into a reused `Vec`), the `*_value` calls and the in-place
+/// receives allocate at no size.
 pub const INLINE_BYTES: usize = 22;
 
 /// A received message, owned: its slot went back to the senders before the call that returned
@@ -16,8 +19,8 @@ pub const INLINE_BYTES: usize = 22;
 /// The bytes were copied out of shared memory with a copy that is no data race even if a peer
 /// rewrote the slot meanwhile, and nobody else can change them now: validate and decode them
 /// freely. Up to [`INLINE_BYTES`] bytes are held inline (no heap allocation); larger messages in
-/// a buffer of their own, which dropping the message leaves to the thread's next receive of that
-/// length (see [`INLINE_BYTES`]).
+/// a buffer of their own, which dropping the message may leave to the thread's next receive of
+/// that length (see [`INLINE_BYTES`]).
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,6 +48,8 @@ enum Repr {
     /// of the slot, a store to a line the sending core holds (see docs/EXPERIMENTS.md, "Owned
     /// pipe receives on the Intel host").
     Word(u64),
+    /// A message longer than [`INLINE_BYTES`] (or one reassembled from several slots): its
+    /// buffer may become the thread's spare when the message drops (see `spare`).
     Heap(Box<[u8]>),
 }
 
@@ -94,7 +99,7 @@ impl Message {
         Message(Repr::Word(word))
     }
 
-    /// A message whose bytes are already in a `Vec`.
+    /// A message whose bytes are already in a `Vec` (one of several slots).
     pub(crate) fn from_vec(v: Vec<u8>) -> Message {
         Message(Repr::Heap(v.into_boxed_slice()))
     }
@@ -126,10 +131,10 @@ impl Drop for Message {
     }
 }
 
-/// The longest buffer a thread keeps as its spare. Each thread keeps the buffer of the last
-/// message longer than [`INLINE_BYTES`] it dropped, if it is no longer than this, and the next
-/// receive of a message of exactly that length on the thread reuses it: a consumer that receives
-/// and drops messages of one length makes no allocation per message.
+/// The longest buffer a thread keeps as its spare (see [`INLINE_BYTES`]): a consumer that
+/// receives and drops messages of one length makes no allocation per message, at the cost of at
+/// most this much memory held per thread that received such a message, until the thread exits or
+/// receives a message of another length.
 pub(crate) const SPARE_MAX_BYTES: usize = 64 * 1024;
 
 /// This thread's spare message buffer.
@@ -140,32 +145,38 @@ mod spare {
         static SPARE: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
     }
 
-    /// The spare buffer if it has exactly `len` bytes (a spare of another length stays).
+    /// The spare buffer if it has exactly `len` bytes. A spare of another length is freed: the
+    /// buffer of the message this receive makes can take its place.
     #[inline(always)]
     pub(super) fn take(len: usize) -> Option<Box<[u8]>> {
-        SPARE
-            .try_with(|spare| {
-                let buf = spare.take()?;
-                if buf.len() == len {
-                    Some(buf)
-                } else {
-                    spare.set(Some(buf));
-                    None
-                }
-            })
-            .ok()
-            .flatten()
+        SPARE.try_with(|spare| spare.take().filter(|buf| buf.len() == len)).ok().flatten()
     }
 
-    /// Makes `buf` the spare (the one it replaces is freed), if it is no longer than
-    /// [`SPARE_MAX_BYTES`](super::SPARE_MAX_BYTES); frees it otherwise, or once the thread's
-    /// spare is gone (its thread-local storage destroyed).
+    /// The spare's length, if the thread has one (for tests).
+    #[cfg(test)]
+    pub(super) fn len() -> Option<usize> {
+        SPARE.with(|spare| {
+            let buf = spare.take();
+            let len = buf.as_ref().map(|b| b.len());
+            spare.set(buf);
+            len
+        })
+    }
+
+    /// Makes `buf` the spare if the thread has none and `buf` is longer than
+    /// [`INLINE_BYTES`](super::INLINE_BYTES) (no receive would reuse a shorter one) and no
+    /// longer than [`SPARE_MAX_BYTES`](super::SPARE_MAX_BYTES); frees it otherwise. A spare is
+    /// never replaced by a later drop, so the buffer of a message that no receive reuses (one of
+    /// several slots, say) cannot push out the one that the next one-slot receive will.
     #[inline(never)]
     pub(super) fn put(buf: Box<[u8]>) {
-        if buf.is_empty() || buf.len() > super::SPARE_MAX_BYTES {
+        if buf.len() <= super::INLINE_BYTES || buf.len() > super::SPARE_MAX_BYTES {
             return;
         }
-        let _ = SPARE.try_with(|spare| spare.set(Some(buf)));
+        let _ = SPARE.try_with(|spare| {
+            let old = spare.take();
+            spare.set(old.or(Some(buf)));
+        });
     }
 }
 
@@ -250,44 +261,65 @@ mod tests {
 
     #[test]
     fn a_dropped_buffer_serves_the_next_message_of_its_length_on_the_thread() {
+        assert_eq!(spare::len(), None);
         let first = filled(64, 1);
         let buf = first.as_ptr();
         drop(first);
-        // Another length leaves the spare where it is.
-        let other = filled(100, 2);
-        assert_ne!(other.as_ptr(), buf);
-        assert_eq!(&*other, &[2u8; 100][..]);
-        // (`other` lives to the end, so that its drop does not replace the spare.)
-        let again = filled(64, 3);
+        assert_eq!(spare::len(), Some(64));
+        let again = filled(64, 2);
         assert_eq!(again.as_ptr(), buf, "the spare was not reused");
-        assert_eq!(&*again, &[3u8; 64][..], "a reused buffer holds exactly the new bytes");
-        // The spare is taken: a second live message of that length has a buffer of its own.
-        let second = filled(64, 4);
-        assert_ne!(second.as_ptr(), buf);
-        assert_eq!(&*again, &[3u8; 64][..]);
-        // Neither another thread's drops nor a clone's share the buffer.
-        let cloned = again.clone();
-        assert_ne!(cloned.as_ptr(), again.as_ptr());
-        std::thread::spawn(move || drop(second)).join().unwrap();
+        assert_eq!(&*again, &[2u8; 64][..], "a reused buffer holds exactly the new bytes");
+        assert_eq!(spare::len(), None);
+        // A second live message of that length has a buffer of its own; the first buffer
+        // dropped while the thread has no spare becomes it, a later one is freed.
+        let second = filled(64, 3);
+        let second_buf = second.as_ptr();
+        drop(second);
         drop(again);
-        assert_eq!(filled(64, 5).as_ptr(), buf);
+        assert_eq!(filled(64, 4).as_ptr(), second_buf);
+        // A receive of another length frees the spare; its own buffer becomes the next one.
+        let other = filled(100, 5);
+        assert_eq!(spare::len(), None);
+        drop(other);
+        assert_eq!(spare::len(), Some(100));
+        // Neither a clone nor another thread's drop shares or fills this thread's spare.
+        let kept = filled(100, 6);
+        let cloned = kept.clone();
+        assert_ne!(cloned.as_ptr(), kept.as_ptr());
+        std::thread::spawn(move || drop(cloned)).join().unwrap();
+        assert_eq!(spare::len(), None);
+        drop(kept);
+        assert_eq!(spare::len(), Some(100));
     }
 
     #[test]
-    fn a_buffer_longer_than_the_spare_limit_is_freed_not_kept() {
-        let small = filled(64, 1);
-        let kept = small.as_ptr();
-        drop(small);
-        drop(filled(SPARE_MAX_BYTES + 1, 2));
-        assert_eq!(filled(64, 3).as_ptr(), kept, "an oversized drop replaced the spare");
-        let big = filled(SPARE_MAX_BYTES, 4);
-        let big_buf = big.as_ptr();
+    fn only_buffers_a_receive_could_reuse_become_the_spare() {
+        // Reassembled messages (of several slots) hold buffers too; one of `INLINE_BYTES` or
+        // fewer, which no receive would reuse, is never kept.
+        drop(Message::from_vec(vec![4u8; INLINE_BYTES]));
+        assert_eq!(spare::len(), None);
+        drop(filled(SPARE_MAX_BYTES + 1, 1));
+        assert_eq!(spare::len(), None, "a buffer over the limit was kept");
+        let big = filled(SPARE_MAX_BYTES, 2);
         drop(big);
-        let big_again = filled(SPARE_MAX_BYTES, 5);
-        assert_eq!(big_again.as_ptr(), big_buf);
-        assert!(big_again.iter().all(|&b| b == 5));
-        // into_vec hands the buffer to the caller: nothing is left as the spare.
-        let v = filled(64, 6).into_vec();
-        assert_eq!(v, vec![6u8; 64]);
+        assert_eq!(spare::len(), Some(SPARE_MAX_BYTES));
+        let reused = filled(SPARE_MAX_BYTES, 3);
+        assert!(reused.iter().all(|&b| b == 3));
+        // into_vec hands the buffer to the caller: nothing becomes the spare.
+        let v = filled(64, 5).into_vec();
+        assert_eq!(v, vec![5u8; 64]);
+        assert_eq!(spare::len(), None);
+    }
+
+    #[test]
+    fn a_message_of_several_slots_does_not_push_out_the_spare() {
+        let one_slot = filled(64, 1);
+        let kept = one_slot.as_ptr();
+        drop(one_slot);
+        let reassembled = Message::from_vec(vec![2u8; 100]);
+        assert_eq!(&*reassembled, &[2u8; 100][..]);
+        drop(reassembled);
+        assert_eq!(spare::len(), Some(64));
+        assert_eq!(filled(64, 3).as_ptr(), kept);
     }
 }

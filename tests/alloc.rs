@@ -2,10 +2,11 @@
 //!
 //! After warm-up, sending (`put`, `try_put`, `put_value`, `send`, `try_send`, `send_value`) and
 //! receiving (`get`, `try_get`, `get_value`, `recv`, `try_recv`, `recv_value`, and `get_into` /
-//! `recv_into` into a reused `Vec`) make no heap allocation. An owned [`Message`] longer than
-//! [`INLINE_BYTES`] (22) is held in a buffer of its own, and a thread's next receive of that
-//! length reuses the buffer of the last one it dropped: receiving and dropping messages in turn
-//! allocates nothing per message, while messages held at once take one buffer each.
+//! `recv_into` into a reused `Vec`) make no heap allocation. An owned one-slot [`Message`] longer
+//! than [`INLINE_BYTES`] (22) is held in a buffer of its own, and a thread's next receive of that
+//! length reuses the buffer of the last one it dropped: receiving and dropping messages of one
+//! length in turn allocates nothing per message, while messages held at once take one buffer
+//! each.
 //!
 //! Only allocations made by the measuring thread while it measures are counted (a thread-local
 //! switch in the allocator), so the test harness's other threads, and tests running beside this

@@ -199,7 +199,12 @@ pub fn run(data: &[u8]) {
         return;
     };
     let cap = input.capacity as u64 % 4 + 1;
-    let slot = input.slot_size as usize % 16 + 1;
+    // Mostly tiny slots (messages span several), a quarter of them long enough for the receive's
+    // block copy (64-byte blocks, then words and bytes) and its spare buffers.
+    let slot = match input.slot_size {
+        s @ 0..192 => s as usize % 16 + 1,
+        s => 56 + (s as usize - 192) * 3,
+    };
     let q =
         Queue::builder().capacity(cap as usize).slot_size(slot).spin(0).create_anonymous().expect("anonymous queue");
     let mut m = Model { cap, slot, entries: VecDeque::new(), head: 0, tail: 0, busy: BTreeSet::new(), closed: false };

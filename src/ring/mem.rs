@@ -126,16 +126,18 @@ pub(crate) unsafe fn load_word_shared(src: *const u8) -> u64 {
 
 /// From this many bytes on, [`copy_from_shared`] copies 64-byte blocks with 16-byte moves (on
 /// x86-64) before its word loop.
-#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2", not(loom), not(miri)))]
 const BLOCK_COPY_MIN: usize = 64;
 
 /// Copies `dst.len()` bytes from `src` into `dst`, where `src` is memory another process may be
 /// writing at the same moment (a slot a hostile peer rewrites while we read it).
 ///
-/// Every read is a relaxed atomic load (a word at a time where `src` is 8-byte aligned, single
-/// bytes at the ends), so the copy is no data race whatever the peer does: the bytes may be
-/// torn across words, but once in `dst` they are ours and stay as read. Whatever the caller
-/// validates or decodes, it validates on `dst`.
+/// Every byte is read once, by a relaxed atomic load (a word at a time where `src` is 8-byte
+/// aligned, single bytes at the ends) or, on x86-64 from `BLOCK_COPY_MIN` bytes on, by the
+/// 16-byte loads of an inline-assembly block copy first (each byte read once, as those atomic
+/// loads would), so the copy is no data race whatever the peer does: the bytes may be torn
+/// across loads, but once in `dst` they are ours and stay as read. Whatever the caller validates
+/// or decodes, it validates on `dst`.
 ///
 /// # Safety
 /// `src` is valid for `dst.len()` bytes of reads for the duration of the call, and this process
@@ -145,7 +147,7 @@ pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
     use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
     let (n, out) = (dst.len(), dst.as_mut_ptr());
     let mut i = 0;
-    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2", not(loom), not(miri)))]
     if n >= BLOCK_COPY_MIN {
         let blocks = n / 64;
         // SAFETY: the loop reads `src[..64 * blocks]` (readable: the caller's contract) and
@@ -284,7 +286,7 @@ mod tests {
         // pointer that allows shared mutation.
         let base = src.as_mut_ptr();
         for start in 0..9 {
-            // Across the word loop's lengths and the block copy's (from 128: 64-byte blocks,
+            // Across the word loop's lengths and the block copy's (from 64: 64-byte blocks,
             // then the word loop for the rest).
             for n in (0..=80).chain(120..=330) {
                 let mut dst = vec![0u8; n];

@@ -157,7 +157,8 @@ pub(super) fn produce(a: &ChildArgs, mut send: impl FnMut(&[u8]) -> Result<bool,
 
 /// The consumer loop: receives until end of stream. `recv` returns `Ok(false)` at end of stream.
 /// A received message is owned (copied out of its slot), and the consumer keeps it as the
-/// in-process baselines' consumers keep what they pop: no second copy.
+/// in-process baselines' consumers keep what they pop: no second copy. (The rows count
+/// messages; the tests check contents.)
 pub(super) fn consume(mut recv: impl FnMut() -> Result<bool, String>) -> Result<u64, String> {
     let mut n = 0u64;
     while recv()? {
