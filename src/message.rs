@@ -32,25 +32,49 @@ pub const INLINE_BYTES: usize = 22;
 /// assert_eq!(&*msg, b"job 1");
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct Message(Repr);
+pub struct Message(Words);
 
-#[derive(Clone)]
-enum Repr {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_BYTES],
-    },
-    /// An 8-byte message as the word that held it in the slot, built from a register and kept
-    /// one aligned word through the moves from the ring to the caller. In `Inline` its bytes
-    /// would sit at an odd offset, and the moves' wider loads cannot be forwarded from those
-    /// stores: each would wait for the store buffer to drain, including the receive's release
-    /// of the slot, a store to a line the sending core holds (see docs/EXPERIMENTS.md, "Owned
-    /// pipe receives on the Intel host").
-    Word(u64),
-    /// A message longer than [`INLINE_BYTES`] (or one reassembled from several slots): its
-    /// buffer may become the thread's spare when the message drops (see `spare`).
-    Heap(Box<[u8]>),
+/// A message as three plain words, which the compiler can keep in registers from the copy out
+/// of the slot to the caller: a representation with a byte array (an enum with an inline
+/// buffer) went through memory on the way, and where a later load read back a different shape
+/// than the stores had written, the CPU could not forward it and waited for every older store,
+/// among them the receive's release of the slot to the sending core (see docs/EXPERIMENTS.md,
+/// "Owned pipe receives on the Intel host").
+///
+/// Byte 23 (in memory order) is the kind. `INLINE`: the message is bytes 0..len, len in byte
+/// 22. `WORD`: an 8-byte message, word `a`. `HEAP`: a buffer made by `Box<[u8]>::into_raw`, its
+/// address in `a` (provenance exposed) and its length in `b`, owned by this message alone (a
+/// clone copies it; `into_vec` and drop take it back exactly once).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Words {
+    a: u64,
+    b: u64,
+    c: u64,
+}
+
+const INLINE: u8 = 0;
+const WORD: u8 = 1;
+const HEAP: u8 = 2;
+
+/// The third word of a message of `kind` whose inline length (if it is inline) is `len`.
+#[inline(always)]
+fn tail_word(len: u8, kind: u8) -> u64 {
+    u64::from_ne_bytes([0, 0, 0, 0, 0, 0, len, kind])
+}
+
+impl Words {
+    #[inline(always)]
+    fn kind(&self) -> u8 {
+        self.c.to_ne_bytes()[7]
+    }
+
+    /// The heap buffer's address (kind `HEAP`): the address `from_box` exposed, so the pointer
+    /// has the provenance of the buffer it names.
+    #[inline(always)]
+    fn heap_ptr(&self) -> *mut u8 {
+        std::ptr::with_exposed_provenance_mut(self.a as usize)
+    }
 }
 
 impl Message {
@@ -58,11 +82,11 @@ impl Message {
     #[inline(always)]
     pub(crate) fn with_len(len: usize, fill: impl FnOnce(&mut [u8])) -> Message {
         if len <= INLINE_BYTES {
-            let mut m = Message(Repr::Inline { len: len as u8, bytes: [0u8; INLINE_BYTES] });
-            if let Repr::Inline { bytes, .. } = &mut m.0 {
-                fill(&mut bytes[..len]);
-            }
-            m
+            let mut bytes = [0u8; 24];
+            fill(&mut bytes[..len]);
+            bytes[22] = len as u8;
+            bytes[23] = INLINE;
+            Message(bytemuck::cast(bytes))
         } else {
             Self::heap(len, fill)
         }
@@ -89,27 +113,45 @@ impl Message {
             }
         };
         fill(&mut buf);
-        Message(Repr::Heap(buf))
+        Self::from_box(buf)
+    }
+
+    /// A message that owns `buf`.
+    #[inline(always)]
+    fn from_box(buf: Box<[u8]>) -> Message {
+        let len = buf.len();
+        let ptr = Box::into_raw(buf) as *mut u8;
+        Message(Words { a: ptr.expose_provenance() as u64, b: len as u64, c: tail_word(0, HEAP) })
+    }
+
+    /// Takes the heap buffer back (kind `HEAP`), leaving `self` an empty inline message.
+    #[inline(always)]
+    fn take_box(&mut self) -> Box<[u8]> {
+        let (ptr, len) = (self.0.heap_ptr(), self.0.b as usize);
+        self.0 = Words { a: 0, b: 0, c: tail_word(0, INLINE) };
+        // SAFETY: a `HEAP` message holds the raw parts of a `Box<[u8]>` it alone owns (see
+        // `Words`), and marking `self` inline above means it is taken back only this once.
+        unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }
     }
 
     /// An 8-byte message, from the word that holds it (a receive's common case: built from a
     /// register, with no copy loop).
     #[inline(always)]
     pub(crate) fn from_word(word: u64) -> Message {
-        Message(Repr::Word(word))
+        Message(Words { a: word, b: 0, c: tail_word(8, WORD) })
     }
 
-    /// A message whose bytes are already in a `Vec` (one of several slots).
+    /// A message whose bytes are already in a `Vec`.
     pub(crate) fn from_vec(v: Vec<u8>) -> Message {
-        Message(Repr::Heap(v.into_boxed_slice()))
+        Self::from_box(v.into_boxed_slice())
     }
 
     /// The bytes as a `Vec` (no copy when the message is not inline).
     pub fn into_vec(mut self) -> Vec<u8> {
-        match std::mem::replace(&mut self.0, Repr::Word(0)) {
-            Repr::Inline { len, bytes } => bytes[..len as usize].to_vec(),
-            Repr::Word(w) => w.to_ne_bytes().to_vec(),
-            Repr::Heap(v) => v.into_vec(),
+        if self.0.kind() == HEAP {
+            self.take_box().into_vec()
+        } else {
+            self.to_vec()
         }
     }
 
@@ -119,14 +161,23 @@ impl Message {
     }
 }
 
-// A dropped message gives its buffer to this thread's spare (see `SPARE_MAX_BYTES`).
+impl Clone for Message {
+    fn clone(&self) -> Message {
+        if self.0.kind() == HEAP {
+            Self::from_box(Box::from(&**self))
+        } else {
+            Message(self.0)
+        }
+    }
+}
+
 // Inline, with the rest out of line: where the caller knows the message is inline or a word,
 // dropping it compiles to nothing.
 impl Drop for Message {
     #[inline(always)]
     fn drop(&mut self) {
-        if let Repr::Heap(buf) = &mut self.0 {
-            spare::put(std::mem::take(buf));
+        if self.0.kind() == HEAP {
+            spare::put(self.take_box());
         }
     }
 }
@@ -184,10 +235,12 @@ impl std::ops::Deref for Message {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..*len as usize],
-            Repr::Word(w) => bytemuck::bytes_of(w),
-            Repr::Heap(v) => v,
+        match self.0.kind() {
+            WORD => bytemuck::bytes_of(&self.0.a),
+            // SAFETY: a `HEAP` message owns a buffer of `b` initialised bytes at `heap_ptr()`
+            // (see `Words`), alive and unchanged while `self` is borrowed.
+            HEAP => unsafe { std::slice::from_raw_parts(self.0.heap_ptr(), self.0.b as usize) },
+            _ => &bytemuck::bytes_of(&self.0)[..usize::from(self.0.c.to_ne_bytes()[6]).min(INLINE_BYTES)],
         }
     }
 }
