@@ -44,7 +44,9 @@ pub struct Message(Words);
 /// Byte 23 (in memory order) is the kind. `INLINE`: the message is bytes 0..len, len in byte
 /// 22. `WORD`: an 8-byte message, word `a`. `HEAP`: a buffer made by `Box<[u8]>::into_raw`, its
 /// address in `a` (provenance exposed) and its length in `b`, owned by this message alone (a
-/// clone copies it; `into_vec` and drop take it back exactly once).
+/// clone copies it; `into_vec` and drop take it back exactly once). `Words` is `Copy` for its
+/// byte view: copying the words of a `HEAP` message would alias its buffer, so only `Clone`
+/// copies them, and only for the other kinds.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Words {
@@ -138,7 +140,7 @@ impl Message {
     /// register, with no copy loop).
     #[inline(always)]
     pub(crate) fn from_word(word: u64) -> Message {
-        Message(Words { a: word, b: 0, c: tail_word(8, WORD) })
+        Message(Words { a: word, b: 0, c: tail_word(0, WORD) })
     }
 
     /// A message whose bytes are already in a `Vec`.
