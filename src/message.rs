@@ -39,7 +39,8 @@ pub struct Message(Words);
 /// buffer) went through memory on the way, and where a later load read back a different shape
 /// than the stores had written, the CPU could not forward it and waited for every older store,
 /// among them the receive's release of the slot to the sending core (see docs/EXPERIMENTS.md,
-/// "Owned pipe receives on the Intel host").
+/// "Owned pipe receives on the Intel host", and "Owned receives of longer messages on the Intel
+/// host", "The shape of `Message`").
 ///
 /// Byte 23 (in memory order) is the kind. `INLINE`: the message is bytes 0..len, len in byte
 /// 22. `WORD`: an 8-byte message, word `a`. `HEAP`: a buffer made by `Box<[u8]>::into_raw`, its
@@ -69,6 +70,12 @@ impl Words {
     #[inline(always)]
     fn kind(&self) -> u8 {
         self.c.to_ne_bytes()[7]
+    }
+
+    /// The length of an `INLINE` message.
+    #[inline(always)]
+    fn inline_len(&self) -> usize {
+        usize::from(self.c.to_ne_bytes()[6]).min(INLINE_BYTES)
     }
 
     /// The heap buffer's address (kind `HEAP`): the address `from_box` exposed, so the pointer
@@ -242,7 +249,7 @@ impl std::ops::Deref for Message {
             // SAFETY: a `HEAP` message owns a buffer of `b` initialised bytes at `heap_ptr()`
             // (see `Words`), alive and unchanged while `self` is borrowed.
             HEAP => unsafe { std::slice::from_raw_parts(self.0.heap_ptr(), self.0.b as usize) },
-            _ => &bytemuck::bytes_of(&self.0)[..usize::from(self.0.c.to_ne_bytes()[6]).min(INLINE_BYTES)],
+            _ => &bytemuck::bytes_of(&self.0)[..self.0.inline_len()],
         }
     }
 }

@@ -565,7 +565,6 @@ mod tests {
         }
     }
 
-    /// A consumer that died holding a group: every slot of it is freed and counted.
     /// Regression (adversarial review): repair took a dead owner's stamp naming another slot's
     /// position for a claim of that slot, and retiring the "rest" of its message stepped past
     /// the ring's last slot (a read outside the mapping). Such a stamp is left alone.
@@ -614,6 +613,7 @@ mod tests {
         assert_eq!(claimed, 0, "every slot the attempts claimed was given up");
     }
 
+    /// A consumer that died holding a group: every slot of it is freed and counted.
     #[test]
     fn dead_reader_of_a_group_frees_every_slot() {
         let (_h, m) = ring(3);
