@@ -184,9 +184,11 @@ impl Model {
 
     /// Positions between the read and write positions, clamped to the capacity as the ring's
     /// `len` is: abandoned positions the read position has not passed yet free their slots, so
-    /// the span can exceed the capacity while at most `cap` slots hold messages.
+    /// the span can exceed the capacity while at most `cap` slots hold messages. Those at the
+    /// read position are not counted: the ring's `len` helps its read hint past them first.
     fn len(&self) -> usize {
-        (self.tail - self.head).min(self.cap) as usize
+        let abandoned = self.entries.iter().take_while(|e| matches!(e, Entry::Abandoned)).count() as u64;
+        (self.tail - self.head - abandoned).min(self.cap) as usize
     }
 }
 

@@ -288,6 +288,60 @@ fn loom_mpmc_slot_lapped_by_abandons_behind_the_head() {
     });
 }
 
+/// Two consumers take one message each from a two-slot ring; the first claimer's store of the
+/// read hint can land after the second claimer has moved it further, setting it back. Neither
+/// finds the ring empty, each message is read exactly once, and the ring afterwards counts, puts
+/// and gets as if nothing had happened.
+#[test]
+fn loom_mpmc_a_late_hint_store_sets_the_head_back_harmlessly() {
+    loom::model(|| {
+        let q = Q::new(2);
+        q.try_put(1).unwrap();
+        q.try_put(2).unwrap();
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_get())
+        };
+        let mine = q.try_get();
+        let theirs = consumer.join().unwrap();
+        let mut got = [mine.unwrap(), theirs.unwrap()];
+        got.sort();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(q.m.len(), 0);
+        q.try_put(3).unwrap();
+        q.try_put(4).unwrap();
+        assert_eq!(q.m.len(), 2);
+        assert_eq!(q.try_get(), Ok(3));
+        assert_eq!(q.try_get(), Ok(4));
+        assert_eq!(q.try_get(), Err(RecvError::Empty));
+    });
+}
+
+/// Two producers put one message each into a two-slot ring; a producer's late store of the
+/// write hint can set it back behind the other's claim. Neither finds the ring full, the
+/// consumer reads both, and the ring afterwards counts, puts and gets as if nothing had
+/// happened.
+#[test]
+fn loom_mpmc_a_late_hint_store_sets_the_tail_back_harmlessly() {
+    loom::model(|| {
+        let q = Q::new(2);
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_put(2))
+        };
+        q.try_put(1).unwrap();
+        producer.join().unwrap().unwrap();
+        assert_eq!(q.m.len(), 2);
+        let mut got = [q.try_get().unwrap(), q.try_get().unwrap()];
+        got.sort();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(q.m.len(), 0);
+        q.try_put(3).unwrap();
+        assert_eq!(q.try_get(), Ok(3));
+        assert_eq!(q.try_get(), Err(RecvError::Empty));
+    });
+}
+
 #[test]
 fn loom_mpmc_sleeping_consumer_is_woken_by_commit() {
     loom::model(|| {

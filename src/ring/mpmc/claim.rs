@@ -48,8 +48,7 @@ impl Mpmc {
             .stamp
             .compare_exchange(stamp(EMPTY, 0, t), stamp(WRITING, owner, t), Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
-        // Best effort: if this fails, someone already advanced the hint for us.
-        let _ = ctrl.tail.compare_exchange(t, self.next(t, idx), Ordering::Relaxed, Ordering::Relaxed);
+        pass(&ctrl.tail, t, self.next(t, idx));
         Some(Claim { idx, pos: t, count: 1 })
     }
 
@@ -169,14 +168,14 @@ impl Mpmc {
     }
 
     /// Moves the read hint past the positions at it that are already read or retired, as
-    /// `claim_read_slow` steps, one position at a time and at most `capacity` of them. An
-    /// abandoned write frees its slot while the hint may still stand before it, and the slot can
-    /// then lap again; walking the hint on at every abandon keeps it within a lap of the claims
-    /// still in flight, so no reader (and no `len`) finds it lagging by more.
-    fn help_head_on(&self) {
+    /// `claim_read_slow` does (one position at a time, or to the read frontier when the slot is
+    /// two laps or more ahead), at most `2 * capacity + 2` moves. An abandoned write frees its
+    /// slot while the hint may still stand before it, and the slot can then lap again; walking
+    /// the hint on at every abandon keeps it near the claims still in flight. `len` calls it too.
+    pub(super) fn help_head_on(&self) {
         let ctrl = self.mem.ctrl();
         let Some(mut h) = hint(&ctrl.head) else { return };
-        for _ in 0..self.mem.capacity {
+        for _ in 0..2 * self.mem.capacity + 2 {
             let Some(idx) = self.index(h) else { return };
             // ORDERING: Acquire, as the load in `claim_read_slow`; pairs with the Release stores
             // of stamps (`commit`, `release`, `retire`, `abandon`).
@@ -188,13 +187,84 @@ impl Mpmc {
             if !(d > 0 || (d == 0 && state == READING)) {
                 return;
             }
-            let to = self.next(h, idx);
+            let to = match self.head_jump(h, d) {
+                Ok(Some(to)) => to,
+                Ok(None) => self.next(h, idx),
+                Err(_) => return, // the next claim reports it
+            };
             // ORDERING: Relaxed, as every move of the hint: it is only a hint.
             if ctrl.head.compare_exchange(h, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
                 return; // someone else moves it
             }
             h = to;
         }
+    }
+
+    /// Moves the write hint past the positions at it that are already claimed, as
+    /// `claim_write_slow` does, at most `2 * capacity + 2` moves (from any hint, the first jump
+    /// lands within a lap of the slot's last claim): for `len`, after a delayed producer's store
+    /// set the hint back (see "Positions").
+    pub(super) fn help_tail_on(&self) {
+        let ctrl = self.mem.ctrl();
+        let Some(mut t) = hint(&ctrl.tail) else { return };
+        for _ in 0..2 * self.mem.capacity + 2 {
+            let Some(idx) = self.index(t) else { return };
+            // ORDERING: Acquire, as the load in `claim_write_slow`.
+            let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
+            if p & (self.one_lap - 1) != idx {
+                return; // a foreign stamp: the next claim reports it
+            }
+            let d = dist(p, t);
+            if !(d > 0 || (d == 0 && state != EMPTY)) {
+                return;
+            }
+            let to = self.catch_up(t, idx, p, d);
+            // ORDERING: Relaxed, as every move of the hint: it is only a hint.
+            if ctrl.tail.compare_exchange(t, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                return; // someone else moves it
+            }
+            t = to;
+        }
+    }
+
+    /// Where a stale read hint at `h`, whose slot stands `d` positions ahead, may jump: `None`
+    /// (step by one) while `d` is under two laps, else the read frontier, if that is ahead of `h`.
+    fn head_jump(&self, h: u64, d: i64) -> Result<Option<u64>, RecvError> {
+        if (d as u64) < 2 * self.one_lap {
+            return Ok(None);
+        }
+        let to = self.read_frontier(h)?;
+        Ok((dist(to, h) > 0).then_some(to))
+    }
+
+    /// The first position, counted from `h`, that some slot has not yet had read: for each slot
+    /// the position its stamp is waiting for (the one after a read claim in flight, else the
+    /// stamp's own: not yet written, being written, waiting for a reader, or skipped and waiting to
+    /// be retired), and the earliest of those. Every position before it has been read or given
+    /// up in its slot, so the read hint may jump there. A slot a lap or more ahead of the hint
+    /// proves nothing about the others: an abandoned write frees its slot for the next lap while
+    /// messages before it may still wait; hence the scan of every stamp, one lap's worth of
+    /// loads, which a read claim makes only when the hint is two laps or more behind (a hint set
+    /// back by a delayed claimer; see "Positions"). Stamps are read once each; one naming another
+    /// slot's position or an unknown state is corruption.
+    fn read_frontier(&self, h: u64) -> Result<u64, RecvError> {
+        let mut best: Option<i64> = None;
+        for idx in 0..self.mem.capacity {
+            // ORDERING: Relaxed: the result only moves the hint; the claim that follows loads
+            // the stamp it claims again, with Acquire.
+            let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Relaxed));
+            if p & (self.one_lap - 1) != idx {
+                return Err(RecvError::Corrupt(FOREIGN_STAMP));
+            }
+            let waiting = match state {
+                READING => (p + self.one_lap) & POS_MASK,
+                EMPTY | WRITING | FULL | SKIPPED => p,
+                _ => return Err(RecvError::Corrupt("slot stamp has an unknown state")),
+            };
+            let d = dist(waiting, h);
+            best = Some(best.map_or(d, |b| b.min(d)));
+        }
+        Ok((h.wrapping_add(best.unwrap_or(0) as u64)) & POS_MASK)
     }
 
     /// Claims the oldest committed message for reading, tagged with `owner`.
@@ -233,7 +303,7 @@ impl Mpmc {
         if s == stamp(FULL, 0, h) && slot.aux.load(Ordering::Relaxed) == 0 {
             // ORDERING: Acquire on success, as in the slow path.
             if slot.stamp.compare_exchange(s, stamp(READING, owner, h), Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
+                pass(&ctrl.head, h, self.next(h, idx));
                 return Fast::Claimed(Claim { idx, pos: h, count: 1 });
             }
         } else if s == stamp(EMPTY, 0, h) && ctrl.head.load(Ordering::Relaxed) == h {
@@ -309,14 +379,13 @@ impl Mpmc {
                 let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
                 h = head()?;
             } else if d > 0 || (d == 0 && state == READING) {
-                // Position h was read or retired already: the hint is stale. Help it on by one
-                // position, never by laps: an abandoned write frees its slot for the next lap
-                // while the read hint may still stand before it, so a slot laps ahead of the hint
-                // does not prove the positions in between were read.
-                if d as u64 / self.one_lap > MAX_HEAD_LAG_LAPS {
-                    return Err(RecvError::Corrupt(HEAD_FAR_BEHIND));
-                }
-                let to = self.next(h, idx);
+                // Position h was read or retired already: the hint is stale. Help it on, by one
+                // position while the slot is less than two laps ahead, else to the read frontier
+                // (see `read_frontier` for why one slot's lap proves nothing about the others).
+                let to = match self.head_jump(h, d)? {
+                    Some(to) => to,
+                    None => self.next(h, idx),
+                };
                 if !walk.advance(h, to) {
                     return Err(RecvError::Corrupt(RAN_AROUND));
                 }

@@ -4,9 +4,21 @@
 //! A position is `{ lap, index }` packed as `lap * one_lap + index`, where `one_lap` is
 //! `capacity.next_power_of_two()`, kept to [`POS_BITS`] bits. Slot `index` serves positions
 //! `{ 0, index }, { 1, index }, …` in turn. `tail` and `head` in the control block are *hints*:
-//! the next position to write and to read. Anyone may advance them with a CAS after seeing that
-//! the position was claimed: by one position, or (the tail only) past a whole lap the slot's
-//! stamp proves claimed (see `catch_up`); nobody trusts them further than that.
+//! the next position to write and to read. A claimer moves the hint past the position it took
+//! with a plain store, if the hint still names that position (`pass`); anyone else who finds the
+//! position claimed may advance the hint with a CAS: by one position, past a whole lap the
+//! slot's stamp proves claimed (the tail, `catch_up`), or to the first position no slot has
+//! left unread (the head, `read_frontier`). Nobody trusts them further than that.
+//!
+//! The claimer's move is a store, not a CAS, because a locked read-modify-write on every put and
+//! every get was the largest single cost of a message (docs/EXPERIMENTS.md, "The claimer's hint
+//! move"). So a hint can move back: a claimer delayed between its load and its store writes a
+//! position others have already passed. Every position before any value a hint ever held was
+//! claimed (each stored value is the one after a claimed position, and each claim was made at the
+//! hint or past it), so a hint that moves back only costs work, never a message: the next claim
+//! finds the slot taken and helps the hint on, the tail by laps, the head by one scan of the
+//! stamps once it is two laps or more behind. `len` helps both hints on before it counts, so a
+//! quiet ring reports its exact length.
 //!
 //! # Stamps
 //! Each slot's 64-bit stamp is `{ state: 3, owner: 16, pos: 45 }` and is the only source of truth:
@@ -101,16 +113,6 @@ const FOREIGN_STAMP: &str = "slot stamp names a position of another slot";
 /// nowhere near half the space; a walk that gets that far is reported as corruption.
 const RAN_AROUND: &str = "a hint ran around the position space";
 
-/// The most laps a slot can legitimately stand ahead of the head hint. The head lags a slot only
-/// while abandons that lapped it have not yet walked the hint on (each abandon walks it before
-/// returning), so the lag is bounded by the abandons in flight at once, one per thread: fewer
-/// than Linux's largest `pid_max` (2^22). A slot further ahead was written by a hostile peer and
-/// is refused at once rather than stepped past one position at a time.
-const MAX_HEAD_LAG_LAPS: u64 = 1 << 23;
-
-/// What a read claim reports for a slot more than [`MAX_HEAD_LAG_LAPS`] ahead of the head.
-const HEAD_FAR_BEHIND: &str = "a slot stands more laps ahead of the head than any peer can leave";
-
 /// How far one claim has moved a hint.
 #[derive(Default)]
 struct Walk(u64);
@@ -131,6 +133,18 @@ impl Walk {
 fn hint(word: &AtomicU64) -> Option<u64> {
     let v = word.load(Ordering::Relaxed);
     (v <= POS_MASK).then_some(v)
+}
+
+/// Moves a hint from `from`, the position this claim just took, to `to`, the one after it: a
+/// plain store, if the hint still names `from` (see "Positions" for why a store, and why a hint
+/// that moves back is harmless). If it names anything else, someone has helped it on already.
+#[inline(always)]
+fn pass(word: &AtomicU64, from: u64, to: u64) {
+    // ORDERING: Relaxed, as every move of a hint: stamps carry the synchronisation, hints only
+    // say where to look.
+    if word.load(Ordering::Relaxed) == from {
+        word.store(to, Ordering::Relaxed);
+    }
 }
 
 /// Packs a stamp.
@@ -240,6 +254,10 @@ impl Mpmc {
     /// Messages in the ring, from the hints: approximate under concurrency, always in
     /// `0..=capacity`.
     pub fn len(&self) -> usize {
+        // A hint set back by a delayed claimer (see "Positions") would count messages that were
+        // read, or miss ones that were written; help both on first.
+        self.help_tail_on();
+        self.help_head_on();
         let ctrl = self.mem.ctrl();
         let mut t = ctrl.tail.load(Ordering::SeqCst);
         let mut h = ctrl.head.load(Ordering::SeqCst);
@@ -438,15 +456,60 @@ mod tests {
         assert_eq!(get(&m), Ok(9));
     }
 
-    /// A slot stamped far more laps ahead of the head than abandons in flight could leave is
-    /// refused at once, not stepped past position by position until `MAX_SPINS`.
+    /// A slot stamped far more laps ahead of the head than any legitimate lag (here by stamps a
+    /// peer wrote; a delayed claimer's store can set the hint back as far) is caught up with in
+    /// one scan of the stamps, not stepped past one position at a time until `MAX_SPINS`.
     #[test]
-    fn a_slot_impossibly_far_ahead_of_the_head_is_refused_at_once() {
+    fn a_head_far_behind_every_slot_catches_up_in_one_scan() {
         let (_h, m) = ring(4);
         for idx in 0..4u64 {
             m.mem.slot(idx).stamp.store(stamp(EMPTY, 0, (1 << 40) + idx), Ordering::Relaxed);
         }
-        assert_eq!(get(&m), Err(RecvError::Corrupt(HEAD_FAR_BEHIND)));
+        assert_eq!(get(&m), Err(RecvError::Empty));
+        assert_eq!(m.mem.ctrl().head.load(Ordering::Relaxed), 1 << 40);
+        m.mem.ctrl().tail.store(1 << 40, Ordering::Relaxed);
+        put(&m, 3).unwrap();
+        assert_eq!(get(&m), Ok(3));
+    }
+
+    /// A claimer delayed between its load of a hint and its store writes a position others have
+    /// long passed. Set back by far more positions than `MAX_SPINS`, the hints still lead every
+    /// claim to the right slot at once, no message is lost or read twice, and `len` counts what
+    /// is there.
+    #[test]
+    fn hints_set_back_by_a_delayed_claimer_lose_nothing() {
+        for cap in [1u64, 3, 4, 5] {
+            let (_h, m) = ring(cap);
+            // Run the ring far on: set the hints and stamps to where 2^30 messages would leave
+            // them, as a long stream does.
+            let start = (1u64 << 30) * m.one_lap;
+            for idx in 0..cap {
+                m.mem.slot(idx).stamp.store(stamp(EMPTY, 0, start + idx), Ordering::Relaxed);
+            }
+            m.mem.ctrl().tail.store(start, Ordering::Relaxed);
+            m.mem.ctrl().head.store(start, Ordering::Relaxed);
+            let n = cap.min(3);
+            for i in 0..n {
+                put(&m, i).unwrap();
+            }
+            assert_eq!(get(&m), Ok(0));
+            // Delayed claimers store positions from the ring's beginning.
+            m.mem.ctrl().tail.store(1, Ordering::Relaxed);
+            m.mem.ctrl().head.store(1, Ordering::Relaxed);
+            assert_eq!(m.len(), n as usize - 1, "capacity {cap}");
+            if n < cap {
+                put(&m, n).unwrap();
+            }
+            m.mem.ctrl().tail.store(0, Ordering::Relaxed);
+            m.mem.ctrl().head.store(0, Ordering::Relaxed);
+            for i in 1..n.max(cap.min(n + 1)) {
+                assert_eq!(get(&m), Ok(i), "capacity {cap}");
+            }
+            assert_eq!(get(&m), Err(RecvError::Empty));
+            assert_eq!(m.len(), 0);
+            put(&m, 9).unwrap();
+            assert_eq!(get(&m), Ok(9));
+        }
     }
 
     /// Claims abandoned out of order must not leave the read hint behind a free slot: with no
