@@ -46,6 +46,24 @@ fn end_of_stream_is_ready_too() {
     t.join().unwrap();
 }
 
+/// Regression (found in review): a one-slot queue whose only message is still held in place has
+/// nothing to read, yet `wait` said it was ready on every call (the head's slot holds the earlier
+/// lap), so a loop of `wait` and `try_get` spun on the core.
+#[test]
+fn a_message_held_in_place_does_not_make_its_queue_ready() {
+    let q = Queue::anonymous(1, 8).unwrap();
+    q.put(b"a").unwrap();
+    let held = q.get_in_place().unwrap();
+    let t = Instant::now();
+    assert!(wait(&[&q], Some(Duration::from_millis(30))).is_empty());
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    assert_eq!(q.try_get().unwrap_err(), shmq::RecvError::Empty);
+    drop(held);
+    q.put(b"b").unwrap();
+    assert_eq!(wait(&[&q], Some(Duration::from_secs(20))), [0]);
+    assert_eq!(&*q.try_get().unwrap(), b"b");
+}
+
 /// This thread's CPU time (user + system).
 fn thread_cpu() -> Duration {
     // SAFETY: `getrusage` fills the zeroed struct it is given.

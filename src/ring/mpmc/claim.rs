@@ -60,7 +60,7 @@ impl Mpmc {
         let tail = || hint(&ctrl.tail).ok_or(SendError::Corrupt("tail hint out of range"));
         let mut t = tail()?;
         let mut walk = Walk::default();
-        for _ in 0..MAX_SPINS {
+        for _ in 0..self.spin_budget() {
             let idx = self.index(t).ok_or(SendError::Corrupt("tail index out of range"))?;
             let slot = self.mem.slot(idx);
             // ORDERING: Acquire, pairs with the Release store in `release` (SYNC POINT:
@@ -168,10 +168,11 @@ impl Mpmc {
     }
 
     /// Moves the read hint past the positions at it that are already read or retired, as
-    /// `claim_read_slow` does (one position at a time, or to the read frontier when the slot is
-    /// two laps or more ahead), at most `2 * capacity + 2` moves. An abandoned write frees its
-    /// slot while the hint may still stand before it, and the slot can then lap again; walking
-    /// the hint on at every abandon keeps it near the claims still in flight. `len` calls it too.
+    /// `claim_read_slow` steps, one position at a time and at most `2 * capacity + 2` of them. An
+    /// abandoned write frees its slot while the hint may still stand before it, and the slot can
+    /// then lap again; walking the hint on at every abandon keeps it near the claims still in
+    /// flight, so no reader finds it lagging by more than a lap and the abandons in flight. `len`
+    /// calls it too, for a hint a delayed claimer set back (less than a lap: see "Positions").
     pub(super) fn help_head_on(&self) {
         let ctrl = self.mem.ctrl();
         let Some(mut h) = hint(&ctrl.head) else { return };
@@ -187,11 +188,7 @@ impl Mpmc {
             if !(d > 0 || (d == 0 && state == READING)) {
                 return;
             }
-            let to = match self.head_jump(h, d) {
-                Ok(Some(to)) => to,
-                Ok(None) => self.next(h, idx),
-                Err(_) => return, // the next claim reports it
-            };
+            let to = self.next(h, idx);
             // ORDERING: Relaxed, as every move of the hint: it is only a hint.
             if ctrl.head.compare_exchange(h, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
                 return; // someone else moves it
@@ -201,9 +198,9 @@ impl Mpmc {
     }
 
     /// Moves the write hint past the positions at it that are already claimed, as
-    /// `claim_write_slow` does, at most `2 * capacity + 2` moves (from any hint, the first jump
-    /// lands within a lap of the slot's last claim): for `len`, after a delayed producer's store
-    /// set the hint back (see "Positions").
+    /// `claim_write_slow` does, at most `2 * capacity + 2` moves (a delayed producer's store sets
+    /// it back by less than a lap; a hint further behind lands within a lap of the front with its
+    /// first jump): for `len`, so that a quiet ring counts exactly.
     pub(super) fn help_tail_on(&self) {
         let ctrl = self.mem.ctrl();
         let Some(mut t) = hint(&ctrl.tail) else { return };
@@ -225,46 +222,6 @@ impl Mpmc {
             }
             t = to;
         }
-    }
-
-    /// Where a stale read hint at `h`, whose slot stands `d` positions ahead, may jump: `None`
-    /// (step by one) while `d` is under two laps, else the read frontier, if that is ahead of `h`.
-    fn head_jump(&self, h: u64, d: i64) -> Result<Option<u64>, RecvError> {
-        if (d as u64) < 2 * self.one_lap {
-            return Ok(None);
-        }
-        let to = self.read_frontier(h)?;
-        Ok((dist(to, h) > 0).then_some(to))
-    }
-
-    /// The first position, counted from `h`, that some slot has not yet had read: for each slot
-    /// the position its stamp is waiting for (the one after a read claim in flight, else the
-    /// stamp's own: not yet written, being written, waiting for a reader, or skipped and waiting to
-    /// be retired), and the earliest of those. Every position before it has been read or given
-    /// up in its slot, so the read hint may jump there. A slot a lap or more ahead of the hint
-    /// proves nothing about the others: an abandoned write frees its slot for the next lap while
-    /// messages before it may still wait; hence the scan of every stamp, one lap's worth of
-    /// loads, which a read claim makes only when the hint is two laps or more behind (a hint set
-    /// back by a delayed claimer; see "Positions"). Stamps are read once each; one naming another
-    /// slot's position or an unknown state is corruption.
-    fn read_frontier(&self, h: u64) -> Result<u64, RecvError> {
-        let mut best: Option<i64> = None;
-        for idx in 0..self.mem.capacity {
-            // ORDERING: Relaxed: the result only moves the hint; the claim that follows loads
-            // the stamp it claims again, with Acquire.
-            let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Relaxed));
-            if p & (self.one_lap - 1) != idx {
-                return Err(RecvError::Corrupt(FOREIGN_STAMP));
-            }
-            let waiting = match state {
-                READING => (p + self.one_lap) & POS_MASK,
-                EMPTY | WRITING | FULL | SKIPPED => p,
-                _ => return Err(RecvError::Corrupt("slot stamp has an unknown state")),
-            };
-            let d = dist(waiting, h);
-            best = Some(best.map_or(d, |b| b.min(d)));
-        }
-        Ok((h.wrapping_add(best.unwrap_or(0) as u64)) & POS_MASK)
     }
 
     /// Claims the oldest committed message for reading, tagged with `owner`.
@@ -322,7 +279,7 @@ impl Mpmc {
         let head = || hint(&ctrl.head).ok_or(RecvError::Corrupt("head hint out of range"));
         let mut h = head()?;
         let mut walk = Walk::default();
-        for _ in 0..MAX_SPINS {
+        for _ in 0..self.spin_budget() {
             let idx = self.index(h).ok_or(RecvError::Corrupt("head index out of range"))?;
             let slot = self.mem.slot(idx);
             // ORDERING: Acquire, pairs with the Release store in `commit`. SYNC POINT:
@@ -379,13 +336,14 @@ impl Mpmc {
                 let _ = ctrl.head.compare_exchange(h, self.next(h, idx), Ordering::Relaxed, Ordering::Relaxed);
                 h = head()?;
             } else if d > 0 || (d == 0 && state == READING) {
-                // Position h was read or retired already: the hint is stale. Help it on, by one
-                // position while the slot is less than two laps ahead, else to the read frontier
-                // (see `read_frontier` for why one slot's lap proves nothing about the others).
-                let to = match self.head_jump(h, d)? {
-                    Some(to) => to,
-                    None => self.next(h, idx),
-                };
+                // Position h was read or retired already: the hint is stale. Help it on by one
+                // position, never by laps: an abandoned write frees its slot for the next lap
+                // while the read hint may still stand before it, so a slot laps ahead of the hint
+                // does not prove the positions in between were read.
+                if d as u64 / self.one_lap > MAX_HEAD_LAG_LAPS {
+                    return Err(RecvError::Corrupt(HEAD_FAR_BEHIND));
+                }
+                let to = self.next(h, idx);
                 if !walk.advance(h, to) {
                     return Err(RecvError::Corrupt(RAN_AROUND));
                 }

@@ -6,19 +6,21 @@
 //! `{ 0, index }, { 1, index }, …` in turn. `tail` and `head` in the control block are *hints*:
 //! the next position to write and to read. A claimer moves the hint past the position it took
 //! with a plain store, if the hint still names that position (`pass`); anyone else who finds the
-//! position claimed may advance the hint with a CAS: by one position, past a whole lap the
-//! slot's stamp proves claimed (the tail, `catch_up`), or to the first position no slot has
-//! left unread (the head, `read_frontier`). Nobody trusts them further than that.
+//! position claimed may advance the hint with a CAS: by one position, or (the tail only) past a
+//! whole lap the slot's stamp proves claimed (see `catch_up`). Nobody trusts them further than
+//! that.
 //!
 //! The claimer's move is a store, not a CAS, because a locked read-modify-write on every put and
 //! every get was the largest single cost of a message (docs/EXPERIMENTS.md, "The claimer's hint
 //! move"). So a hint can move back: a claimer delayed between its load and its store writes a
-//! position others have already passed. Every position before any value a hint ever held was
-//! claimed (each stored value is the one after a claimed position, and each claim was made at the
-//! hint or past it), so a hint that moves back only costs work, never a message: the next claim
-//! finds the slot taken and helps the hint on, the tail by laps, the head by one scan of the
-//! stamps once it is two laps or more behind. `len` helps both hints on before it counts, so a
-//! quiet ring reports its exact length.
+//! position others have already passed. Two facts make that harmless. Every position before any
+//! value a hint ever held was claimed (each stored value is the one after a claimed position, and
+//! each claim was made at the hint or past it), so no message is skipped or read twice: the next
+//! claim finds the slot at the hint taken and helps the hint on. And the claimer still holds its
+//! slot while it stores (`WRITING` or `READING`), so nobody can claim that slot's next lap
+//! meanwhile: a hint moves back by less than one lap, and the walk back to the others is at most
+//! `capacity` steps (the claim loops' budget, [`Mpmc::spin_budget`], allows for it). `len` helps
+//! both hints on before it counts, so a quiet ring reports its exact length.
 //!
 //! # Stamps
 //! Each slot's 64-bit stamp is `{ state: 3, owner: 16, pos: 45 }` and is the only source of truth:
@@ -96,12 +98,15 @@ pub fn max_group_bytes(capacity: u64, slot_size: usize) -> usize {
     slot_size.saturating_mul(capacity.min(MAX_GROUP) as usize)
 }
 
-/// Tries of a claim loop before the ring is declared corrupt. Legitimate contention never comes
+/// Tries of a claim loop before the ring is declared corrupt, beyond the walk a hint set back by
+/// a delayed claimer may need (see [`Mpmc::spin_budget`]). Legitimate contention never comes
 /// near this; it only bounds the work a hostile peer can make us do. Fuzz builds (`cfg(fuzzing)`,
 /// set by cargo-fuzz), where a single thread runs the operations and every long walk is hostile,
 /// take a smaller bound so that an input that walks to it costs microseconds, not a large part
-/// of a second: the same paths, explored more often (docs/FUZZING.md).
-const MAX_SPINS: u32 = if cfg!(fuzzing) { 1 << 12 } else { 1 << 22 };
+/// of a second: the same paths, explored more often (docs/FUZZING.md). The crate's unit tests
+/// take the same small bound, so that a ring of a few thousand slots can show that a legitimate
+/// walk longer than it still ends.
+const MAX_SPINS: u32 = if cfg!(any(fuzzing, test)) { 1 << 12 } else { 1 << 22 };
 
 /// Every position a slot's stamp names is one of that slot's (`pos % one_lap == index`); any
 /// other was written by a hostile peer. Refused at once: stepping a hint past such a stamp one
@@ -112,6 +117,17 @@ const FOREIGN_STAMP: &str = "slot stamp names a position of another slot";
 /// around the whole position space and start again. Legitimately one claim helps a hint past at most the positions claimed meanwhile,
 /// nowhere near half the space; a walk that gets that far is reported as corruption.
 const RAN_AROUND: &str = "a hint ran around the position space";
+
+/// The most laps a slot can legitimately stand ahead of the head hint. The head lags a slot only
+/// while abandons that lapped it have not yet walked the hint on (each abandon walks it before
+/// returning), so the lag is bounded by the abandons in flight at once, one per thread: fewer
+/// than Linux's largest `pid_max` (2^22). (A claimer's late store sets the hint back by less than
+/// one lap: see "Positions".) A slot further ahead was written by a hostile peer and is refused
+/// at once rather than stepped past one position at a time.
+const MAX_HEAD_LAG_LAPS: u64 = 1 << 23;
+
+/// What a read claim reports for a slot more than [`MAX_HEAD_LAG_LAPS`] ahead of the head.
+const HEAD_FAR_BEHIND: &str = "a slot stands more laps ahead of the head than any peer can leave";
 
 /// How far one claim has moved a hint.
 #[derive(Default)]
@@ -198,6 +214,13 @@ impl Mpmc {
         self.mem.ctrl().head.store(0, Ordering::Relaxed);
     }
 
+    /// Tries of a single claim loop: [`MAX_SPINS`], plus the walk a hint set back by a delayed
+    /// claimer can need (less than one lap of steps; the tail may step a lap more after a jump).
+    #[inline]
+    fn spin_budget(&self) -> u64 {
+        MAX_SPINS as u64 + 2 * self.mem.capacity + 2
+    }
+
     /// The slot index of position `pos`, if it is one this ring has.
     #[inline]
     fn index(&self, pos: u64) -> Option<u64> {
@@ -236,9 +259,11 @@ impl Mpmc {
     }
 
     /// Whether a receive could find something now: anything at the head but a slot not yet
-    /// published for the head's position (`EMPTY(h)`, `WRITING(h)`). A stale or hostile head is
-    /// "something": the receive that follows helps the hint on or reports it. Read from the stamp,
-    /// not from the hints, so a hostile hint cannot make a waiter spin.
+    /// published for the head's position (`EMPTY(h)`, `WRITING(h)`) or still holding an earlier
+    /// lap (a message of that lap still being read, so `h` is not even written): the cases where
+    /// the receive answers `Empty`. A stale or hostile head is "something": the receive that
+    /// follows helps the hint on or reports it. Read from the stamp, not from the hints, so a
+    /// hostile hint cannot make a waiter spin.
     pub fn maybe_ready(&self) -> bool {
         let h = self.mem.ctrl().head.load(Ordering::Relaxed);
         let idx = h & (self.one_lap - 1);
@@ -248,7 +273,8 @@ impl Mpmc {
         // ORDERING: Acquire, pairs with the Release store in `commit` (SYNC POINT:
         // slot-published), as the receive's own load does.
         let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
-        !(p == h && (state == EMPTY || state == WRITING))
+        let d = dist(p, h);
+        !(d < 0 && p & (self.one_lap - 1) == idx || d == 0 && (state == EMPTY || state == WRITING))
     }
 
     /// Messages in the ring, from the hints: approximate under concurrency, always in
@@ -456,59 +482,95 @@ mod tests {
         assert_eq!(get(&m), Ok(9));
     }
 
-    /// A slot stamped far more laps ahead of the head than any legitimate lag (here by stamps a
-    /// peer wrote; a delayed claimer's store can set the hint back as far) is caught up with in
-    /// one scan of the stamps, not stepped past one position at a time until `MAX_SPINS`.
+    /// A slot stamped far more laps ahead of the head than abandons in flight could leave is
+    /// refused at once, not stepped past one position at a time until `MAX_SPINS`.
     #[test]
-    fn a_head_far_behind_every_slot_catches_up_in_one_scan() {
+    fn a_slot_impossibly_far_ahead_of_the_head_is_refused_at_once() {
         let (_h, m) = ring(4);
         for idx in 0..4u64 {
             m.mem.slot(idx).stamp.store(stamp(EMPTY, 0, (1 << 40) + idx), Ordering::Relaxed);
         }
-        assert_eq!(get(&m), Err(RecvError::Empty));
-        assert_eq!(m.mem.ctrl().head.load(Ordering::Relaxed), 1 << 40);
-        m.mem.ctrl().tail.store(1 << 40, Ordering::Relaxed);
-        put(&m, 3).unwrap();
-        assert_eq!(get(&m), Ok(3));
+        assert_eq!(get(&m), Err(RecvError::Corrupt(HEAD_FAR_BEHIND)));
     }
 
-    /// A claimer delayed between its load of a hint and its store writes a position others have
-    /// long passed. Set back by far more positions than `MAX_SPINS`, the hints still lead every
-    /// claim to the right slot at once, no message is lost or read twice, and `len` counts what
-    /// is there.
+    /// A producer delayed between its claim's load of the tail and its store writes a position
+    /// the others have passed, by up to a lap less one: on a ring larger than the claim loop's
+    /// own budget (`MAX_SPINS`, small in unit tests), the next put still walks back to the free
+    /// slots, `len` counts exactly, and nothing is lost.
     #[test]
-    fn hints_set_back_by_a_delayed_claimer_lose_nothing() {
-        for cap in [1u64, 3, 4, 5] {
+    fn a_tail_set_back_by_almost_a_lap_still_finds_the_free_slots() {
+        let cap = 2 * MAX_SPINS as u64;
+        let (_h, m) = ring(cap);
+        let late = m.try_claim_write(7, true).unwrap(); // position 0, its hint store delayed
+        let n = cap - 2;
+        for i in 1..=n {
+            put(&m, i).unwrap();
+        }
+        m.mem.ctrl().tail.store(1, Ordering::Relaxed); // the late store
+        put(&m, 99).unwrap();
+        assert_eq!(put(&m, 100), Err(SendError::Full));
+        m.mem.ctrl().tail.store(1, Ordering::Relaxed);
+        assert_eq!(m.len(), cap as usize);
+        m.commit(late, 8);
+        assert_eq!(get(&m), Ok(0), "the delayed producer's message comes first");
+        for i in 1..=n {
+            assert_eq!(get(&m), Ok(i));
+        }
+        assert_eq!(get(&m), Ok(99));
+        assert_eq!(get(&m), Err(RecvError::Empty));
+    }
+
+    /// The same for a consumer: the head set back by almost a lap on a ring larger than the
+    /// claim loop's budget; the next get finds the ring empty (not corrupt), `len` says 0, and
+    /// the next message is read.
+    #[test]
+    fn a_head_set_back_by_almost_a_lap_still_finds_the_next_message() {
+        let cap = 2 * MAX_SPINS as u64;
+        let (_h, m) = ring(cap);
+        let n = cap - 2;
+        for i in 0..=n {
+            put(&m, i).unwrap();
+        }
+        let late = m.try_claim_read(7).unwrap(); // position 0, its hint store delayed
+        for i in 1..=n {
+            assert_eq!(get(&m), Ok(i));
+        }
+        m.mem.ctrl().head.store(1, Ordering::Relaxed); // the late store
+        assert_eq!(get(&m), Err(RecvError::Empty));
+        m.mem.ctrl().head.store(1, Ordering::Relaxed);
+        assert_eq!(m.len(), 0);
+        m.release(late);
+        put(&m, 5).unwrap();
+        m.mem.ctrl().head.store(1, Ordering::Relaxed);
+        assert_eq!(m.len(), 1);
+        assert_eq!(get(&m), Ok(5));
+    }
+
+    /// Small rings, both hints set back to where delayed claimers of the first positions would
+    /// leave them: every message is read once, in order, and `len` counts what is there.
+    #[test]
+    fn hints_set_back_on_small_rings_lose_nothing() {
+        for cap in [1u64, 2, 3, 4, 5] {
             let (_h, m) = ring(cap);
-            // Run the ring far on: set the hints and stamps to where 2^30 messages would leave
-            // them, as a long stream does.
-            let start = (1u64 << 30) * m.one_lap;
-            for idx in 0..cap {
-                m.mem.slot(idx).stamp.store(stamp(EMPTY, 0, start + idx), Ordering::Relaxed);
+            for round in 0..3u64 {
+                let base = round * 100;
+                for i in 0..cap {
+                    put(&m, base + i).unwrap();
+                }
+                let (t, h) = (m.mem.ctrl().tail.load(Ordering::Relaxed), m.mem.ctrl().head.load(Ordering::Relaxed));
+                assert_eq!(get(&m), Ok(base));
+                // A late store of the position after the head's first claim, and of the tail's.
+                m.mem.ctrl().head.store(m.next(h, h & (m.one_lap - 1)), Ordering::Relaxed);
+                let t_back = if cap > 1 { m.next(h, h & (m.one_lap - 1)) } else { t };
+                m.mem.ctrl().tail.store(t_back, Ordering::Relaxed);
+                assert_eq!(m.len(), cap as usize - 1, "capacity {cap}");
+                put(&m, base + cap).unwrap();
+                for i in 1..=cap {
+                    assert_eq!(get(&m), Ok(base + i), "capacity {cap}");
+                }
+                assert_eq!(get(&m), Err(RecvError::Empty));
+                assert_eq!(m.len(), 0);
             }
-            m.mem.ctrl().tail.store(start, Ordering::Relaxed);
-            m.mem.ctrl().head.store(start, Ordering::Relaxed);
-            let n = cap.min(3);
-            for i in 0..n {
-                put(&m, i).unwrap();
-            }
-            assert_eq!(get(&m), Ok(0));
-            // Delayed claimers store positions from the ring's beginning.
-            m.mem.ctrl().tail.store(1, Ordering::Relaxed);
-            m.mem.ctrl().head.store(1, Ordering::Relaxed);
-            assert_eq!(m.len(), n as usize - 1, "capacity {cap}");
-            if n < cap {
-                put(&m, n).unwrap();
-            }
-            m.mem.ctrl().tail.store(0, Ordering::Relaxed);
-            m.mem.ctrl().head.store(0, Ordering::Relaxed);
-            for i in 1..n.max(cap.min(n + 1)) {
-                assert_eq!(get(&m), Ok(i), "capacity {cap}");
-            }
-            assert_eq!(get(&m), Err(RecvError::Empty));
-            assert_eq!(m.len(), 0);
-            put(&m, 9).unwrap();
-            assert_eq!(get(&m), Ok(9));
         }
     }
 
