@@ -42,9 +42,10 @@ use crate::sys::{clock, futex, membarrier};
 /// spinner waits for (a consumer to free a slot, a producer to fill one, a collector to drain a
 /// second queue) may be waiting for this very core; spinning through the rest of the time slice
 /// would only delay it. A yield lets it run, and returns at once when nothing else is runnable
-/// here, so on dedicated cores it costs one system call per this many polls of an idle wait
-/// (docs/EXPERIMENTS.md, "Spinning waiters that yield").
-pub const YIELD_EVERY: u32 = 32;
+/// here, so on dedicated cores it costs one system call per this many polls of an idle wait.
+/// Yielding much more often breaks up pairs that stream across cores while their partners on the
+/// same cores wait (docs/EXPERIMENTS.md, "Spinning waiters that yield").
+pub const YIELD_EVERY: u32 = 128;
 
 /// A spinner with a deadline nearer than this does not yield: the process it would let run may
 /// keep the core for a whole time slice (a few milliseconds), which would overrun a short
