@@ -274,7 +274,8 @@ impl Mpmc {
         // slot-published), as the receive's own load does.
         let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
         let d = dist(p, h);
-        !(d < 0 && p & (self.one_lap - 1) == idx || d == 0 && (state == EMPTY || state == WRITING))
+        let older_lap = d < 0 && p & (self.one_lap - 1) == idx;
+        !(older_lap || (d == 0 && (state == EMPTY || state == WRITING)))
     }
 
     /// Messages in the ring, from the hints: approximate under concurrency, always in
