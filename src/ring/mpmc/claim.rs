@@ -174,27 +174,9 @@ impl Mpmc {
     /// flight, so no reader finds it lagging by more than a lap and the abandons in flight. `len`
     /// calls it too, for a hint a delayed claimer set back (less than a lap: see "Positions").
     pub(super) fn help_head_on(&self) {
-        let ctrl = self.mem.ctrl();
-        let Some(mut h) = hint(&ctrl.head) else { return };
-        for _ in 0..2 * self.mem.capacity + 2 {
-            let Some(idx) = self.index(h) else { return };
-            // ORDERING: Acquire, as the load in `claim_read_slow`; pairs with the Release stores
-            // of stamps (`commit`, `release`, `retire`, `abandon`).
-            let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
-            if p & (self.one_lap - 1) != idx {
-                return; // a foreign stamp: the next claim reports it
-            }
-            let d = dist(p, h);
-            if !(d > 0 || (d == 0 && state == READING)) {
-                return;
-            }
-            let to = self.next(h, idx);
-            // ORDERING: Relaxed, as every move of the hint: it is only a hint.
-            if ctrl.head.compare_exchange(h, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-                return; // someone else moves it
-            }
-            h = to;
-        }
+        self.help_on(&self.mem.ctrl().head, |h, idx, state, _, d| {
+            (d > 0 || (d == 0 && state == READING)).then(|| self.next(h, idx))
+        });
     }
 
     /// Moves the write hint past the positions at it that are already claimed, as
@@ -202,25 +184,32 @@ impl Mpmc {
     /// it back by less than a lap; a hint further behind lands within a lap of the front with its
     /// first jump): for `len`, so that a quiet ring counts exactly.
     pub(super) fn help_tail_on(&self) {
-        let ctrl = self.mem.ctrl();
-        let Some(mut t) = hint(&ctrl.tail) else { return };
+        self.help_on(&self.mem.ctrl().tail, |t, idx, state, p, d| {
+            (d > 0 || (d == 0 && state != EMPTY)).then(|| self.catch_up(t, idx, p, d))
+        });
+    }
+
+    /// The walk of [`Self::help_head_on`] and [`Self::help_tail_on`]: from the hint in `word`, at
+    /// most `2 * capacity + 2` moves, each to where `step(pos, idx, state, p, d)` says the slot
+    /// at `pos` (its stamp's state and position `p`, `d = p - pos`) lets the hint go; `None`
+    /// ends the walk. It also ends at a hint or stamp out of range (the next claim reports it)
+    /// and when someone else moves the hint.
+    fn help_on(&self, word: &AtomicU64, step: impl Fn(u64, u64, u64, u64, i64) -> Option<u64>) {
+        let Some(mut pos) = hint(word) else { return };
         for _ in 0..2 * self.mem.capacity + 2 {
-            let Some(idx) = self.index(t) else { return };
-            // ORDERING: Acquire, as the load in `claim_write_slow`.
+            let Some(idx) = self.index(pos) else { return };
+            // ORDERING: Acquire, as the loads in the claim loops; pairs with the Release stores
+            // of stamps (`commit`, `release`, `retire`, `abandon`).
             let (state, _, p) = unpack(self.mem.slot(idx).stamp.load(Ordering::Acquire));
             if p & (self.one_lap - 1) != idx {
-                return; // a foreign stamp: the next claim reports it
-            }
-            let d = dist(p, t);
-            if !(d > 0 || (d == 0 && state != EMPTY)) {
                 return;
             }
-            let to = self.catch_up(t, idx, p, d);
-            // ORDERING: Relaxed, as every move of the hint: it is only a hint.
-            if ctrl.tail.compare_exchange(t, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-                return; // someone else moves it
+            let Some(to) = step(pos, idx, state, p, dist(p, pos)) else { return };
+            // ORDERING: Relaxed, as every move of a hint: it is only a hint.
+            if word.compare_exchange(pos, to, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                return;
             }
-            t = to;
+            pos = to;
         }
     }
 
